@@ -1,0 +1,264 @@
+"""The ``otel-costattr`` command line.
+
+Exit codes: 0 success (``price``: priced), 1 a checked input failed validation, 2 bad arguments or bad
+configuration, 3 ``price``: the model is unpriced (the JSON is still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._errors import OtelCostattrError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNPRICED = 0, 1, 2, 3
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of tokens") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; token counts are >= 0")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otel-costattr",
+        description="Price LLM calls exactly and attribute the spend to customers, tasks, agents and skills.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("price", help="price one call from token counts",
+                       description="Price one call. Counts follow the OpenTelemetry GenAI convention: --input "
+                       "includes cache reads and both kinds of cache writes; --output includes reasoning.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--provider", metavar="NAME", help="provider id or gen_ai.provider.name (e.g. openai, "
+                   "aws.bedrock); default: inferred from the model name")
+    p.add_argument("--input", type=_non_negative_int, default=0, metavar="N",
+                   help="input tokens, including cache reads and writes")
+    p.add_argument("--output", type=_non_negative_int, default=0, metavar="N", help="output tokens, incl. reasoning")
+    p.add_argument("--cache-read", type=_non_negative_int, default=0, metavar="N")
+    p.add_argument("--cache-write", type=_non_negative_int, default=0, metavar="N",
+                   help="short-TTL cache writes (Anthropic 5 minutes; the vendor default elsewhere)")
+    p.add_argument("--cache-write-1h", type=_non_negative_int, default=0, metavar="N", help="long-TTL cache writes")
+    p.add_argument("--reasoning", type=_non_negative_int, default=0, metavar="N")
+    p.add_argument("--input-audio", type=_non_negative_int, default=0, metavar="N")
+    p.add_argument("--output-audio", type=_non_negative_int, default=0, metavar="N")
+    p.add_argument("--input-image", type=_non_negative_int, default=0, metavar="N")
+    p.add_argument("--output-image", type=_non_negative_int, default=0, metavar="N")
+    p.add_argument("--web-search", type=_non_negative_int, default=0, metavar="N", help="web-search calls")
+    p.add_argument("--service-tier", choices=("standard", "batch", "flex", "priority"), default="standard")
+    p.add_argument("--region", metavar="NAME", help="data-residency region or deployment zone (e.g. eu, us)")
+    p.add_argument("--at", metavar="ISO-8601", help="the call's start time (default: now)")
+    p.add_argument("--pricing", nargs="+", action="extend", default=[], metavar="FILE",
+                   help="overlay pricing file(s); they win over the shipped tables")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    pr = sub.add_parser("pricing", help="validate, list and import pricing tables")
+    psub = pr.add_subparsers(dest="pricing_command", metavar="ACTION")
+    v = psub.add_parser("validate", help="validate pricing files (exit 1 if any is invalid)")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    ls = psub.add_parser("list", help="list providers with coverage counts")
+    ls.add_argument("--provider", metavar="P")
+    ls.add_argument("--models", action="store_true", help="list every model of the selected providers")
+    ls.add_argument("--pricing", nargs="+", action="extend", default=[], metavar="FILE")
+    ls.add_argument("--json", action="store_true")
+    imp = psub.add_parser("import-litellm", help="convert LiteLLM's model_prices_and_context_window.json")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--out", metavar="PATH", default="litellm-imported.json",
+                     help="where to write the converted layer (default: %(default)s); use it with --pricing, "
+                     "curated entries still win")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- price
+
+
+def _cmd_price(args: argparse.Namespace) -> int:
+    from ._pricing import PriceBook, format_money
+
+    book = PriceBook.load(args.pricing)
+    usage = dict(input_tokens=args.input, output_tokens=args.output, cache_read_tokens=args.cache_read,
+                 cache_write_tokens=args.cache_write, cache_write_1h_tokens=args.cache_write_1h,
+                 reasoning_tokens=args.reasoning, input_audio_tokens=args.input_audio,
+                 output_audio_tokens=args.output_audio, input_image_tokens=args.input_image,
+                 output_image_tokens=args.output_image, web_search_calls=args.web_search)
+    cost = book.price(args.model, provider=args.provider, service_tier=args.service_tier, region=args.region,
+                      at=args.at, **usage)
+    if args.json:
+        print(json.dumps(cost.to_dict(), indent=2))
+    else:
+        _print_cost_table(cost, usage, format_money)
+    if not cost.priced:
+        print(f"otel-costattr: unpriced: {cost.reason}", file=sys.stderr)
+        return EXIT_UNPRICED
+    return EXIT_OK
+
+
+def _print_cost_table(cost: Any, usage: dict[str, int], fmt: Any) -> None:
+    tokens = {
+        "input": max(usage["input_tokens"] - usage["cache_read_tokens"] - usage["cache_write_tokens"]
+                     - usage["cache_write_1h_tokens"] - usage["input_audio_tokens"] - usage["input_image_tokens"], 0),
+        "cache_read": usage["cache_read_tokens"], "cache_write": usage["cache_write_tokens"],
+        "cache_write_1h": usage["cache_write_1h_tokens"],
+        "output": max(usage["output_tokens"] - usage["reasoning_tokens"] - usage["output_audio_tokens"]
+                      - usage["output_image_tokens"], 0),
+        "reasoning": usage["reasoning_tokens"], "input_audio": usage["input_audio_tokens"],
+        "output_audio": usage["output_audio_tokens"], "input_image": usage["input_image_tokens"],
+        "output_image": usage["output_image_tokens"], "web_search": usage["web_search_calls"],
+    }
+    print(f"model      {cost.requested_model}" + (f"  ->  {cost.provider}/{cost.model}" if cost.model else ""))
+    print(f"status     {cost.status}")
+    if cost.effective_from:
+        print(f"prices     in force from {cost.effective_from.date()}  (table {cost.provider}@{cost.pricing_version}, "
+              f"{cost.origin})")
+        print(f"source     {cost.source}")
+    if cost.priced:
+        print()
+        print(f"{'component':<16}{'tokens':>12}{'USD':>18}")
+        for name, value in cost.components.items():
+            unit = "calls" if name == "web_search" else ""
+            print(f"{name:<16}{tokens.get(name, ''):>12}{fmt(value):>18} {unit}".rstrip())
+        print(f"{'total':<16}{'':>12}{fmt(cost.total):>18}")
+        if cost.list_total is not None:
+            print(f"{'list price':<16}{'':>12}{fmt(cost.list_total):>18}  (discount {fmt(cost.discount_percent)}%)")
+    if cost.flags:
+        print(f"\nflags      {', '.join(cost.flags)}")
+    if cost.reason:
+        print(f"\n{cost.reason}")
+
+
+# --------------------------------------------------------------------------------------------- pricing
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from ._errors import PricingError
+    from ._pricebook import validate_file
+
+    failed = 0
+    for f in args.files:
+        try:
+            doc = validate_file(f)
+        except PricingError as exc:
+            failed += 1
+            print(f"invalid  {exc}", file=sys.stderr)
+            continue
+        models = sum(len(t.models) + len(t.pending) for t in doc.tables)
+        provs = ", ".join(t.provider for t in doc.tables) or "-"
+        extra = []
+        if doc.discounts:
+            extra.append(f"{len(doc.discounts)} discount(s)")
+        if doc.deployments:
+            extra.append(f"{len(doc.deployments)} deployment(s)")
+        print(f"ok       {f}: {models} model(s) [{provs}]" + (f", {', '.join(extra)}" if extra else ""))
+    return EXIT_INVALID if failed else EXIT_OK
+
+
+def _coverage(table: Any) -> dict[str, Any]:
+    counts = {"models": 0, "cache_read": 0, "cache_write": 0, "cache_write_1h": 0, "reasoning": 0,
+              "long_context": 0, "batch": 0, "flex": 0, "priority": 0, "time_windows": 0, "history": 0,
+              "web_search": 0}
+    for mid in sorted(set(table.index.values())):
+        entry = table.entry(mid)
+        if entry is None:
+            continue
+        p = entry.periods[-1]
+        counts["models"] += 1
+        for cls in ("cache_read", "cache_write", "cache_write_1h", "reasoning"):
+            counts[cls] += cls in p.rates
+        counts["long_context"] += bool(p.long_context)
+        for t in ("batch", "flex", "priority"):
+            counts[t] += t in p.service_tiers
+        counts["time_windows"] += bool(p.time_windows)
+        counts["history"] += len(entry.periods) > 1
+        counts["web_search"] += "web_search" in p.per_call
+    return counts
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ._pricing import PriceBook
+
+    book = PriceBook.load(args.pricing)
+    want = book.canonical_provider(args.provider) if args.provider else None
+    if args.provider and want is None:
+        print(f"otel-costattr: unknown provider {args.provider!r}; run `otel-costattr pricing list` to see them",
+              file=sys.stderr)
+        return EXIT_USAGE
+    rows = []
+    for t in book.tables():
+        if want and t.provider != want:
+            continue
+        row = {"provider": t.provider, "origin": t.origin, "version": t.version, **_coverage(t)}
+        if args.models:
+            row["model_ids"] = sorted(set(t.index.values()))
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    cols = ["models", "cache_read", "cache_write", "cache_write_1h", "reasoning", "long_context", "batch", "flex",
+            "priority", "time_windows", "web_search", "history"]
+    short = ["models", "c.read", "c.write", "c.w.1h", "reason", "long", "batch", "flex", "prio", "windows",
+             "search", "hist"]
+    print(f"{'provider':<22}{'origin':<10}" + "".join(f"{h:>8}" for h in short))
+    for r in rows:
+        origin = r["origin"] if not r["origin"].startswith("user:") else "user"
+        print(f"{r['provider']:<22}{origin:<10}" + "".join(f"{r[c]:>8}" for c in cols))
+        for mid in r.get("model_ids", []):
+            print(f"    {mid}")
+    total = sum(r["models"] for r in rows)
+    print(f"\n{total} models in {len(rows)} table(s). Curated tables win over imported ones; user overlays win "
+          "over both.")
+    return EXIT_OK
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from ._litellm_import import import_litellm_file
+
+    report = import_litellm_file(args.file, args.out)
+    print(report)
+    print(f"\nwrote {args.out}. Use it with --pricing {args.out} or OTEL_COSTATTR_PRICING; curated entries still "
+          "win over imported ones.")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see the module docstring)."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from ._version import __version__
+        print(__version__)
+        return EXIT_OK
+    handlers = {"price": _cmd_price}
+    try:
+        if args.command == "pricing":
+            sub = {"validate": _cmd_validate, "list": _cmd_list, "import-litellm": _cmd_import}
+            if args.pricing_command not in sub:
+                parser.parse_args(["pricing", "--help"])
+                return EXIT_USAGE
+            return sub[args.pricing_command](args)
+        if args.command in handlers:
+            return handlers[args.command](args)
+        parser.print_help()
+        return EXIT_USAGE
+    except OtelCostattrError as exc:
+        print(f"otel-costattr: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # e.g. the importer's malformed-input errors
+        print(f"otel-costattr: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Deterministic model-name resolution (DESIGN D8).
+
+A name reported by an instrumentation (``gen_ai.response.model`` or ``gen_ai.request.model``) is turned into
+an ordered list of candidate names. The first candidate found in a price table wins. There is no fuzzy or
+prefix matching: a new sibling model (``gpt-5.7`` next to ``gpt-5``) stays unpriced until the table knows it,
+rather than silently borrowing a neighbour's price.
+
+Order of candidates:
+
+1. the name as given (lower-cased, trimmed), which also matches aliases;
+2. a routing prefix removed (``openai/``, ``azure/``, ``bedrock/``, ``vertex_ai/`` ...);
+3. date or version suffixes removed one at a time (``-2024-08-06``, ``-20250929``, ``@20250929``, ``-v1:0``);
+4. a Bedrock geo prefix removed (``us.``, ``eu.``, ``apac.``, ``global.`` ...), then 3 again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Candidate", "GEO_PREFIXES", "ROUTING_PREFIXES", "candidates"]
+
+#: Routing prefixes and the provider they imply (``None``: strip but imply nothing).
+ROUTING_PREFIXES: dict[str, str | None] = {
+    "openai": "openai", "azure": "azure", "azure_ai": None, "bedrock": "bedrock", "bedrock_converse": "bedrock",
+    "vertex_ai": "vertex_ai", "vertex": "vertex_ai", "anthropic": "anthropic", "gemini": "gemini",
+    "google": "gemini", "xai": "xai", "x_ai": "xai", "deepseek": "deepseek", "mistral": "mistral",
+    "mistralai": "mistral", "mistral_ai": "mistral",
+}
+#: Bedrock cross-region inference profile prefixes. Longest first so that ``us-gov.`` beats ``us.``.
+GEO_PREFIXES: tuple[str, ...] = ("us-gov", "global", "apac", "us", "eu", "jp", "au", "ca")
+
+_SUFFIXES = (
+    # Bedrock -v1:0 only: a bare "-v2" is part of real model names (claude-v2, titan-embed-text-v2), and
+    # stripping it would price one model as another.
+    re.compile(r"-v\d+:\d+$"),
+    re.compile(r"@\d{8}$"),                  # Vertex @20250929
+    re.compile(r"@latest$"),
+    re.compile(r"-\d{4}-\d{2}-\d{2}$"),      # OpenAI -2024-08-06
+    re.compile(r"-\d{8}$"),                  # Anthropic -20250929
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One name to look up, with what was removed to get it."""
+
+    name: str
+    step: str  # "exact", "prefix", "suffix", "geo"
+    geo: str | None = None
+    provider_hint: str | None = None
+
+
+def _suffix_chain(name: str) -> list[str]:
+    out = []
+    current = name
+    changed = True
+    while changed:
+        changed = False
+        for rx in _SUFFIXES:
+            stripped = rx.sub("", current)
+            if stripped != current and stripped:
+                out.append(stripped)
+                current = stripped
+                changed = True
+                break
+    return out
+
+
+def candidates(model: str) -> list[Candidate]:
+    """Candidate names for ``model``, most specific first. Pure and deterministic."""
+    name = model.strip().lower()
+    out = [Candidate(name, "exact")]
+    hint = None
+    if "/" in name:
+        head, _, rest = name.partition("/")
+        if head in ROUTING_PREFIXES and rest:
+            hint = ROUTING_PREFIXES[head]
+            name = rest
+            out.append(Candidate(name, "prefix", provider_hint=hint))
+    out.extend(Candidate(n, "suffix", provider_hint=hint) for n in _suffix_chain(name))
+    head, dot, rest = name.partition(".")
+    if dot and head in GEO_PREFIXES and rest:
+        out.append(Candidate(rest, "geo", geo=head, provider_hint=hint))
+        out.extend(Candidate(n, "geo", geo=head, provider_hint=hint) for n in _suffix_chain(rest))
+    return out
