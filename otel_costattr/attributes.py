@@ -1,0 +1,94 @@
+"""Every span attribute otel-costattr reads or writes, in one place (DESIGN D3, D4).
+
+Reading: usage comes under several names depending on the emitter (OpenTelemetry GenAI semconv, Traceloop /
+OpenLLMetry, the Anthropic SDK's own tracing, OpenInference, deprecated spellings). Each tuple below lists the
+names of one quantity, preferred first; the first one present on a span wins.
+
+Writing: cost goes under ``gen_ai.cost.*`` (LiteLLM's names where it has one, so existing dashboards keep
+working), and ``langfuse.observation.cost_details`` on priced leaf LLM spans, because Langfuse ignores
+``gen_ai.cost.*``. Money is never written under ``gen_ai.usage.*``: Langfuse reads every numeric key there
+as a token count.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "COST_CACHE_READ", "COST_CACHE_WRITE", "COST_CACHE_WRITE_1H", "COST_CURRENCY", "COST_DUPLICATE_OF",
+    "COST_EFFECTIVE_FROM", "COST_FLAGS", "COST_INPUT", "COST_MODEL", "COST_OUTPUT", "COST_PRICING_VERSION",
+    "COST_PROVIDER", "COST_REASON", "COST_REASONING", "COST_STATUS", "COST_TOOL_USAGE", "COST_TOTAL",
+    "COST_UNCACHED_INPUT", "COST_TEXT_OUTPUT", "DEFAULT_ATTRIBUTION_KEYS", "LANGFUSE_COST_DETAILS",
+    "LLM_OPERATIONS", "NON_LLM_OPERATIONS", "PROVIDED_COST", "READ", "STATUSES",
+]
+
+# ----------------------------------------------------------------------------------------------- read
+
+READ: dict[str, tuple[str, ...]] = {
+    "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt",
+                     "llm.usage.prompt_tokens"),
+    "output_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+                      "llm.token_count.completion", "llm.usage.completion_tokens"),
+    "cache_read_tokens": ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
+                          "llm.token_count.prompt_details.cache_read"),
+    "cache_write_tokens": ("gen_ai.usage.cache_write.input_tokens", "gen_ai.usage.cache_creation.input_tokens",
+                           "gen_ai.usage.cache_creation_input_tokens",
+                           "llm.token_count.prompt_details.cache_write"),
+    "cache_write_5m_tokens": ("anthropic.usage.cache_creation.ephemeral_5m_input_tokens",),
+    "cache_write_1h_tokens": ("anthropic.usage.cache_creation.ephemeral_1h_input_tokens",),
+    "reasoning_tokens": ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
+                         "llm.token_count.completion_details.reasoning"),
+    "input_audio_tokens": ("gen_ai.usage.input_audio_tokens", "llm.token_count.prompt_details.audio"),
+    "output_audio_tokens": ("gen_ai.usage.output_audio_tokens", "llm.token_count.completion_details.audio"),
+    "web_search_calls": ("gen_ai.usage.web_search_requests", "anthropic.usage.server_tool_use.web_search_requests"),
+    "provider": ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
+    "response_model": ("gen_ai.response.model", "llm.response.model"),
+    "request_model": ("gen_ai.request.model", "llm.model_name", "llm.request.model"),
+    "response_id": ("gen_ai.response.id",),
+    "operation": ("gen_ai.operation.name",),
+    "service_tier": ("openai.response.service_tier", "anthropic.response.service_tier",
+                     "gen_ai.openai.response.service_tier", "gen_ai.response.service_tier",
+                     "openai.request.service_tier", "gen_ai.openai.request.service_tier"),
+    "region": ("gen_ai.cost.region", "anthropic.usage.inference_geo"),
+    "streaming": ("gen_ai.request.stream", "gen_ai.is_streaming"),
+}
+
+#: Cost already computed upstream (LiteLLM, OpenInference, OpenLIT/Langfuse): carried through, status "provided".
+PROVIDED_COST: tuple[str, ...] = ("gen_ai.cost.total_cost", "llm.cost.total", "gen_ai.usage.cost")
+
+#: ``gen_ai.operation.name`` values that are one billed model call.
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "completion", "generate_content", "generate",
+                            "embeddings", "embedding", "responses", "response"})
+#: Operations that are never themselves a billed call (agents, tools, and fetching a finished response).
+NON_LLM_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool", "invoke_workflow", "plan",
+                                "retrieval", "fetch_response"})
+
+# ---------------------------------------------------------------------------------------------- write
+
+COST_TOTAL = "gen_ai.cost.total_cost"
+COST_INPUT = "gen_ai.cost.input_cost"              # every input-side component (uncached + cache + audio)
+COST_OUTPUT = "gen_ai.cost.output_cost"            # every output-side component (text + reasoning + audio)
+COST_TOOL_USAGE = "gen_ai.cost.tool_usage_cost"    # per-call fees (web search)
+COST_UNCACHED_INPUT = "gen_ai.cost.uncached_input_cost"
+COST_CACHE_READ = "gen_ai.cost.cache_read_cost"
+COST_CACHE_WRITE = "gen_ai.cost.cache_write_cost"  # short-TTL writes
+COST_CACHE_WRITE_1H = "gen_ai.cost.cache_write_1h_cost"
+COST_TEXT_OUTPUT = "gen_ai.cost.text_output_cost"
+COST_REASONING = "gen_ai.cost.reasoning_cost"
+COST_CURRENCY = "gen_ai.cost.currency"
+COST_STATUS = "gen_ai.cost.status"
+COST_PROVIDER = "gen_ai.cost.provider"
+COST_MODEL = "gen_ai.cost.model"                   # the pricing entry that was used
+COST_PRICING_VERSION = "gen_ai.cost.pricing_version"
+COST_EFFECTIVE_FROM = "gen_ai.cost.effective_from"
+COST_FLAGS = "gen_ai.cost.flags"
+COST_REASON = "gen_ai.cost.reason"
+COST_DUPLICATE_OF = "gen_ai.cost.duplicate_of"     # span id (hex) of the span that carries this call's cost
+LANGFUSE_COST_DETAILS = "langfuse.observation.cost_details"
+
+#: Every value of ``gen_ai.cost.status`` (DESIGN D6).
+STATUSES = ("priced", "unpriced", "no_usage", "partial", "duplicate", "provided")
+
+#: The attribution schema (DESIGN D9): account -> process -> run -> task -> agent action -> call.
+DEFAULT_ATTRIBUTION_KEYS: tuple[str, ...] = (
+    "customer_id", "process_id", "process_run_id", "agent_run_id", "task_id", "agent_id", "skill_id",
+    "user_id", "feature", "workload_type",
+)
