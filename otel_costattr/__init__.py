@@ -3,32 +3,62 @@
 Tag every LLM call when it happens, price it exactly from a maintained, versioned table, and roll the
 spend up per customer, process, run, task, agent, skill, user and feature.
 
-    >>> import otel_costattr
-    >>> cost = otel_costattr.price("gpt-4o-mini", input_tokens=1200, cache_read_tokens=1024, output_tokens=300)
-    >>> cost.status, cost.total  # doctest: +SKIP
-    ('priced', Decimal('0.0002448'))
+Three lines on an existing ``TracerProvider``::
+
+    provider.add_span_processor(otel_costattr.baggage_processor())
+    provider.add_span_processor(otel_costattr.CostSpanProcessor(BatchSpanProcessor(exporter)))
+    with otel_costattr.attribution(customer_id="acme", task_id="triage"): ...
+
+or everything at once with :func:`configure`.
 """
 
+from . import attributes
+from ._attribution import (
+    AttributionBaggageProcessor,
+    attribution,
+    attribution_keys,
+    baggage_processor,
+    propagator,
+    set_attribution_keys,
+    strip_attribution,
+)
+from ._configure import Pipeline, configure
 from ._errors import ConfigurationError, OtelCostattrError, PricingError
+from ._exporter import CostSpanExporter
 from ._pricing import Cost, PriceBook, default_book, format_money, price
+from ._processor import CostSpanProcessor
+from ._sampling import CostAwareSampler
 from ._version import __version__
 
 __all__ = [
+    "AttributionBaggageProcessor",
     "ConfigurationError",
     "Cost",
+    "CostAwareSampler",
+    "CostSpanExporter",
+    "CostSpanProcessor",
     "OtelCostattrError",
+    "Pipeline",
     "PriceBook",
     "PricingError",
     "__version__",
+    "attribution",
+    "attribution_keys",
+    "attributes",
+    "baggage_processor",
+    "configure",
     "default_book",
     "format_money",
     "price",
+    "propagator",
+    "set_attribution_keys",
+    "strip_attribution",
 ]
 
-# Public objects report the facade as their home (``otel_costattr.Cost``), not the private module.
+# Public classes and functions report the facade as their home (``otel_costattr.Cost``).
 for _name in __all__:
     _obj = globals()[_name]
-    if hasattr(_obj, "__module__") and not _name.startswith("__"):
+    if callable(_obj) and not _name.startswith("__"):
         try:
             _obj.__module__ = "otel_costattr"
         except (AttributeError, TypeError):  # pragma: no cover

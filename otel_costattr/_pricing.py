@@ -177,6 +177,13 @@ class Cost:
         """``total`` as the nearest float (for span attributes and metrics), without building a Decimal."""
         return None if self._total is None else self._total / 10 ** self._scale
 
+    def sum_float(self, names: Any) -> float:
+        """The exact sum of the named components, as the nearest float (0.0 for absent ones)."""
+        if not self._units:
+            return 0.0
+        u = self._units
+        return sum(u.get(n, 0) for n in names) / 10 ** self._scale
+
     def component_floats(self) -> dict[str, float]:
         """Each component as the nearest float."""
         if not self._units:

@@ -1,0 +1,219 @@
+"""``configure()``: the whole capture pipeline in one call, from arguments or the environment.
+
+    pipeline = otel_costattr.configure(service_name="support-agent", ledger="costs.duckdb")
+
+builds (or extends the application's existing) ``TracerProvider`` with:
+
+* the attribution baggage processor (allow-listed keys onto every span);
+* ``CostSpanProcessor`` wrapping one ``BatchSpanProcessor`` per destination: any OTLP/HTTP endpoint (the
+  standard ``OTEL_EXPORTER_OTLP_*`` variables), Langfuse (``LANGFUSE_HOST``, ``LANGFUSE_PUBLIC_KEY``,
+  ``LANGFUSE_SECRET_KEY``), Jaeger (OTLP), and the local DuckDB ledger;
+* the attribution-safe propagator, thread context propagation, and a cost-aware sampler wrapper.
+
+Bad configuration raises :class:`ConfigurationError` at start-up with the fix named. Secrets never appear in
+messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
+
+from ._attribution import baggage_processor, propagator, set_attribution_keys
+from ._errors import ConfigurationError, PricingError
+from ._pricing import PriceBook
+from ._processor import DEFAULT_METRIC_KEYS, CostSpanProcessor
+from ._sampling import CostAwareSampler
+
+__all__ = ["Pipeline", "configure"]
+
+logger = logging.getLogger(__name__)
+
+LANGFUSE_DEFAULT_HOST = "https://cloud.langfuse.com"
+LANGFUSE_OTLP_PATH = "/api/public/otel/v1/traces"
+
+
+@dataclass
+class Pipeline:
+    """What :func:`configure` built. ``shutdown()`` flushes and closes every exporter."""
+
+    tracer_provider: TracerProvider
+    processor: CostSpanProcessor
+    destinations: list[str] = field(default_factory=list)
+    exporters: dict[str, SpanExporter] = field(default_factory=dict)
+    ledger: Any = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.processor.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self.processor.force_flush()
+        self.processor.shutdown()
+
+
+def _env(name: str, env: Mapping[str, str]) -> str | None:
+    v = env.get(name)
+    return v.strip() if v and v.strip() else None
+
+
+def _check_url(url: str, what: str, fix: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigurationError(f"{what} must be an http(s) URL such as http://localhost:4318, got a value that is "
+                                 f"not; {fix}")
+    return url.rstrip("/")
+
+
+def _traces_url(base: str) -> str:
+    return base if base.endswith("/v1/traces") else base + "/v1/traces"
+
+
+def _langfuse_settings(langfuse: bool | Mapping[str, str] | None, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(traces URL, Authorization header) or None. Raises with the fix when half-configured."""
+    if langfuse is False:
+        return None
+    opts = dict(langfuse) if isinstance(langfuse, Mapping) else {}
+    pk = opts.get("public_key") or _env("LANGFUSE_PUBLIC_KEY", env)
+    sk = opts.get("secret_key") or _env("LANGFUSE_SECRET_KEY", env)
+    host = opts.get("host") or _env("LANGFUSE_HOST", env) or _env("LANGFUSE_BASE_URL", env)
+    if not pk and not sk:
+        if langfuse is True or opts:
+            raise ConfigurationError("Langfuse export was requested but LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY "
+                                     "are not set; set both (Langfuse > Project settings > API keys)")
+        return None
+    if not pk or not sk:
+        missing = "LANGFUSE_SECRET_KEY" if pk else "LANGFUSE_PUBLIC_KEY"
+        raise ConfigurationError(f"{missing} is not set; Langfuse needs both the public and the secret key "
+                                 "(Project settings > API keys)")
+    if pk.startswith("sk-") or sk.startswith("pk-"):
+        raise ConfigurationError("the Langfuse public and secret keys look swapped: LANGFUSE_PUBLIC_KEY starts with "
+                                 "pk-lf- and LANGFUSE_SECRET_KEY with sk-lf-")
+    base = _check_url(host or LANGFUSE_DEFAULT_HOST, "LANGFUSE_HOST",
+                      "set it to your Langfuse base URL, e.g. http://localhost:3000")
+    auth = "Basic " + base64.b64encode(f"{pk}:{sk}".encode()).decode()
+    return base + LANGFUSE_OTLP_PATH, auth
+
+
+def _otlp_exporter(endpoint: str, headers: Mapping[str, str] | None = None) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter(endpoint=endpoint, headers=dict(headers or {}), compression=Compression.Gzip)
+
+
+def configure(*, service_name: str | None = None, otlp_endpoint: str | None = None,
+              otlp_headers: Mapping[str, str] | None = None, langfuse: bool | Mapping[str, str] | None = None,
+              jaeger: str | bool | None = None, ledger: str | os.PathLike[str] | None = None,
+              exporters: Iterable[SpanExporter] = (), processors: Iterable[SpanProcessor] = (),
+              tracer_provider: TracerProvider | None = None, sampler: Sampler | None = None,
+              pricing: Sequence[str] = (), book: PriceBook | None = None,
+              attribution_keys: Iterable[str] | None = None, metric_keys: Sequence[str] = DEFAULT_METRIC_KEYS,
+              required_keys: Sequence[str] = ("customer_id",), strict: bool = False, meter_provider: Any = None,
+              trust_inbound: bool = True, instrument_threading: bool = True, set_global: bool = True,
+              env: Mapping[str, str] | None = None) -> Pipeline:
+    """Build the capture pipeline. Every argument is optional; the environment fills the gaps.
+
+    Args:
+        service_name: ``service.name`` of a provider we create (default ``$OTEL_SERVICE_NAME``).
+        otlp_endpoint: base URL of any OTLP/HTTP backend or collector (default ``$OTEL_EXPORTER_OTLP_ENDPOINT``
+            or ``$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``); headers from ``otlp_headers`` or the standard variables.
+        langfuse: ``None`` = on when ``LANGFUSE_PUBLIC_KEY``/``LANGFUSE_SECRET_KEY`` are set; ``True`` = required;
+            ``False`` = off; or a mapping with ``host``, ``public_key``, ``secret_key``.
+        jaeger: Jaeger's OTLP/HTTP base URL (``True`` = ``http://localhost:4318``).
+        ledger: a DuckDB file path for the local ledger (every span, exact decimals).
+        exporters / processors: extra exporters (each behind its own BatchSpanProcessor) or processors to wrap.
+        tracer_provider: an existing provider to add to (default: the global SDK provider if there is one,
+            else a new one, set as global when ``set_global``).
+        sampler: the head sampler of a provider we create; wrapped in :class:`CostAwareSampler`.
+        pricing / book: overlay pricing files, or a ready :class:`PriceBook`.
+        attribution_keys: extra attribution keys to allow (added to the defaults of DESIGN D9).
+        trust_inbound: ``False`` drops attribution keys from inbound baggage (for public edges).
+
+    Raises:
+        ConfigurationError: bad or half-set configuration; the message names the fix.
+    """
+    env = os.environ if env is None else env
+    if attribution_keys is not None:
+        set_attribution_keys(attribution_keys)
+    try:
+        book = book if book is not None else PriceBook.load(pricing)
+    except PricingError as exc:
+        raise ConfigurationError(f"pricing overlay is invalid: {exc}") from exc
+
+    named: dict[str, SpanExporter] = {}
+    endpoint = otlp_endpoint or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env) or _env("OTEL_EXPORTER_OTLP_ENDPOINT",
+                                                                                      env)
+    if endpoint:
+        base = _check_url(endpoint, "the OTLP endpoint (otlp_endpoint / OTEL_EXPORTER_OTLP_ENDPOINT)",
+                          "point it at your collector or backend")
+        headers = dict(otlp_headers or {})
+        if not headers and _env("OTEL_EXPORTER_OTLP_HEADERS", env):
+            for part in env["OTEL_EXPORTER_OTLP_HEADERS"].split(","):
+                if "=" not in part:
+                    raise ConfigurationError("OTEL_EXPORTER_OTLP_HEADERS must be comma-separated key=value pairs")
+                k, v = part.split("=", 1)
+                headers[k.strip()] = v.strip()
+        named["otlp"] = _otlp_exporter(_traces_url(base), headers)
+    lf = _langfuse_settings(langfuse, env)
+    if lf is not None:
+        named["langfuse"] = _otlp_exporter(lf[0], {"Authorization": lf[1]})
+    if jaeger:
+        jbase = "http://localhost:4318" if jaeger is True else _check_url(
+            str(jaeger), "jaeger", "pass Jaeger's OTLP/HTTP base URL, e.g. http://localhost:4318")
+        named["jaeger"] = _otlp_exporter(_traces_url(jbase))
+    for i, exp in enumerate(exporters):
+        named[f"exporter{i}"] = exp
+
+    downstream: list[SpanProcessor] = [BatchSpanProcessor(e) for e in named.values()]
+    downstream.extend(processors)
+    ledger_obj = None
+    if ledger is not None:
+        from ._ledger import LedgerSpanProcessor
+        ledger_obj = LedgerSpanProcessor(ledger)
+        downstream.append(ledger_obj)
+    processor = CostSpanProcessor(*downstream, book=book, meter_provider=meter_provider, metric_keys=metric_keys,
+                                  required_keys=required_keys, strict=strict)
+
+    provider = tracer_provider
+    if provider is None:
+        current = trace.get_tracer_provider()
+        if isinstance(current, TracerProvider):
+            provider = current
+            if sampler is not None:
+                raise ConfigurationError("a global TracerProvider already exists, so configure() cannot set its "
+                                         "sampler; build it with sampler=CostAwareSampler(your_sampler) instead")
+        else:
+            res = Resource.create({"service.name": service_name or _env("OTEL_SERVICE_NAME", env) or "unknown_service"})
+            kw: dict[str, Any] = {"sampler": CostAwareSampler(sampler)} if sampler is not None else {}
+            provider = TracerProvider(resource=res, **kw)
+            if set_global:
+                trace.set_tracer_provider(provider)
+    provider.add_span_processor(baggage_processor())
+    provider.add_span_processor(processor)
+    if set_global:
+        propagate.set_global_textmap(propagator(trust_inbound=trust_inbound))
+    if instrument_threading:
+        try:
+            from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+            inst = ThreadingInstrumentor()
+            if not inst.is_instrumented_by_opentelemetry:
+                inst.instrument()
+        except Exception as exc:  # noqa: BLE001 - context still flows in asyncio; say what is missing
+            logger.warning("thread context propagation is off (%s); attribution will not reach spans started in "
+                           "new threads", exc)
+    if not downstream:
+        logger.info("otel-costattr: no destination configured; cost goes to metrics only. Pass ledger=..., "
+                    "otlp_endpoint=..., or set LANGFUSE_* / OTEL_EXPORTER_OTLP_ENDPOINT.")
+    return Pipeline(tracer_provider=provider, processor=processor, destinations=list(named) + (
+        ["ledger"] if ledger_obj is not None else []), exporters=named, ledger=ledger_obj)

@@ -1,0 +1,219 @@
+"""Turn one finished span into the cost attributes it should carry (DESIGN D4, D5, D6).
+
+:class:`Enricher` decides a span's status and computes its ``gen_ai.cost.*`` attributes; :func:`clone_span`
+returns a copy of a :class:`~opentelemetry.sdk.trace.ReadableSpan` with extra attributes, keeping every
+``dropped_*`` count. Both are used by :class:`~otel_costattr.CostSpanProcessor` and
+:class:`~otel_costattr.CostSpanExporter`, and are pure apart from the bounded de-duplication index.
+
+Statuses:
+
+* ``priced``: usage and a price were found; ``gen_ai.cost.total_cost`` is exact to the float boundary.
+* ``partial``: only input or only output was reported (an early-closed stream); what is known is priced.
+* ``unpriced``: the model (or its period or service tier) is not in the table; no total is written.
+* ``no_usage``: an LLM call with no usage at all (an error, a stream without ``include_usage``).
+* ``duplicate``: another span already carried this call (same provider and ``gen_ai.response.id``).
+* ``provided``: the span already had a cost from upstream; it is carried through, not recomputed.
+
+De-duplication in process: the first span of a pair to *end* carries the cost. In every set-up measured
+(``research/semconv.md`` §7) the Anthropic SDK's own span, which has the 5m/1h cache-write split, ends before
+the instrumentor's span (it is the inner call), so the more detailed span wins. If a less detailed span ends
+first, it keeps the cost and the later, more detailed one is marked ``duplicate`` with
+``gen_ai.cost.duplicate_of`` and the flag ``more_detailed``; the ledger re-prices such pairs from the more
+detailed span, so stored totals use the better data either way.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from . import attributes as A
+from ._pricing import Cost, PriceBook, format_money
+from ._usage import Call, read_call
+
+__all__ = ["Enricher", "clone_span"]
+
+_DEFAULT_DEDUP = 16_384
+_INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
+_OUTPUT_SIDE = ("output", "reasoning", "output_audio", "output_image")
+_TOOL_SIDE = ("web_search", "compute")
+
+
+class _DedupIndex:
+    """Bounded LRU of (provider, response id) -> (span id hex, detail). Counts evictions."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evicted = 0
+
+    def claim(self, key: tuple[str, str], span_id: str, detail: int) -> tuple[str, int] | None:
+        """Record ``key`` for this span, or return the earlier claim if there is one."""
+        with self._lock:
+            prior = self._items.get(key)
+            if prior is not None:
+                self._items.move_to_end(key)
+                return prior
+            self._items[key] = (span_id, detail)
+            if len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+                self.evicted += 1
+            return None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Enricher:
+    """Computes cost attributes for spans. Thread-safe. Its methods never raise on span data."""
+
+    def __init__(self, book: PriceBook, *, dedup_size: int = _DEFAULT_DEDUP, langfuse: bool = True) -> None:
+        if dedup_size < 1:
+            raise ValueError("dedup_size must be >= 1")
+        self.book = book
+        self.dedup = _DedupIndex(dedup_size)
+        self.langfuse = langfuse
+
+    def compute(self, span: ReadableSpan) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+        """Return ``(attributes to add, status, call, cost)``; ``(None, None, None, None)`` for non-LLM spans.
+
+        Raises only on bugs (the caller counts and survives them); bad span data never raises.
+        """
+        attrs = span.attributes or {}
+        call = read_call(attrs)
+        if not call.is_llm_call:
+            return None, None, None, None
+        if call.provided_cost is not None:
+            out: dict[str, Any] = {A.COST_STATUS: "provided", A.COST_CURRENCY: "USD"}
+            if A.COST_TOTAL not in attrs:
+                out[A.COST_TOTAL] = call.provided_cost
+            if self.langfuse and A.LANGFUSE_COST_DETAILS not in attrs:
+                out[A.LANGFUSE_COST_DETAILS] = json.dumps({"total": call.provided_cost})
+            return out, "provided", call, None
+        if not call.has_usage:
+            return {A.COST_STATUS: "no_usage"}, "no_usage", call, None
+
+        provider = self.book.canonical_provider(call.provider) or call.provider
+        if call.response_id is not None and span.context is not None:
+            key = (provider or "", call.response_id)
+            prior = self.dedup.claim(key, format(span.context.span_id, "016x"), call.detail)
+            if prior is not None:
+                out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: prior[0]}
+                if call.detail > prior[1]:
+                    out[A.COST_FLAGS] = ("more_detailed",)
+                if self.langfuse:
+                    # Langfuse prices any generation that has usage but no cost; this call is already paid for.
+                    out[A.LANGFUSE_COST_DETAILS] = '{"total": 0}'
+                return out, "duplicate", call, None
+
+        partial = call.input_tokens is None or call.output_tokens is None
+        model = call.model or call.request_model
+        cost = self.book.price(
+            model, provider=call.provider, input_tokens=call.input_tokens or 0,
+            output_tokens=call.output_tokens or 0, cache_read_tokens=call.cache_read_tokens or 0,
+            cache_write_tokens=call.cache_write_tokens or 0, cache_write_1h_tokens=call.cache_write_1h_tokens or 0,
+            reasoning_tokens=call.reasoning_tokens or 0, input_audio_tokens=call.input_audio_tokens or 0,
+            output_audio_tokens=call.output_audio_tokens or 0, web_search_calls=call.web_search_calls or 0,
+            service_tier=_tier(call.service_tier), region=call.region, at=span.start_time or None,
+            duration_s=((span.end_time - span.start_time) / 1e9) if span.end_time and span.start_time else None,
+        )
+        if not cost.priced:
+            out = {A.COST_STATUS: "unpriced", A.COST_REASON: cost.reason or "unpriced"}
+            if cost.model:
+                out[A.COST_MODEL] = cost.model
+            return out, "unpriced", call, cost
+        status = "partial" if partial else "priced"
+        return self._priced_attributes(cost, status), status, call, cost
+
+    def _priced_attributes(self, cost: Cost, status: str) -> dict[str, Any]:
+        f = cost.component_floats()
+        total = cost.total_float()
+        # Side totals are summed exactly, then rounded once (adding floats would drift in the last digit).
+        inp = cost.sum_float(_INPUT_SIDE)
+        outp = cost.sum_float(_OUTPUT_SIDE)
+        out: dict[str, Any] = {
+            A.COST_STATUS: status,
+            A.COST_TOTAL: total,
+            A.COST_INPUT: inp,
+            A.COST_OUTPUT: outp,
+            A.COST_UNCACHED_INPUT: f["input"],
+            A.COST_CACHE_READ: f["cache_read"],
+            A.COST_CACHE_WRITE: f["cache_write"],
+            A.COST_TEXT_OUTPUT: f["output"],
+            A.COST_REASONING: f["reasoning"],
+            A.COST_CURRENCY: "USD",
+            A.COST_PROVIDER: cost.provider,
+            A.COST_MODEL: cost.model,
+            A.COST_PRICING_VERSION: cost.pricing_version,
+        }
+        if "cache_write_1h" in f:
+            out[A.COST_CACHE_WRITE_1H] = f["cache_write_1h"]
+        tool = cost.sum_float(_TOOL_SIDE)
+        if tool:
+            out[A.COST_TOOL_USAGE] = tool
+        if cost.flags:
+            out[A.COST_FLAGS] = cost.flags
+        if self.langfuse:
+            # Exact decimal strings inside the JSON: Langfuse parses them as numbers.
+            details = {k: float(format_money(v)) for k, v in cost.components.items() if v}
+            details["total"] = total
+            out[A.LANGFUSE_COST_DETAILS] = json.dumps(details)
+        return out
+
+
+def _tier(value: str | None) -> str | None:
+    """Map a vendor-reported service tier to ours; anything unknown is treated as standard pricing."""
+    if value is None:
+        return None
+    v = value.lower()
+    if v in ("batch", "flex", "priority"):
+        return v
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- cloning
+
+try:  # Feature-detect the SDK internals the fast clone relies on; fall back to the public constructor.
+    from opentelemetry.attributes import BoundedAttributes as _BA
+
+    _probe = _BA(maxlen=None, attributes={"k": 1}, immutable=True)
+    _FAST_CLONE = isinstance(getattr(_probe, "_dict", None), dict) and hasattr(_probe, "dropped") \
+        and hasattr(_probe, "_immutable")
+    del _probe
+except Exception:  # pragma: no cover - depends on the installed SDK
+    _FAST_CLONE = False
+
+
+def clone_span(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
+    """A copy of ``span`` with ``extra`` attributes added (existing keys are kept, never overwritten).
+
+    Events, links, resource, scope, status and every ``dropped_*`` count are preserved. The SDK freezes spans
+    before ``on_end`` (opentelemetry-python#5614), so a copy is the only supported way to add attributes.
+    """
+    base = span._attributes if hasattr(span, "_attributes") else span.attributes  # noqa: SLF001
+    if _FAST_CLONE and type(span) is ReadableSpan and isinstance(base, _BA):
+        merged = dict(extra)
+        merged.update(base._dict)  # noqa: SLF001 - the span's own values win over ours
+        attrs = _BA.__new__(_BA)
+        attrs.__dict__.update(base.__dict__)
+        attrs._dict = merged  # noqa: SLF001
+        attrs._lock = threading.Lock()  # noqa: SLF001
+        new = ReadableSpan.__new__(ReadableSpan)
+        new.__dict__.update(span.__dict__)
+        new._attributes = attrs  # noqa: SLF001
+        return new
+    merged = dict(extra)
+    merged.update(span.attributes or {})
+    bounded = _BA(maxlen=None, attributes=merged, immutable=True)
+    bounded.dropped = span.dropped_attributes
+    return ReadableSpan(
+        name=span.name, context=span.context, parent=span.parent, resource=span.resource, attributes=bounded,
+        events=getattr(span, "_events", span.events), links=getattr(span, "_links", span.links), kind=span.kind,
+        status=span.status, start_time=span.start_time, end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope)
