@@ -114,6 +114,9 @@ class Enricher:
 
         partial = call.input_tokens is None or call.output_tokens is None
         model = call.model or call.request_model
+        if model is None:
+            return ({A.COST_STATUS: "unpriced", A.COST_REASON: "the span names no model (gen_ai.response.model or "
+                     "gen_ai.request.model)"}, "unpriced", call, None)
         cost = self.book.price(
             model, provider=call.provider, input_tokens=call.input_tokens or 0,
             output_tokens=call.output_tokens or 0, cache_read_tokens=call.cache_read_tokens or 0,

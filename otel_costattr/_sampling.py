@@ -52,7 +52,11 @@ class CostAwareSampler(Sampler):
                       links: Sequence[Link] | None = None, trace_state: TraceState | None = None) -> SamplingResult:
         result = self.inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
         if result.decision is Decision.DROP and _looks_like_llm_call(name, attributes):
-            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
+            # A DROP result carries no attributes, but the span takes its start attributes from the result:
+            # pass the caller's through, or the span would lose its model and operation.
+            merged = dict(attributes or {})
+            merged.update(result.attributes or {})
+            return SamplingResult(Decision.RECORD_ONLY, merged, result.trace_state)
         return result
 
     def get_description(self) -> str:
