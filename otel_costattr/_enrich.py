@@ -85,7 +85,13 @@ class Enricher:
 
         Raises only on bugs (the caller counts and survives them); bad span data never raises.
         """
-        attrs = span.attributes or {}
+        ctx = span.context
+        return self.compute_attributes(span.attributes or {}, span_id=format(ctx.span_id, "016x") if ctx else None,
+                                       start_ns=span.start_time, end_ns=span.end_time)
+
+    def compute_attributes(self, attrs: Mapping[str, Any], *, span_id: str | None, start_ns: int | None,
+                           end_ns: int | None) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+        """:meth:`compute` for a span given as plain data (OTLP ingest, ``serve``)."""
         call = read_call(attrs)
         if not call.is_llm_call:
             return None, None, None, None
@@ -100,10 +106,10 @@ class Enricher:
             return {A.COST_STATUS: "no_usage"}, "no_usage", call, None
 
         provider = self.book.canonical_provider(call.provider) or call.provider
-        if call.response_id is not None and span.context is not None:
+        if call.response_id is not None and span_id is not None:
             key = (provider or "", call.response_id)
-            prior = self.dedup.claim(key, format(span.context.span_id, "016x"), call.detail)
-            if prior is not None:
+            prior = self.dedup.claim(key, span_id, call.detail)
+            if prior is not None and prior[0] != span_id:
                 out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: prior[0]}
                 if call.detail > prior[1]:
                     out[A.COST_FLAGS] = ("more_detailed",)
@@ -123,8 +129,8 @@ class Enricher:
             cache_write_tokens=call.cache_write_tokens or 0, cache_write_1h_tokens=call.cache_write_1h_tokens or 0,
             reasoning_tokens=call.reasoning_tokens or 0, input_audio_tokens=call.input_audio_tokens or 0,
             output_audio_tokens=call.output_audio_tokens or 0, web_search_calls=call.web_search_calls or 0,
-            service_tier=_tier(call.service_tier), region=call.region, at=span.start_time or None,
-            duration_s=((span.end_time - span.start_time) / 1e9) if span.end_time and span.start_time else None,
+            service_tier=_tier(call.service_tier), region=call.region, at=start_ns or None,
+            duration_s=((end_ns - start_ns) / 1e9) if end_ns and start_ns else None,
         )
         if not cost.priced:
             out = {A.COST_STATUS: "unpriced", A.COST_REASON: cost.reason or "unpriced"}
