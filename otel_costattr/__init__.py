@@ -12,23 +12,32 @@ Three lines on an existing ``TracerProvider``::
 or everything at once with :func:`configure`.
 """
 
-from . import attributes
-from ._attribution import (
-    AttributionBaggageProcessor,
-    attribution,
-    attribution_keys,
-    baggage_processor,
-    propagator,
-    set_attribution_keys,
-    strip_attribution,
-)
-from ._configure import Pipeline, configure
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from ._errors import ConfigurationError, OtelCostattrError, PricingError
-from ._exporter import CostSpanExporter
 from ._pricing import Cost, PriceBook, default_book, format_money, price
-from ._processor import CostSpanProcessor
-from ._sampling import CostAwareSampler
 from ._version import __version__
+
+# Pricing is imported eagerly (it is what `price()` needs); the tracing pieces load on first use, so that
+# `import otel_costattr` stays cheap for scripts that only price.
+_LAZY = {
+    "AttributionBaggageProcessor": "._attribution",
+    "attribution": "._attribution",
+    "attribution_keys": "._attribution",
+    "baggage_processor": "._attribution",
+    "propagator": "._attribution",
+    "set_attribution_keys": "._attribution",
+    "strip_attribution": "._attribution",
+    "Pipeline": "._configure",
+    "configure": "._configure",
+    "CostSpanExporter": "._exporter",
+    "CostSpanProcessor": "._processor",
+    "CostAwareSampler": "._sampling",
+    "attributes": ".attributes",
+}
 
 __all__ = [
     "AttributionBaggageProcessor",
@@ -55,12 +64,31 @@ __all__ = [
     "strip_attribution",
 ]
 
-# Public classes and functions report the facade as their home (``otel_costattr.Cost``).
-for _name in __all__:
-    _obj = globals()[_name]
-    if callable(_obj) and not _name.startswith("__"):
+
+def _rehome(obj: Any) -> Any:
+    # Public classes and functions report the facade as their home (``otel_costattr.Cost``).
+    if callable(obj):
         try:
-            _obj.__module__ = "otel_costattr"
+            obj.__module__ = "otel_costattr"
         except (AttributeError, TypeError):  # pragma: no cover
             pass
-del _name, _obj
+    return obj
+
+
+for _name in ("ConfigurationError", "Cost", "OtelCostattrError", "PriceBook", "PricingError", "default_book",
+              "format_money", "price"):
+    _rehome(globals()[_name])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_costattr' has no attribute {name!r}")
+    mod = importlib.import_module(module, __name__)
+    value = mod if name == "attributes" else _rehome(getattr(mod, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

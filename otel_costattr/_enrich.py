@@ -138,7 +138,11 @@ class Enricher:
                 out[A.COST_MODEL] = cost.model
             return out, "unpriced", call, cost
         status = "partial" if partial else "priced"
-        return self._priced_attributes(cost, status), status, call, cost
+        out = self._priced_attributes(cost, status)
+        if any(k in attrs for k in out):
+            # The span carried cost attributes we could not use (see Call.bad); ours replace them.
+            out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + ("replaced_upstream_cost",)
+        return out, status, call, cost
 
     def _priced_attributes(self, cost: Cost, status: str) -> dict[str, Any]:
         f = cost.component_floats()
@@ -199,16 +203,23 @@ except Exception:  # pragma: no cover - depends on the installed SDK
     _FAST_CLONE = False
 
 
-def clone_span(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
-    """A copy of ``span`` with ``extra`` attributes added (existing keys are kept, never overwritten).
+def clone_span(span: ReadableSpan, extra: Mapping[str, Any], *, override: bool = False) -> ReadableSpan:
+    """A copy of ``span`` with ``extra`` attributes added.
+
+    Existing keys are kept unless ``override`` (used when we priced a call whose span carried an unusable
+    upstream cost: our consistent set of ``gen_ai.cost.*`` values must then replace it).
 
     Events, links, resource, scope, status and every ``dropped_*`` count are preserved. The SDK freezes spans
     before ``on_end`` (opentelemetry-python#5614), so a copy is the only supported way to add attributes.
     """
     base = span._attributes if hasattr(span, "_attributes") else span.attributes  # noqa: SLF001
     if _FAST_CLONE and type(span) is ReadableSpan and isinstance(base, _BA):
-        merged = dict(extra)
-        merged.update(base._dict)  # noqa: SLF001 - the span's own values win over ours
+        if override:
+            merged = dict(base._dict)  # noqa: SLF001
+            merged.update(extra)
+        else:
+            merged = dict(extra)
+            merged.update(base._dict)  # noqa: SLF001 - the span's own values win over ours
         attrs = _BA.__new__(_BA)
         attrs.__dict__.update(base.__dict__)
         attrs._dict = merged  # noqa: SLF001
@@ -217,8 +228,12 @@ def clone_span(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
         new.__dict__.update(span.__dict__)
         new._attributes = attrs  # noqa: SLF001
         return new
-    merged = dict(extra)
-    merged.update(span.attributes or {})
+    if override:
+        merged = dict(span.attributes or {})
+        merged.update(extra)
+    else:
+        merged = dict(extra)
+        merged.update(span.attributes or {})
     bounded = _BA(maxlen=None, attributes=merged, immutable=True)
     bounded.dropped = span.dropped_attributes
     return ReadableSpan(

@@ -444,7 +444,11 @@ class PriceBook:
                 flags.append(f"deployment:{model.strip().lower()}")
                 provider, model, region = dep.provider, dep.model, dep.region
         layers = (self._user, self._curated)
-        for cand in candidates(model):
+        extra = None
+        head = model.strip().lower().partition("/")[0] if "/" in model else None
+        if head is not None and self.canonical_provider(head) == head:
+            extra = {head: head}
+        for cand in candidates(model, extra):
             prov = provider or cand.provider_hint
             for layer in layers:
                 entry = self._find(layer, prov, cand.name)

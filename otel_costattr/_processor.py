@@ -184,7 +184,7 @@ class CostSpanProcessor(SpanProcessor):
                               "LLM span %r has no %s attribute: its spend will be reported as unattributed. Set it "
                               "with otel_costattr.attribution(...) at the agent entrypoint.", span.name,
                               " / ".join(missing))
-            return clone_span(span, extra)
+            return clone_span(span, extra, override=status in ("priced", "partial"))
         except Exception as exc:  # noqa: BLE001
             self.stats.add("enrichment_failed")
             self._metric_failure(type(exc).__name__)

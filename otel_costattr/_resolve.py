@@ -67,15 +67,20 @@ def _suffix_chain(name: str) -> list[str]:
     return out
 
 
-def candidates(model: str) -> list[Candidate]:
-    """Candidate names for ``model``, most specific first. Pure and deterministic."""
+def candidates(model: str, extra_prefixes: dict[str, str] | None = None) -> list[Candidate]:
+    """Candidate names for ``model``, most specific first. Pure and deterministic.
+
+    ``extra_prefixes`` adds routing prefixes (prefix -> provider id), e.g. every provider id the price tables
+    know, so that ``groq/llama-3.3-70b`` finds ``llama-3.3-70b`` under provider ``groq``.
+    """
     name = model.strip().lower()
     out = [Candidate(name, "exact")]
     hint = None
     if "/" in name:
         head, _, rest = name.partition("/")
-        if head in ROUTING_PREFIXES and rest:
-            hint = ROUTING_PREFIXES[head]
+        known = head in ROUTING_PREFIXES or (extra_prefixes is not None and head in extra_prefixes)
+        if known and rest:
+            hint = ROUTING_PREFIXES[head] if head in ROUTING_PREFIXES else extra_prefixes[head]  # type: ignore
             name = rest
             out.append(Candidate(name, "prefix", provider_hint=hint))
     out.extend(Candidate(n, "suffix", provider_hint=hint) for n in _suffix_chain(name))

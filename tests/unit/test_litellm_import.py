@@ -30,12 +30,12 @@ from otel_costattr._litellm_import import (
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "pricing" / "imported" / "litellm.json"
-REFERENCE = Path(
-    os.environ.get(
-        "OTEL_COSTATTR_LITELLM_REFERENCE",
-        "/work/shared/reference/litellm-1.109.1-model_prices_and_context_window.json",
-    )
-)
+_REF_NAME = "litellm-1.109.1-model_prices_and_context_window.json"
+# CI checks out the repository with the team's shared/ folder beside it.
+REFERENCE = Path(os.environ.get("OTEL_COSTATTR_LITELLM_REFERENCE", "")) if os.environ.get(
+    "OTEL_COSTATTR_LITELLM_REFERENCE") else next(
+    (p for p in (REPO.parent / "shared" / "reference" / _REF_NAME, Path("/work/shared/reference") / _REF_NAME)
+     if p.is_file()), REPO.parent / "shared" / "reference" / _REF_NAME)
 SOURCE = "litellm-9.9.9-test.json"
 RATE = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")
 CLASSES = (

@@ -157,12 +157,15 @@ def test_clone_keeps_dropped_counts_events_links_and_existing_values() -> None:
     with tracer.start_as_current_span("chat") as s:
         s.set_attributes({f"x{i}": i for i in range(20)})  # the oldest are dropped (and counted) by the SDK
         s.set_attributes({**CHAT, "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 1,
-                          "gen_ai.cost.currency": "EUR-from-app"})
+                          "gen_ai.cost.currency": "EUR-from-app", "app.note": "mine"})
         s.add_event("e1")
         s.add_event("e2")
     (span,) = exp.get_finished_spans()
     assert span.dropped_attributes > 0 and span.dropped_events == 1
-    assert span.attributes[A.COST_CURRENCY] == "EUR-from-app"  # never overwrite what the span had
+    assert span.attributes["app.note"] == "mine"
+    # we priced the call, so our consistent gen_ai.cost.* set replaces the unusable upstream one, and says so
+    assert span.attributes[A.COST_CURRENCY] == "USD"
+    assert "replaced_upstream_cost" in span.attributes[A.COST_FLAGS]
     assert [e.name for e in span.events] == ["e2"]
     assert isinstance(span, ReadableSpan) and span.attributes[A.COST_STATUS] == "priced"
 
