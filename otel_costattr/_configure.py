@@ -180,7 +180,7 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
     ledger_obj = None
     if ledger is not None:
         from ._ledger import LedgerSpanProcessor
-        ledger_obj = LedgerSpanProcessor(ledger)
+        ledger_obj = LedgerSpanProcessor(ledger, book=book)
         downstream.append(ledger_obj)
     processor = CostSpanProcessor(*downstream, book=book, meter_provider=meter_provider, metric_keys=metric_keys,
                                   required_keys=required_keys, strict=strict)
