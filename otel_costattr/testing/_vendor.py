@@ -129,9 +129,11 @@ class FakeVendorServer:
     * ``malformed-tool``: the answer is a tool call whose arguments are invalid JSON.
     * ``no-usage``: the usage object is left out (and no usage chunk is streamed).
 
-    Error replies (scenarios and 5xx/429 generally) carry ``retry-after-ms: retry_after_ms``, so
-    the SDKs' automatic retries wait milliseconds, not seconds. A bad control header (unknown
-    usage key, unknown scenario) is answered with HTTP 400 naming the problem.
+    The fake's own 429 and 5xx replies carry ``retry-after-ms: retry_after_ms``, so the SDKs'
+    automatic retries wait milliseconds, not their default backoff of about a second
+    (``retry_after_ms=0`` leaves the header out). A bad control header (unknown usage key,
+    unknown scenario) is answered with HTTP 400 naming the problem. ``default_usage`` is a
+    public attribute and may be reassigned at any time.
 
     Every request is recorded (:attr:`requests`), up to ``max_recorded``; older ones are dropped
     and counted in :attr:`dropped_requests`. ``seed`` makes the sequence of generated ids
@@ -278,8 +280,9 @@ class FakeVendorServer:
         """Install ``hook`` (replacing any previous one; ``None`` removes it) and return it.
 
         The hook runs on a server thread for every request, before scenarios are applied; see
-        :data:`RequestHook` for what it may return. If it raises, the client gets HTTP 500 and
-        the exception is logged. Usable as a decorator.
+        :data:`RequestHook` for what it may return. A returned :class:`FakeReply` is sent as is
+        (add ``retry-after-ms`` yourself if the SDK should retry it quickly). If the hook raises,
+        the client gets HTTP 500 and the exception is logged. Usable as a decorator.
         """
         self._hook = hook
         return hook
@@ -416,7 +419,8 @@ class FakeVendorServer:
 
     def _error(self, vendor: str, status: int, request_id: str, message: str | None) -> FakeReply:
         # Retryable statuses get a tiny retry-after-ms, which both SDKs prefer over their backoff.
-        headers = {"retry-after-ms": str(self._retry_after_ms)} if status == 429 or status >= 500 else {}
+        retryable = status == 429 or status >= 500
+        headers = {"retry-after-ms": str(self._retry_after_ms)} if retryable and self._retry_after_ms > 0 else {}
         if vendor == "anthropic":
             return _anthropic.error_reply(status, request_id, message, headers)
         return _openai.error_reply(status, message, headers)

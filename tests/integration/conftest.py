@@ -4,8 +4,10 @@
 * ``telemetry``: a :class:`Telemetry` with its own ``TracerProvider`` + ``InMemorySpanExporter``.
   Tests call ``telemetry.instrument(...)`` by emitter name and get SDK clients from it; at teardown
   clients are closed, instrumentors are uninstrumented in reverse order (wrapt wrappers nest, so
-  any other order unwraps the wrong layer) and the SDK classes are checked to be exactly as they
-  were, so no test leaks an instrumentor into the next.
+  any other order unwraps the wrong layer) and every SDK resource method is checked against a
+  snapshot taken before the test. Leftover wrappers are put back from the snapshot, so no test
+  leaks an instrumentor into the next; a leak fails the test unless the emitter is a known
+  offender (:data:`LEAKY_UNINSTRUMENT`).
 
 The global ``TracerProvider`` is never set: it can be set only once per process, so every
 emitter gets this test's provider explicitly (instrumentors via ``tracer_provider=``, the

@@ -619,6 +619,8 @@ def test_openai_embeddings_span(telemetry: Telemetry, emitter: str) -> None:
         "genai-openai": {"gen_ai.usage.input_tokens": 16},
     }[emitter]
     assert usage_attrs(span) == expected and span.attributes["gen_ai.operation.name"] == "embeddings"
+    if emitter == "genai-openai":
+        assert span.attributes["gen_ai.embeddings.dimension.count"] == 1536
 
 
 @pytest.mark.parametrize("emitter", OPENAI_EMITTERS)
@@ -736,7 +738,16 @@ def test_anthropic_stream_span_usage(telemetry: Telemetry, emitter: str, style: 
     if emitter == "traceloop-anthropic":
         # Traceloop adds message_start's placeholder output_tokens (1) to message_delta's total.
         expected.update({"gen_ai.usage.output_tokens": 301, "gen_ai.usage.total_tokens": 3351})
-    assert usage_attrs(telemetry.only_span()) == expected
+    span = telemetry.only_span()
+    assert usage_attrs(span) == expected
+    attributes = set(span.attributes or {})
+    if emitter == "traceloop-anthropic":
+        # Traceloop marks only create(stream=True) as streaming, not the messages.stream() helper.
+        assert ("gen_ai.is_streaming" in attributes) == (style == "create-stream")
+    else:
+        assert span.attributes["gen_ai.request.stream"] is True
+        has_ttft = "gen_ai.response.time_to_first_chunk" in attributes
+        assert has_ttft == (emitter == "anthropic-sdk" or style == "create-stream")
 
 
 @pytest.mark.parametrize("emitter", ANTHROPIC_EMITTERS)
@@ -851,6 +862,77 @@ def test_anthropic_no_usage_span(telemetry: Telemetry, emitter: str) -> None:
             "gen_ai.usage.cache_creation.input_tokens": 0,
         }
     assert usage_attrs(telemetry.only_span()) == expected
+
+
+# Span identity per emitter: name, scope, status and the non-usage attributes a cost processor reads.
+
+IDENTITY: dict[str, dict[str, Any]] = {
+    "traceloop-openai": {
+        "name": "openai.chat",
+        "scope": "opentelemetry.instrumentation.openai.v1",
+        "status": StatusCode.UNSET,
+        "attributes": {
+            "gen_ai.is_streaming",
+            "gen_ai.openai.api_base",
+            "gen_ai.openai.response.system_fingerprint",
+            "openai.response.service_tier",
+        },
+    },
+    "genai-openai": {
+        "name": f"chat {OPENAI_MODEL}",
+        "scope": "opentelemetry.instrumentation.genai.openai",
+        "status": StatusCode.UNSET,
+        "attributes": {
+            "openai.response.system_fingerprint",
+            "openai.response.service_tier",
+            "server.address",
+            "server.port",
+        },
+    },
+    "traceloop-anthropic": {
+        "name": "anthropic.chat",
+        "scope": "opentelemetry.instrumentation.anthropic",
+        "status": StatusCode.OK,
+        "attributes": {"gen_ai.request.max_tokens", "gen_ai.response.finish_reasons"},
+    },
+    "genai-anthropic": {
+        "name": f"chat {ANTHROPIC_MODEL}",
+        "scope": "opentelemetry.instrumentation.genai.anthropic",
+        "status": StatusCode.UNSET,
+        "attributes": {"gen_ai.request.max_tokens", "gen_ai.response.finish_reasons", "server.address"},
+    },
+    "anthropic-sdk": {
+        "name": "anthropic.messages.create",
+        "scope": "com.anthropic.sdk.python",
+        "status": StatusCode.OK,
+        "attributes": {
+            "anthropic.request.id",
+            "anthropic.response.service_tier",
+            "anthropic.message.stop_reason",
+            "http.response.status_code",
+            "url.full",
+            "server.address",
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("emitter", sorted(IDENTITY))
+def test_span_identity(telemetry: Telemetry, emitter: str) -> None:
+    if emitter in OPENAI_EXPECTED:
+        telemetry.instrument(emitter)
+        telemetry.openai().chat.completions.create(model=OPENAI_MODEL, messages=MESSAGES)
+    else:
+        anthropic_client(telemetry, emitter).messages.create(model=ANTHROPIC_MODEL, max_tokens=5, messages=MESSAGES)
+    span, identity = telemetry.only_span(), IDENTITY[emitter]
+    assert (span.name, span.instrumentation_scope.name, span.status.status_code) == (
+        identity["name"],
+        identity["scope"],
+        identity["status"],
+    )
+    assert span.kind.name == "CLIENT" and span.attributes["gen_ai.operation.name"] == "chat"
+    common = {"gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model", "gen_ai.response.id"}
+    assert common | identity["attributes"] <= set(span.attributes)
 
 
 # =============================================================================================
@@ -971,6 +1053,12 @@ def test_genai_anthropic_unparseable_stream_disables_usage_for_later_streams(
     ):
         pass
     assert wrappers._accumulation_disabled is True
+    broken = next(s for s in telemetry.spans() if s.instrumentation_scope.name.endswith("genai.anthropic"))
+    # The unparseable stream keeps only what message_start said: the placeholder output count.
+    expected_broken = (
+        {} if scenario == "no-usage" else {"gen_ai.usage.input_tokens": 120, "gen_ai.usage.output_tokens": 1}
+    )
+    assert usage_attrs(broken) == expected_broken
     telemetry.clear()
     for _ in client.messages.create(
         model=ANTHROPIC_MODEL, max_tokens=10, messages=MESSAGES, stream=True, extra_headers=anthropic_headers()
