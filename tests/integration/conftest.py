@@ -1,0 +1,202 @@
+"""Fixtures for driving the real OpenAI/Anthropic SDKs, under real instrumentations, at the fake vendor.
+
+* ``vendor``: the session's :class:`FakeVendorServer`, reset before every test.
+* ``telemetry``: a :class:`Telemetry` with its own ``TracerProvider`` + ``InMemorySpanExporter``.
+  Tests call ``telemetry.instrument(...)`` by emitter name and get SDK clients from it; at teardown
+  clients are closed, instrumentors are uninstrumented in reverse order (wrapt wrappers nest, so
+  any other order unwraps the wrong layer) and every SDK resource method is checked against a
+  snapshot taken before the test. Leftover wrappers are put back from the snapshot, so no test
+  leaks an instrumentor into the next; a leak fails the test unless the emitter is a known
+  offender (:data:`LEAKY_UNINSTRUMENT`).
+
+The global ``TracerProvider`` is never set: it can be set only once per process, so every
+emitter gets this test's provider explicitly (instrumentors via ``tracer_provider=``, the
+Anthropic SDK's built-in tracing via ``open_telemetry={"tracer_provider": ...}``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_costattr.testing import DEFAULT_USAGE, FakeVendorServer
+
+# Instrumentor import paths by emitter name. "anthropic-sdk" (the SDK's own tracing) is a client
+# option, not an instrumentor; see Telemetry.anthropic.
+INSTRUMENTORS: dict[str, tuple[str, str]] = {
+    "traceloop-openai": ("opentelemetry.instrumentation.openai", "OpenAIInstrumentor"),
+    "genai-openai": ("opentelemetry.instrumentation.genai.openai", "OpenAIInstrumentor"),
+    "traceloop-anthropic": ("opentelemetry.instrumentation.anthropic", "AnthropicInstrumentor"),
+    "genai-anthropic": ("opentelemetry.instrumentation.genai.anthropic", "AnthropicInstrumentor"),
+}
+
+# Import everything an instrumentor may wrap before the first snapshot: the SDKs import resource
+# modules lazily, and a class first imported by instrument() would be missing from the snapshot,
+# so a wrapper that uninstrument() forgot there could not be detected or removed.
+for _module, _ in INSTRUMENTORS.values():
+    importlib.import_module(_module)
+importlib.import_module("opentelemetry.instrumentation.openai.v1")
+for _package in (openai, anthropic):
+    for _info in pkgutil.walk_packages(_package.resources.__path__, f"{_package.__name__}.resources."):
+        try:
+            importlib.import_module(_info.name)
+        except ImportError:  # an optional extra of the SDK; nothing there to wrap
+            pass
+
+
+_RESOURCE_BASES = tuple(
+    getattr(importlib.import_module(f"{sdk}._resource"), base)
+    for sdk in ("openai", "anthropic")
+    for base in ("SyncAPIResource", "AsyncAPIResource")
+)
+
+
+def _resource_classes() -> list[type]:
+    classes: dict[int, type] = {}
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.startswith(("openai.resources", "anthropic.resources")):
+            for cls in vars(module).values():
+                if inspect.isclass(cls) and issubclass(cls, _RESOURCE_BASES):
+                    classes[id(cls)] = cls
+    return list(classes.values())
+
+
+_RESOURCE_CLASSES = _resource_classes()  # after the imports above, so this is every resource class
+
+
+def _sdk_methods() -> dict[tuple[type, str], Any]:
+    """Every method of every SDK resource class (what instrumentors wrap), by identity."""
+    return {
+        (cls, attr): value
+        for cls in _RESOURCE_CLASSES
+        for attr, value in vars(cls).items()
+        if not attr.startswith("__")
+    }
+
+
+# opentelemetry-instrumentation-openai 0.62.4 (Traceloop) calls
+# unwrap("openai.resources.chat.completions", "Completions.create"): the helper splits the *first*
+# argument at its last dot and looks the dotted attribute up with getattr, which finds nothing, so
+# uninstrument() silently leaves every wrapper in place (and they keep emitting spans). The
+# fixture restores those methods itself; any other emitter that leaks fails the test.
+LEAKY_UNINSTRUMENT = {"traceloop-openai": "openai."}
+
+
+class Telemetry:
+    """A tracer provider with an in-memory exporter, instrumentors, and SDK clients for one test."""
+
+    def __init__(self, vendor: FakeVendorServer) -> None:
+        self.vendor = vendor
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self._instrumentors: list[tuple[str, Any]] = []
+        self._clients: list[Any] = []
+        self._baseline = _sdk_methods()
+
+    def instrument(self, *names: str) -> None:
+        """Instrument the SDKs with the named emitters, in the order given."""
+        for name in names:
+            module, attr = INSTRUMENTORS[name]
+            instrumentor = getattr(importlib.import_module(module), attr)()
+            instrumentor.instrument(tracer_provider=self.provider)
+            self._instrumentors.append((name, instrumentor))
+
+    def openai(self, **kwargs: Any) -> openai.OpenAI:
+        """An ``openai.OpenAI`` client for the fake vendor; closed at teardown."""
+        options: dict[str, Any] = {"max_retries": 2, "timeout": 10.0, "api_key": "test-key"}
+        options.update(kwargs)
+        client = openai.OpenAI(base_url=self.vendor.openai_base_url, **options)
+        self._clients.append(client)
+        return client
+
+    def anthropic(self, *, sdk_tracing: bool = False, propagation: bool = True, **kwargs: Any) -> anthropic.Anthropic:
+        """An ``anthropic.Anthropic`` client for the fake vendor; closed at teardown.
+
+        With ``sdk_tracing`` the SDK's built-in tracing reports to this provider; without it the
+        SDK's tracing is switched off, so only instrumentor spans are exported. (The SDK default,
+        tracing on via the global provider, would export nothing here: no global provider is set.)
+        """
+        option: Any = {"tracer_provider": self.provider, "propagation": propagation} if sdk_tracing else False
+        options: dict[str, Any] = {"max_retries": 2, "timeout": 10.0, "api_key": "test-key", "open_telemetry": option}
+        options.update(kwargs)
+        client = anthropic.Anthropic(base_url=self.vendor.anthropic_base_url, **options)
+        self._clients.append(client)
+        return client
+
+    def spans(self) -> list[ReadableSpan]:
+        """Finished spans, in end order."""
+        return list(self.exporter.get_finished_spans())
+
+    def only_span(self) -> ReadableSpan:
+        """The single finished span; fails the test if there is not exactly one."""
+        spans = self.spans()
+        assert len(spans) == 1, [span.name for span in spans]
+        return spans[0]
+
+    def clear(self) -> None:
+        """Forget the spans exported so far."""
+        self.exporter.clear()
+
+    def close(self) -> None:
+        """Close clients, uninstrument in reverse order, and check that the SDK classes are restored.
+
+        Methods an instrumentor failed to unwrap are put back from the snapshot taken before the
+        test, so the next test starts clean; that is tolerated only for :data:`LEAKY_UNINSTRUMENT`.
+        """
+        for client in self._clients:
+            client.close()
+        names = [name for name, _ in self._instrumentors]
+        while self._instrumentors:
+            _, instrumentor = self._instrumentors.pop()
+            instrumentor.uninstrument()
+        self.provider.shutdown()
+        after = _sdk_methods()
+        leaked = [(cls, attr) for (cls, attr), value in self._baseline.items() if after.get((cls, attr)) is not value]
+        for cls, attr in leaked:
+            setattr(cls, attr, self._baseline[(cls, attr)])
+        tolerated = tuple(LEAKY_UNINSTRUMENT[name] for name in names if name in LEAKY_UNINSTRUMENT)
+        unexpected = sorted(
+            f"{cls.__module__}.{cls.__qualname__}.{attr}"
+            for cls, attr in leaked
+            if not (tolerated and cls.__module__.startswith(tolerated))
+        )
+        assert not unexpected, f"SDK methods not restored by uninstrument() of {names}: {unexpected}"
+
+
+@pytest.fixture(scope="session")
+def _vendor_session() -> Iterator[FakeVendorServer]:
+    with FakeVendorServer(seed=20261122) as server:
+        yield server
+
+
+@pytest.fixture
+def vendor(_vendor_session: FakeVendorServer) -> Iterator[FakeVendorServer]:
+    """The shared fake vendor, with its records, attempt counters, hook and default usage reset."""
+    _vendor_session.reset()
+    _vendor_session.on_request(None)
+    _vendor_session.default_usage = DEFAULT_USAGE
+    yield _vendor_session
+    _vendor_session.on_request(None)
+    _vendor_session.default_usage = DEFAULT_USAGE
+
+
+@pytest.fixture
+def telemetry(vendor: FakeVendorServer) -> Iterator[Telemetry]:
+    """A fresh :class:`Telemetry` whose instrumentors and clients are torn down after the test."""
+    session = Telemetry(vendor)
+    try:
+        yield session
+    finally:
+        session.close()
