@@ -67,7 +67,20 @@ ATTRIBUTION_COLUMNS: tuple[str, ...] = A.DEFAULT_ATTRIBUTION_KEYS
 COLUMNS: tuple[tuple[str, str], ...] = _BASE_COLUMNS + tuple((k, "VARCHAR") for k in ATTRIBUTION_COLUMNS) + (
     ("attributes", "JSON"),)
 _NAMES = [c for c, _ in COLUMNS]
-_DECIMAL_COLUMNS = {c for c, t in COLUMNS if t.startswith("DECIMAL")}
+_COLS_SQL = ", ".join(_NAMES)
+# Money arrives as float64 and becomes an exact decimal through its shortest text form (see _dec).
+_SELECT_SQL = ", ".join(f"CAST(CAST({n} AS VARCHAR) AS DECIMAL(38,18)) AS {n}" if t.startswith("DECIMAL") else n
+                        for n, t in COLUMNS)
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+    kinds = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(), "BOOLEAN": pa.bool_(),
+             "JSON": pa.string(), "DECIMAL(38,18)": pa.float64()}
+    return pa.schema([(n, kinds[t.replace(" NOT NULL", "")]) for n, t in COLUMNS])
+
+
+_SCHEMA_CACHE: list[Any] = []  # built on first write, so importing the ledger does not import pyarrow
 
 
 @dataclass(slots=True)
@@ -100,12 +113,20 @@ class SpanRecord:
                    scope_name=scope.name if scope is not None else None)
 
 
-def _dec(value: Any) -> Decimal | None:
-    # Cost crosses the span boundary as a float; repr() gives the shortest decimal that round-trips, which is
-    # the exact cost whenever it has <= 15 significant digits (always, for token x published rate).
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        return None
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+def _dec(value: Any) -> float | None:
+    """A cost attribute as a float, or None if unusable.
+
+    Cost crosses the span boundary as a float. The writer turns it into DECIMAL(38,18) in SQL through its
+    shortest round-trip text form (``CAST(CAST(x AS VARCHAR) AS DECIMAL)``, the same digits as Python's
+    ``repr``), which is the exact cost whenever it has <= 15 significant digits: always, for token counts
+    times published rates.
+    """
+    t = type(value)
+    if t is float:
+        return value if value >= 0 and value != math.inf and value == value else None
+    if t is int:
+        return float(value) if value >= 0 else None
+    return None
 
 
 def _json_safe(v: Any) -> Any:
@@ -120,14 +141,35 @@ def _is_content(key: str) -> bool:
     return key in CONTENT_KEYS or key.startswith(_CONTENT_PREFIXES)
 
 
+# Attribute keys fully represented by columns: not repeated in the `attributes` JSON.
+_MAPPED = frozenset({n for names in A.READ.values() for n in names} | {
+    A.COST_STATUS, A.COST_TOTAL, A.COST_INPUT, A.COST_OUTPUT, A.COST_CACHE_READ, A.COST_CACHE_WRITE,
+    A.COST_CACHE_WRITE_1H, A.COST_REASONING, A.COST_TOOL_USAGE, A.COST_MODEL, A.COST_PRICING_VERSION,
+    A.COST_DUPLICATE_OF, A.COST_FLAGS, A.COST_UNCACHED_INPUT, A.COST_TEXT_OUTPUT, A.COST_CURRENCY,
+    A.COST_PROVIDER, A.LANGFUSE_COST_DETAILS, "http.request.resend_count", "error.type",
+    *ATTRIBUTION_COLUMNS})
+_PRICED = frozenset({"priced", "partial", "provided"})
+
+
+def _str_or_none(v: Any, limit: int = 256) -> str | None:
+    if v is None:
+        return None
+    return v[:limit] if type(v) is str else str(v)[:limit]
+
+
 def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = None) -> tuple[Any, ...]:
     """One ledger row (in ``COLUMNS`` order). Never raises on odd attribute values."""
     a = rec.attributes
     call = read_call(a)
     is_llm = call.is_llm_call
-    status = a.get(A.COST_STATUS) if isinstance(a.get(A.COST_STATUS), str) else None
-    cost_total = _dec(a.get(A.COST_TOTAL)) if status in ("priced", "partial", "provided") else None
-    extra: dict[str, Any] = {}
+    status = a.get(A.COST_STATUS)
+    if type(status) is not str:
+        status = None
+    cost_total = _dec(a.get(A.COST_TOTAL)) if status in _PRICED else None
+    c_in, c_out = _dec(a.get(A.COST_INPUT)), _dec(a.get(A.COST_OUTPUT))
+    c_cr, c_rs = _dec(a.get(A.COST_CACHE_READ)), _dec(a.get(A.COST_REASONING))
+    c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H)) if A.COST_CACHE_WRITE in a else None
+    c_tool = _dec(a.get(A.COST_TOOL_USAGE)) if A.COST_TOOL_USAGE in a else None
     if status == "duplicate" and book is not None and call.has_usage and call.model:
         # Re-price the second span of a call so that the more detailed of the pair can be the one counted.
         try:
@@ -137,60 +179,44 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
                               cache_write_1h_tokens=call.cache_write_1h_tokens or 0,
                               reasoning_tokens=call.reasoning_tokens or 0, at=rec.start_ns or None)
             if cost.priced:
-                c = cost.components
-                cost_total = cost.total
-                extra = {"cost_input": sum((c.get(k, 0) for k in ("input", "cache_read", "cache_write",
-                                                                    "cache_write_1h")), Decimal(0)),
-                         "cost_output": c["output"] + c["reasoning"], "cost_cache_read": c["cache_read"],
-                         "cost_cache_write": c["cache_write"] + c.get("cache_write_1h", Decimal(0)),
-                         "cost_reasoning": c["reasoning"]}
+                w = ("cache_write", "cache_write_1h")
+                cost_total = cost.total_float()
+                c_in = cost.sum_float(("input", "cache_read") + w)
+                c_out = cost.sum_float(("output", "reasoning"))
+                c_cr, c_cw, c_rs = cost.sum_float(("cache_read",)), cost.sum_float(w), cost.sum_float(("reasoning",))
         except Exception:  # noqa: BLE001 - a row is still written, without the re-priced figure
             logger.debug("could not re-price duplicate span", exc_info=True)
     flags = a.get(A.COST_FLAGS)
     if isinstance(flags, (tuple, list)):
         flags = ",".join(str(f) for f in flags)
-    elif not isinstance(flags, str):
+    elif type(flags) is not str:
         flags = None
     resend = a.get("http.request.resend_count")
-    err = a.get("error.type")
-    keep = {k: _json_safe(v) for k, v in a.items() if k not in ATTRIBUTION_COLUMNS and (store_content or not
-                                                                                        _is_content(k))}
-    row = {
-        "trace_id": rec.trace_id, "span_id": rec.span_id, "parent_span_id": rec.parent_span_id or None,
-        "name": rec.name, "kind": rec.kind, "service_name": rec.service_name, "scope_name": rec.scope_name,
-        "start_ns": rec.start_ns, "end_ns": rec.end_ns, "status_code": rec.status_code,
-        "error_type": str(err)[:256] if err is not None else None,
-        "is_llm": is_llm, "operation": call.operation, "provider": call.provider,
-        "request_model": call.request_model,
-        "response_model": a.get("gen_ai.response.model") if isinstance(a.get("gen_ai.response.model"), str) else None,
-        "response_id": call.response_id,
-        "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,
-        "cache_read_tokens": call.cache_read_tokens, "cache_write_tokens": call.cache_write_tokens,
-        "cache_write_1h_tokens": call.cache_write_1h_tokens, "reasoning_tokens": call.reasoning_tokens,
-        "usage_detail": call.detail if is_llm else None,
-        "cost_status": status if is_llm else None, "cost_total": cost_total,
-        "cost_input": _dec(a.get(A.COST_INPUT)), "cost_output": _dec(a.get(A.COST_OUTPUT)),
-        "cost_cache_read": _dec(a.get(A.COST_CACHE_READ)),
-        "cost_cache_write": _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H)),
-        "cost_reasoning": _dec(a.get(A.COST_REASONING)), "cost_tool": _dec(a.get(A.COST_TOOL_USAGE)),
-        "pricing_model": a.get(A.COST_MODEL) if isinstance(a.get(A.COST_MODEL), str) else None,
-        "pricing_version": a.get(A.COST_PRICING_VERSION) if isinstance(a.get(A.COST_PRICING_VERSION), str)
-        else None,
-        "duplicate_of": a.get(A.COST_DUPLICATE_OF) if isinstance(a.get(A.COST_DUPLICATE_OF), str) else None,
-        "cost_flags": flags,
-        "resend_count": resend if isinstance(resend, int) and not isinstance(resend, bool) else None,
-        "attributes": json.dumps(keep, default=str),
-    }
-    row.update(extra)
-    for k in ATTRIBUTION_COLUMNS:
-        v = a.get(k)
-        row[k] = v[:256] if isinstance(v, str) else (str(v)[:256] if v is not None else None)
-    return tuple(row[c] for c in _NAMES)
+    if type(resend) is not int:
+        resend = None
+    keep = {k: _json_safe(v) for k, v in a.items() if k not in _MAPPED and (store_content or not _is_content(k))}
+    get = a.get
+    return (
+        rec.trace_id, rec.span_id, rec.parent_span_id or None, rec.name, rec.kind, rec.service_name, rec.scope_name,
+        rec.start_ns, rec.end_ns, rec.status_code, _str_or_none(get("error.type")),
+        is_llm, call.operation, call.provider, call.request_model,
+        get("gen_ai.response.model") if type(get("gen_ai.response.model")) is str else None, call.response_id,
+        call.input_tokens, call.output_tokens, call.cache_read_tokens, call.cache_write_tokens,
+        call.cache_write_1h_tokens, call.reasoning_tokens, call.detail if is_llm else None,
+        status if is_llm else None, cost_total, c_in, c_out, c_cr, c_cw, c_rs, c_tool,
+        _str_or_none(get(A.COST_MODEL)), _str_or_none(get(A.COST_PRICING_VERSION)),
+        _str_or_none(get(A.COST_DUPLICATE_OF)), flags, resend,
+        *[_str_or_none(get(k)) for k in ATTRIBUTION_COLUMNS],
+        json.dumps(keep, default=str) if keep else "{}",
+    )
 
 
-def _sum_dec(*values: Any) -> Decimal | None:
-    ds = [d for d in (_dec(v) for v in values) if d is not None]
-    return sum(ds, Decimal(0)) if ds else None
+def _sum_dec(a: Any, b: Any) -> float | None:
+    da, db = _dec(a), _dec(b)
+    if da is None or db is None:
+        return da if db is None else db
+    # Exact decimal sum, then the nearest float: both halves are short decimals.
+    return float(Decimal(repr(da)) + Decimal(repr(db)))
 
 
 class Ledger:
@@ -227,37 +253,59 @@ class Ledger:
     def _migrate(self) -> None:
         cols = ",\n  ".join(f"{n} {t}" for n, t in COLUMNS)
         self.con.execute("CREATE TABLE IF NOT EXISTS ledger_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS spans (\n  {cols},\n  PRIMARY KEY (trace_id, span_id))")
+        # No primary key: an ART index on two strings made every insert 3x slower and holds the whole key set
+        # in memory. Uniqueness of (trace_id, span_id) is kept by the writers instead (see write_rows).
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS spans (\n  {cols})")
         self.con.execute("INSERT OR REPLACE INTO ledger_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         self.con.execute(_CALLS_VIEW)
 
     # ------------------------------------------------------------------------------------------- writing
 
-    def write_records(self, records: Iterable[SpanRecord]) -> int:
-        """Insert (or replace) records in one transaction. Returns the number of rows written."""
+    def write_records(self, records: Iterable[SpanRecord], *, replace: bool = False) -> int:
+        """Insert records in one transaction (``replace=True``: replacing earlier copies). Returns the count."""
         rows = [record_to_row(r, store_content=self.store_content, book=self.book) for r in records]
-        return self.write_rows(rows)
+        return self.write_rows(rows, replace=replace)
 
     def write_spans(self, spans: Iterable[ReadableSpan]) -> int:
         return self.write_records(SpanRecord.from_readable(s) for s in spans)
 
-    def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> int:
+    def write_rows(self, rows: Sequence[tuple[Any, ...]], *, replace: bool = False) -> int:
+        """Insert rows in one transaction (one Arrow batch, not row by row).
+
+        With ``replace=True`` (re-ingestion) rows with the same ``(trace_id, span_id)`` are replaced, so loading
+        the same spans twice stores them once. The exporter path writes each span once and skips that join.
+        """
         if not rows:
             return 0
-        columns = [list(c) for c in zip(*rows)]
-        selects = ", ".join(
-            f"unnest(${i + 1})::{t.replace(' NOT NULL', '')}" if t.startswith(("DECIMAL", "JSON"))
-            else f"unnest(${i + 1})" for i, (_, t) in enumerate(COLUMNS))
-        sql = f"INSERT OR REPLACE INTO spans ({', '.join(_NAMES)}) SELECT {selects}"
+        import pyarrow as pa
+
+        if not _SCHEMA_CACHE:
+            _SCHEMA_CACHE.append(_arrow_schema())
+        schema = _SCHEMA_CACHE[0]
+        table = pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(zip(*rows), schema)],
+                                     schema=schema)
         with self._lock:
-            self.con.execute("BEGIN TRANSACTION")
+            con = self.con
+            con.register("_batch", table)
             try:
-                self.con.execute(sql, [[str(v) if v is not None else None for v in col] if name in _DECIMAL_COLUMNS
-                                       else col for name, col in zip(_NAMES, columns)])
-                self.con.execute("COMMIT")
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    if replace:
+                        # Last one wins inside the batch too.
+                        con.execute(f"CREATE OR REPLACE TEMP TABLE _incoming AS SELECT {_SELECT_SQL} FROM _batch "
+                                    "QUALIFY row_number() OVER (PARTITION BY trace_id, span_id) = 1")
+                        con.execute("DELETE FROM spans WHERE (trace_id, span_id) IN "
+                                    "(SELECT trace_id, span_id FROM _incoming)")
+                        con.execute(f"INSERT INTO spans ({_COLS_SQL}) SELECT {_COLS_SQL} FROM _incoming")
+                        con.execute("DROP TABLE _incoming")
+                    else:
+                        con.execute(f"INSERT INTO spans ({_COLS_SQL}) SELECT {_SELECT_SQL} FROM _batch")
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.unregister("_batch")
         return len(rows)
 
     # ------------------------------------------------------------------------------------------- reading

@@ -66,63 +66,93 @@ class Call:
                                            or self.provider is not None)
 
 
-def _count(attrs: Mapping[str, Any], names: tuple[str, ...], bad: list[str]) -> int | None:
-    for name in names:
-        v = attrs.get(name)
-        if v is None:
-            continue
-        t = type(v)
-        if t is int:
-            if 0 <= v <= _MAX_TOKENS:
-                return v
-        elif t is float:
-            if math.isfinite(v) and v >= 0 and v.is_integer() and v <= _MAX_TOKENS:
-                return int(v)
-        elif t is str:
-            s = v.strip()
-            if s.isdigit() and len(s) <= 13:
-                return int(s)
-        bad.append(name)
+_TEXT_LIMITS = {"operation": 256, "provider": 256, "request_model": 256, "response_model": 256,
+                "response_id": 512, "service_tier": 32, "region": 32}
+# attribute name -> (quantity, precedence rank); built once so that reading a span looks only at the
+# attributes it has (a few) instead of every alias we know (dozens).
+_INDEX: dict[str, tuple[str, int]] = {}
+for _q, _names in READ.items():
+    if _q == "streaming":
+        continue
+    for _rank, _name in enumerate(_names):
+        _INDEX.setdefault(_name, (_q, _rank))
+for _rank, _name in enumerate(PROVIDED_COST):
+    _INDEX.setdefault(_name, ("provided_cost", _rank))
+_KNOWN = frozenset(_INDEX)
+_STREAM_KEYS = READ["streaming"]
+
+
+def _valid_count(v: Any) -> int | None:
+    t = type(v)
+    if t is int:
+        return v if 0 <= v <= _MAX_TOKENS else None
+    if t is float:
+        return int(v) if math.isfinite(v) and v >= 0 and v.is_integer() and v <= _MAX_TOKENS else None
+    if t is str:
+        s = v.strip()
+        return int(s) if s.isascii() and s.isdigit() and len(s) <= 13 else None
     return None
 
 
-def _text(attrs: Mapping[str, Any], names: tuple[str, ...], bad: list[str], limit: int = 256) -> str | None:
-    for name in names:
-        v = attrs.get(name)
-        if v is None:
-            continue
-        if type(v) is str and v.strip() and len(v) <= limit:
-            return v.strip()
-        bad.append(name)
+def _valid_cost(v: Any) -> float | None:
+    t = type(v)
+    if t is int or t is float:
+        return float(v) if math.isfinite(v) and v >= 0 else None
+    if t is str:
+        try:
+            f = float(v)
+        except ValueError:
+            return None
+        return f if math.isfinite(f) and f >= 0 else None
     return None
-
-
-_R = READ
 
 
 def read_call(attrs: Mapping[str, Any]) -> Call:
     """Read one span's attributes into a :class:`Call`. Never raises."""
     c = Call()
+    present = _KNOWN.intersection(attrs.keys())
+    if not present:
+        return c
     bad = c.bad
-    c.operation = _text(attrs, _R["operation"], bad)
-    c.provider = _text(attrs, _R["provider"], bad)
-    c.request_model = _text(attrs, _R["request_model"], bad)
-    c.model = _text(attrs, _R["response_model"], bad) or c.request_model
-    c.response_id = _text(attrs, _R["response_id"], bad, limit=512)
-    c.input_tokens = _count(attrs, _R["input_tokens"], bad)
-    c.output_tokens = _count(attrs, _R["output_tokens"], bad)
-    if c.input_tokens is None and c.output_tokens is None and not attrs.keys() & _ANY_USAGE:
-        # Fast exit for spans that carry no usage at all (most spans of a trace).
-        for name in PROVIDED_COST:
-            if name in attrs:
-                break
+    best: dict[str, tuple[int, Any]] = {}
+    for name in present:
+        q, rank = _INDEX[name]
+        prior = best.get(q)
+        if prior is not None and prior[0] < rank:
+            continue
+        v = attrs[name]
+        limit = _TEXT_LIMITS.get(q)
+        if limit is not None:
+            ok: Any = v.strip() if type(v) is str and v.strip() and len(v) <= limit else None
+        elif q == "provided_cost":
+            ok = _valid_cost(v)
         else:
-            return c
+            ok = _valid_count(v)
+        if ok is None:
+            bad.append(name)
+        else:
+            best[q] = (rank, ok)
+    get = best.get
+
+    def val(q: str) -> Any:
+        hit = get(q)
+        return hit[1] if hit is not None else None
+
+    c.operation = val("operation")
+    c.provider = val("provider")
+    c.request_model = val("request_model")
+    c.model = val("response_model") or c.request_model
+    c.response_id = val("response_id")
+    c.input_tokens = val("input_tokens")
+    c.output_tokens = val("output_tokens")
+    c.provided_cost = val("provided_cost")
+    c.service_tier = val("service_tier")
+    c.region = val("region")
     detail = (c.input_tokens is not None) + (c.output_tokens is not None)
-    c.cache_read_tokens = _count(attrs, _R["cache_read_tokens"], bad)
-    total_write = _count(attrs, _R["cache_write_tokens"], bad)
-    w5 = _count(attrs, _R["cache_write_5m_tokens"], bad)
-    w1 = _count(attrs, _R["cache_write_1h_tokens"], bad)
+    c.cache_read_tokens = val("cache_read_tokens")
+    total_write = val("cache_write_tokens")
+    w5 = val("cache_write_5m_tokens")
+    w1 = val("cache_write_1h_tokens")
     if w5 is not None or w1 is not None:
         # The TTL split is the more detailed truth; the total is only used to fill a missing half.
         w1 = w1 or 0
@@ -131,38 +161,16 @@ def read_call(attrs: Mapping[str, Any]) -> Call:
         detail += 2
     else:
         c.cache_write_tokens = total_write
-    c.reasoning_tokens = _count(attrs, _R["reasoning_tokens"], bad)
-    c.input_audio_tokens = _count(attrs, _R["input_audio_tokens"], bad)
-    c.output_audio_tokens = _count(attrs, _R["output_audio_tokens"], bad)
-    c.web_search_calls = _count(attrs, _R["web_search_calls"], bad)
+    c.reasoning_tokens = val("reasoning_tokens")
+    c.input_audio_tokens = val("input_audio_tokens")
+    c.output_audio_tokens = val("output_audio_tokens")
+    c.web_search_calls = val("web_search_calls")
     for v in (c.cache_read_tokens, total_write, c.reasoning_tokens, c.input_audio_tokens, c.output_audio_tokens):
         if v is not None:
             detail += 1
     c.detail = detail
-    c.service_tier = _text(attrs, _R["service_tier"], bad, limit=32)
-    c.region = _text(attrs, _R["region"], bad, limit=32)
-    for name in _R["streaming"]:
+    for name in _STREAM_KEYS:
         if attrs.get(name) is True:
             c.streaming = True
             break
-    for name in PROVIDED_COST:
-        v = attrs.get(name)
-        if v is None:
-            continue
-        if type(v) in (int, float) and math.isfinite(v) and v >= 0:
-            c.provided_cost = float(v)
-            break
-        if type(v) is str:
-            try:
-                f = float(v)
-            except ValueError:
-                f = -1.0
-            if math.isfinite(f) and f >= 0:
-                c.provided_cost = f
-                break
-        bad.append(name)
     return c
-
-
-_ANY_USAGE = frozenset(n for k in ("cache_read_tokens", "cache_write_tokens", "cache_write_5m_tokens",
-                                   "cache_write_1h_tokens", "reasoning_tokens") for n in READ[k])
