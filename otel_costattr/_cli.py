@@ -76,7 +76,65 @@ def _build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", metavar="PATH", default="litellm-imported.json",
                      help="where to write the converted layer (default: %(default)s); use it with --pricing, "
                      "curated entries still win")
+    ing = sub.add_parser("ingest", help="load OTLP JSON-lines or protobuf files into the ledger",
+                         description="Load OTLP trace files (the collector's file exporter: JSON lines, or "
+                         "length-prefixed protobuf; gzip accepted) into the ledger, pricing spans that are not priced "
+                         "yet. Malformed lines are reported with file and line; good lines still load.")
+    ing.add_argument("files", nargs="+", metavar="FILE")
+    ing.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger file (default: %(default)s)")
+    ing.add_argument("--pricing", nargs="+", action="extend", default=[], metavar="FILE")
+
+    rep = sub.add_parser("report", help="roll spend up by customer, task, agent, skill, model, day ...")
+    rep.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger file (default: %(default)s)")
+    rep.add_argument("--by", default="customer_id", metavar="KEY[,KEY...]",
+                     help="attribution keys, span attributes, or provider/model/day/month/service (default: "
+                     "%(default)s)")
+    rep.add_argument("--since", metavar="T", help="ISO date/time, or relative: 7d, 24h")
+    rep.add_argument("--until", metavar="T", help="ISO date/time, or relative: 7d, 24h (exclusive)")
+    rep.add_argument("--top", type=_positive_int, metavar="N", help="show the N largest rows, then 'other'")
+    rep.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
+    rep.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    rep.add_argument("--required-keys", default="customer_id", metavar="KEY[,KEY...]",
+                     help="spend missing any of these keys counts as unattributed (default: %(default)s)")
     return parser
+
+
+def _default_db() -> str:
+    import os
+    return os.environ.get("OTEL_COSTATTR_LEDGER", "costs.duckdb")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return v
+
+
+def _instant(text: str | None, what: str) -> int | None:
+    """ISO date/datetime (UTC if no zone) or a relative '7d' / '24h' / '30m' before now, as epoch ns."""
+    import re
+    import time
+    from datetime import datetime, timezone
+
+    from ._errors import ConfigurationError
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)([dhm])", text.strip())
+    if m:
+        secs = int(m.group(1)) * {"d": 86400, "h": 3600, "m": 60}[m.group(2)]
+        return time.time_ns() - secs * 1_000_000_000
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(f"{what} {text!r} is not an ISO date/time (2026-11-01, 2026-11-01T12:00Z) or a "
+                                 "relative period (7d, 24h, 30m)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
 
 
 # ---------------------------------------------------------------------------------------------- price
@@ -229,6 +287,42 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------ ledger
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ._ingest import ingest_files
+    from ._ledger import Ledger
+    from ._pricing import PriceBook
+
+    book = PriceBook.load(args.pricing)
+    ledger = Ledger(args.db, book=book)
+    try:
+        result = ingest_files(args.files, ledger, book)
+    finally:
+        ledger.close()
+    print(result)
+    return EXIT_INVALID if result.errors else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ._ledger import Ledger
+    from ._report import render, write_output
+    from ._rollup import build_report
+
+    by = [k.strip() for k in args.by.split(",") if k.strip()]
+    required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
+    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    ledger = Ledger(args.db, read_only=True)
+    try:
+        report = build_report(ledger, by=by, since_ns=since, until_ns=until, top=args.top, required_keys=required,
+                              sections=args.format in ("html", "json"))
+    finally:
+        ledger.close()
+    write_output(render(report, args.format), args.out)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -240,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._version import __version__
         print(__version__)
         return EXIT_OK
-    handlers = {"price": _cmd_price}
+    handlers = {"price": _cmd_price, "ingest": _cmd_ingest, "report": _cmd_report}
     try:
         if args.command == "pricing":
             sub = {"validate": _cmd_validate, "list": _cmd_list, "import-litellm": _cmd_import}

@@ -220,7 +220,7 @@ def _sum_dec(a: Any, b: Any) -> float | None:
 
 
 class Ledger:
-    """A DuckDB ledger file. Create with :func:`open_ledger` or ``Ledger(path)``.
+    """A DuckDB ledger file (also a rollup :class:`~otel_costattr._rollup.Source`). Create with :func:`open_ledger` or ``Ledger(path)``.
 
     Raises:
         ConfigurationError: the file cannot be opened (missing folder, no permission, locked by another
@@ -231,6 +231,7 @@ class Ledger:
                  book: Any = None) -> None:
         import duckdb
 
+        self.dialect = "duckdb"
         self.path = Path(path)
         self.store_content = store_content
         self.book = book
