@@ -42,6 +42,7 @@ _DEFAULT_DEDUP = 16_384
 _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
 _OUTPUT_SIDE = ("output", "reasoning", "output_audio", "output_image")
 _TOOL_SIDE = ("web_search", "compute")
+_INPUT_ONLY_OPS = frozenset({"embeddings", "embedding"})
 
 
 class _DedupIndex:
@@ -118,7 +119,8 @@ class Enricher:
                     out[A.LANGFUSE_COST_DETAILS] = '{"total": 0}'
                 return out, "duplicate", call, None
 
-        partial = call.input_tokens is None or call.output_tokens is None
+        # Embeddings have no output side; anything else missing one side is an incomplete report.
+        partial = call.input_tokens is None or (call.output_tokens is None and call.operation not in _INPUT_ONLY_OPS)
         model = call.model or call.request_model
         if model is None:
             return ({A.COST_STATUS: "unpriced", A.COST_REASON: "the span names no model (gen_ai.response.model or "

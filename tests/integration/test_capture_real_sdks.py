@@ -113,7 +113,8 @@ def test_responses_api_and_retrieve_priced_once(priced: CostTelemetry, emitter: 
 @pytest.mark.parametrize("emitter", ["traceloop-openai", "genai-openai"])
 def test_embeddings(priced: CostTelemetry, emitter: str) -> None:
     priced.instrument(emitter)
-    priced.openai().embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    priced.openai().embeddings.create(model="text-embedding-3-small", input=["a", "b"],
+                                      extra_headers=fake_headers(usage=Usage(input=16)))
     (span,) = llm_spans(priced)
     assert status(span) == "priced" and total(span) == Decimal("0.00000032")  # 16 x $0.02/M
 
@@ -142,7 +143,7 @@ def test_errors_and_sdk_retries(priced: CostTelemetry, emitter: str) -> None:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
                                        extra_headers=fake_headers(usage=OPENAI_USAGE, scenario="error-500"))
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
-                                   extra_headers=fake_headers(usage=OPENAI_USAGE, scenario="flaky"))
+                                   extra_headers=fake_headers(usage=OPENAI_USAGE, scenario="flaky", request_key="flaky-1"))
     err, ok = llm_spans(priced)
     assert status(err) == "no_usage" and status(ok) == "priced" and total(ok) == GPT4O_MINI
     assert priced.cost.stats.snapshot() == {"no_usage": 1, "priced": 1}
@@ -226,7 +227,7 @@ def test_anthropic_error_and_flaky_retry(vendor: FakeVendorServer, priced: CostT
         client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=MESSAGES,
                                extra_headers=fake_headers(usage=ANTHROPIC_USAGE, scenario="error-429"))
     client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=MESSAGES,
-                           extra_headers=fake_headers(usage=ANTHROPIC_USAGE, scenario="flaky"))
+                           extra_headers=fake_headers(usage=ANTHROPIC_USAGE, scenario="flaky", request_key="flaky-1"))
     err, ok = llm_spans(priced)
     assert status(err) == "no_usage"
     assert status(ok) == "priced" and total(ok) == HAIKU_SPLIT and ok.attributes["http.request.resend_count"] == 1
