@@ -1,4 +1,5 @@
-"""Test seams for otel-costattr: a local fake LLM vendor for the real OpenAI and Anthropic SDKs.
+"""Test seams for otel-costattr: a local fake LLM vendor for the real OpenAI and Anthropic SDKs, and a
+local OTLP/HTTP trace receiver (``OTLPReceiver``) that decodes what exporters send.
 
 Like ``httpx.MockTransport``, this ships with the library so that tests (yours and ours) and the
 ``otel-costattr demo`` command can drive the real SDKs, under their real OpenTelemetry
@@ -31,6 +32,7 @@ from ._usage import (
     Usage,
     fake_headers,
 )
+from ._otlp_receiver import OTLPReceiver, ReceivedSpan
 from ._vendor import DEFAULT_USAGE, FakeRequest, FakeVendorServer, RecordedRequest, RequestHook
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "FakeRequest",
     "FakeVendorServer",
     "MODEL_HEADER",
+    "OTLPReceiver",
+    "ReceivedSpan",
     "RecordedRequest",
     "REQUEST_KEY_HEADER",
     "RequestHook",

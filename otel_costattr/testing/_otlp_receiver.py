@@ -153,6 +153,7 @@ class ReceivedRequest:
     content_encoding: str
     headers: dict[str, str]
     body_size: int
+    path: str = "/v1/traces"
 
 
 @dataclass(frozen=True)
@@ -768,14 +769,15 @@ class OTLPReceiver:
         path = urlsplit(handler.path).path
         if not self._drain_body(handler):
             return
-        if path == TRACES_PATH:
+        if path.endswith(TRACES_PATH):
             self._send_status(handler, 405, "only POST is allowed", JSON, {"Allow": "POST"})
         else:
             self._send_status(handler, 404, f"no such path {path}", JSON)
 
     def _handle_post(self, handler: _Handler) -> None:
         path = urlsplit(handler.path).path
-        if path != TRACES_PATH:
+        # Any base path: backends mount OTLP under their own prefix (Langfuse: /api/public/otel/v1/traces).
+        if not path.endswith(TRACES_PATH):
             if self._drain_body(handler):
                 self._send_status(handler, 404, f"no such path {path}", JSON)
             return
@@ -862,7 +864,8 @@ class OTLPReceiver:
             )  # fmt: skip
             return
 
-        record = ReceivedRequest(message, content_type, content_encoding, headers, len(body))
+        record = ReceivedRequest(message, content_type, content_encoding, headers, len(body),
+                                 urlsplit(handler.path).path)
         self._finish(
             handler, headers, content_type, content_encoding, 200, None, reply_type,
             accepted=(record, spans),
