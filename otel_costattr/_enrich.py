@@ -33,10 +33,10 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from . import attributes as A
-from ._pricing import Cost, PriceBook, format_money
+from ._pricing import Cost, PriceBook
 from ._usage import Call, read_call
 
-__all__ = ["Enricher", "clone_span"]
+__all__ = ["Enricher", "clone_span", "plain_attributes"]
 
 _DEFAULT_DEDUP = 16_384
 _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
@@ -87,7 +87,7 @@ class Enricher:
         Raises only on bugs (the caller counts and survives them); bad span data never raises.
         """
         ctx = span.context
-        return self.compute_attributes(span.attributes or {}, span_id=format(ctx.span_id, "016x") if ctx else None,
+        return self.compute_attributes(plain_attributes(span), span_id=format(ctx.span_id, "016x") if ctx else None,
                                        start_ns=span.start_time, end_ns=span.end_time)
 
     def compute_attributes(self, attrs: Mapping[str, Any], *, span_id: str | None, start_ns: int | None,
@@ -175,8 +175,9 @@ class Enricher:
         if cost.flags:
             out[A.COST_FLAGS] = cost.flags
         if self.langfuse:
-            # Exact decimal strings inside the JSON: Langfuse parses them as numbers.
-            details = {k: float(format_money(v)) for k, v in cost.components.items() if v}
+            # Each float is the nearest double to the exact component, and json writes its shortest repr,
+            # i.e. the exact decimal for every realistic cost.
+            details = {k: v for k, v in f.items() if v}
             details["total"] = total
             out[A.LANGFUSE_COST_DETAILS] = json.dumps(details)
         return out
@@ -190,6 +191,21 @@ def _tier(value: str | None) -> str | None:
     if v in ("batch", "flex", "priority"):
         return v
     return None
+
+
+def plain_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict, read-only by contract.
+
+    ``ReadableSpan.attributes`` is a ``MappingProxyType`` over ``BoundedAttributes``, whose every lookup runs
+    Python code under a lock: reading usage through it costs several times the whole pricing step. The
+    underlying dict is used when the SDK has the expected shape (checked, not assumed); otherwise a copy.
+    """
+    inner = getattr(span, "_attributes", None)
+    d = getattr(inner, "_dict", None)
+    if type(d) is dict:
+        return d
+    attrs = span.attributes
+    return attrs if type(attrs) is dict else dict(attrs or {})
 
 
 # ---------------------------------------------------------------------------------------------- cloning

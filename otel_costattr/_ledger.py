@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from . import attributes as A
 from ._errors import ConfigurationError
+from ._enrich import plain_attributes
 from ._usage import read_call
 
 __all__ = ["CONTENT_KEYS", "Ledger", "LedgerExporter", "LedgerSpanProcessor", "SpanRecord", "open_ledger"]
@@ -108,7 +109,7 @@ class SpanRecord:
         return cls(trace_id=format(ctx.trace_id, "032x"), span_id=format(ctx.span_id, "016x"),
                    parent_span_id=format(parent.span_id, "016x") if parent is not None else None,
                    name=span.name, kind=span.kind.name, start_ns=span.start_time or 0, end_ns=span.end_time or 0,
-                   status_code=span.status.status_code.name, attributes=span.attributes or {},
+                   status_code=span.status.status_code.name, attributes=plain_attributes(span),
                    service_name=res.get("service.name") if res else None,
                    scope_name=scope.name if scope is not None else None)
 

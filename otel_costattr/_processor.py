@@ -22,7 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .attributes import DEFAULT_ATTRIBUTION_KEYS
-from ._enrich import Enricher, clone_span
+from ._enrich import Enricher, clone_span, plain_attributes
 from ._metrics import CostMetrics
 from ._pricing import PriceBook, default_book
 
@@ -161,7 +161,7 @@ class CostSpanProcessor(SpanProcessor):
         if extra is None:
             return span
         try:
-            attrs = span.attributes or {}
+            attrs = plain_attributes(span)
             self.stats.add(status)
             if call is not None and call.bad:
                 self.stats.add("bad_attribute_values", len(call.bad))

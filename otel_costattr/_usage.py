@@ -20,34 +20,32 @@ _MAX_TOKENS = 10**12  # far above any real request; a bigger value is garbage, n
 
 
 class Call:
-    """The facts about one model call read off a span. ``None`` means "not reported", never zero."""
+    """The facts about one model call read off a span. ``None`` means "not reported", never zero.
 
-    __slots__ = ("provider", "model", "request_model", "response_id", "operation", "service_tier", "region",
-                 "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                 "cache_write_1h_tokens", "reasoning_tokens", "input_audio_tokens", "output_audio_tokens",
-                 "web_search_calls", "provided_cost", "streaming", "bad", "detail")
+    Defaults live on the class so that building one is cheap (one per span): only what the span reports is
+    stored on the instance.
+    """
 
-    def __init__(self) -> None:
-        self.provider: str | None = None
-        self.model: str | None = None
-        self.request_model: str | None = None
-        self.response_id: str | None = None
-        self.operation: str | None = None
-        self.service_tier: str | None = None
-        self.region: str | None = None
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-        self.cache_read_tokens: int | None = None
-        self.cache_write_tokens: int | None = None  # short TTL only (after the split below)
-        self.cache_write_1h_tokens: int | None = None
-        self.reasoning_tokens: int | None = None
-        self.input_audio_tokens: int | None = None
-        self.output_audio_tokens: int | None = None
-        self.web_search_calls: int | None = None
-        self.provided_cost: float | None = None
-        self.streaming = False
-        self.bad: list[str] = []
-        self.detail = 0  # how many usage details the span reports; the more detailed duplicate wins
+    provider: str | None = None
+    model: str | None = None
+    request_model: str | None = None
+    response_id: str | None = None
+    operation: str | None = None
+    service_tier: str | None = None
+    region: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None  # short TTL only (after the TTL split)
+    cache_write_1h_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    input_audio_tokens: int | None = None
+    output_audio_tokens: int | None = None
+    web_search_calls: int | None = None
+    provided_cost: float | None = None
+    streaming = False
+    detail = 0  # how many usage details the span reports; the more detailed duplicate wins
+    bad: list[str] = []  # replaced per instance before anything is appended
 
     @property
     def has_usage(self) -> bool:
@@ -107,23 +105,30 @@ def _valid_cost(v: Any) -> float | None:
     return None
 
 
+# quantity -> Call attribute name (they differ only for the response model)
+_FIELD = {q: q for q in READ} | {"response_model": "model", "cache_write_tokens": "_total_write",
+                                  "cache_write_5m_tokens": "_w5", "cache_write_1h_tokens": "_w1"}
+_INDEX2 = {name: (q, rank, _TEXT_LIMITS.get(q), _FIELD.get(q, q)) for name, (q, rank) in _INDEX.items()}
+
+
 def read_call(attrs: Mapping[str, Any]) -> Call:
     """Read one span's attributes into a :class:`Call`. Never raises."""
     c = Call()
-    present = _KNOWN.intersection(attrs.keys())
+    present = _KNOWN.intersection(attrs)
     if not present:
         return c
-    bad = c.bad
-    best: dict[str, tuple[int, Any]] = {}
+    bad: list[str] = []
+    c.bad = bad
+    ranks: dict[str, int] = {}
+    d = c.__dict__
     for name in present:
-        q, rank = _INDEX[name]
-        prior = best.get(q)
-        if prior is not None and prior[0] < rank:
+        q, rank, limit, field = _INDEX2[name]
+        prior = ranks.get(q)
+        if prior is not None and prior < rank:
             continue
         v = attrs[name]
-        limit = _TEXT_LIMITS.get(q)
         if limit is not None:
-            ok: Any = v.strip() if type(v) is str and v.strip() and len(v) <= limit else None
+            ok: Any = v.strip() if type(v) is str and len(v) <= limit and v.strip() else None
         elif q == "provided_cost":
             ok = _valid_cost(v)
         else:
@@ -131,8 +136,31 @@ def read_call(attrs: Mapping[str, Any]) -> Call:
         if ok is None:
             bad.append(name)
         else:
-            best[q] = (rank, ok)
-    get = best.get
+            ranks[q] = rank
+            d[field] = ok
+    if c.model is None:
+        c.model = c.request_model
+    detail = (c.input_tokens is not None) + (c.output_tokens is not None)
+    total_write = d.pop("_total_write", None)
+    w5 = d.pop("_w5", None)
+    w1 = d.pop("_w1", None)
+    if w5 is not None or w1 is not None:
+        # The TTL split is the more detailed truth; the total is only used to fill a missing half.
+        w1 = w1 or 0
+        w5 = w5 if w5 is not None else max((total_write or 0) - w1, 0)
+        c.cache_write_tokens, c.cache_write_1h_tokens = w5, w1
+        detail += 2
+    elif total_write is not None:
+        c.cache_write_tokens = total_write
+    for v in (c.cache_read_tokens, total_write, c.reasoning_tokens, c.input_audio_tokens, c.output_audio_tokens):
+        if v is not None:
+            detail += 1
+    c.detail = detail
+    for name in _STREAM_KEYS:
+        if attrs.get(name) is True:
+            c.streaming = True
+            break
+    return c
 
     def val(q: str) -> Any:
         hit = get(q)

@@ -1,0 +1,50 @@
+"""Tiny interleaved benchmark harness: every case of a comparison runs in the same process, in shuffled order
+each round, and ratios are taken per round before the median (this machine is shared and noisy)."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def per_call_us(fn: Callable[[], Any], n: int) -> float:
+    t = time.perf_counter_ns()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter_ns() - t) / n / 1000
+
+
+def interleaved(cases: dict[str, Callable[[int], float]], rounds: int = 15, warmup: int = 2,
+                seed: int = 1) -> dict[str, list[float]]:
+    """Run ``cases`` (name -> fn(round) returning a per-op time) interleaved; returns the per-round samples."""
+    rng = random.Random(seed)
+    names = list(cases)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds + warmup):
+        rng.shuffle(names)
+        for name in names:
+            value = cases[name](r)
+            if r >= warmup:
+                samples[name].append(value)
+    return samples
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def ratio(samples: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of a/b, both measured in the same round."""
+    return statistics.median(x / y for x, y in zip(samples[a], samples[b]))
+
+
+def delta(samples: dict[str, list[float]], a: str, b: str) -> float:
+    return statistics.median(x - y for x, y in zip(samples[a], samples[b]))
+
+
+def line(label: str, value: str, target: str = "", ok: bool | None = None) -> str:
+    verdict = "" if ok is None else ("  ok" if ok else "  MISSED")
+    return f"  {label:<58}{value:>16}   {target}{verdict}"

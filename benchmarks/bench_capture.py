@@ -1,0 +1,129 @@
+"""Capture pipeline: us per span against the bare SDK in the same run, and memory over 1M spans.
+
+Cases (a realistic gen_ai chat span: 6 request attributes at start, 6 response/usage attributes at end, inside a
+context carrying 5 baggage entries):
+
+* sdk_batch:           TracerProvider + BatchSpanProcessor + no-op exporter
+* sdk_batch_baggage:   the same + stock BaggageSpanProcessor(ALLOW_ALL_BAGGAGE_KEYS)
+* cost_only:           sdk_batch with CostSpanProcessor wrapping the batch processor (cost enrichment alone)
+* ours:                baggage_processor() + CostSpanProcessor(BatchSpanProcessor) (attribution + cost)
+
+Targets (issue 3): cost enrichment adds <= 5% to sdk_batch; ours <= 1.1x sdk_batch_baggage; memory bounded.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+
+from _harness import delta, interleaved, line, median, ratio
+from opentelemetry import baggage, context
+from opentelemetry.processor.baggage import ALLOW_ALL_BAGGAGE_KEYS, BaggageSpanProcessor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+import otel_costattr as oc
+
+N = 3000
+START = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+         "gen_ai.request.max_tokens": 1024, "gen_ai.request.temperature": 0.2, "server.address": "api.openai.com"}
+END = {"gen_ai.response.model": "gpt-4o-2024-08-06", "gen_ai.response.id": "chatcmpl-x",
+       "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300,
+       "gen_ai.usage.cache_read.input_tokens": 1024, "gen_ai.response.finish_reasons": ("stop",)}
+BAGGAGE = {"customer_id": "acme-retail", "task_id": "refund-42", "agent_id": "support-bot", "skill_id": "sql",
+           "workload_type": "interactive"}
+
+
+class NoopExporter(SpanExporter):
+    def export(self, spans):  # noqa: ANN001, ANN201
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _provider(case: str, book: oc.PriceBook) -> TracerProvider:
+    tp = TracerProvider()
+    bsp = BatchSpanProcessor(NoopExporter(), max_queue_size=N * 2, max_export_batch_size=512)
+    if case == "sdk_batch":
+        tp.add_span_processor(bsp)
+    elif case == "sdk_batch_baggage":
+        tp.add_span_processor(BaggageSpanProcessor(ALLOW_ALL_BAGGAGE_KEYS))
+        tp.add_span_processor(bsp)
+    elif case == "cost_only":
+        tp.add_span_processor(oc.CostSpanProcessor(bsp, book=book, dedup_size=1 << 16))
+    elif case == "ours":
+        tp.add_span_processor(oc.baggage_processor())
+        tp.add_span_processor(oc.CostSpanProcessor(bsp, book=book, dedup_size=1 << 16))
+    return tp
+
+
+def _run(tp: TracerProvider, n: int, offset: int) -> float:
+    tracer = tp.get_tracer("bench")
+    end = dict(END)
+    t = time.perf_counter_ns()
+    for i in range(n):
+        end["gen_ai.response.id"] = f"chatcmpl-{offset + i}"
+        with tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT, attributes=START) as span:
+            span.set_attributes(end)
+    tp.force_flush()
+    return (time.perf_counter_ns() - t) / n / 1000
+
+
+def _rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        for row in f:
+            if row.startswith("VmRSS:"):
+                return int(row.split()[1]) / 1024
+    return float("nan")
+
+
+def main(long: bool = True) -> list[str]:
+    book = oc.default_book()
+    ctx = context.get_current()
+    for k, v in BAGGAGE.items():
+        ctx = baggage.set_baggage(k, v, ctx)
+    token = context.attach(ctx)
+    try:
+        providers = {c: _provider(c, book) for c in ("sdk_batch", "sdk_batch_baggage", "cost_only", "ours")}
+        counter = iter(range(10**9))
+        cases = {c: (lambda r, tp=tp: _run(tp, N, next(counter) * N)) for c, tp in providers.items()}
+        s = interleaved(cases, rounds=15)
+        out = ["capture (issue 3): us per span, median of 15 interleaved rounds"]
+        for c in providers:
+            out.append(line(f"{c}", f"{median(s[c]):.1f} us/span"))
+        d = delta(s, "cost_only", "sdk_batch")
+        r = ratio(s, "cost_only", "sdk_batch")
+        out.append(line("cost enrichment: cost_only - sdk_batch", f"+{d:.2f} us ({(r - 1) * 100:+.1f}%)",
+                        "target <= +5%", r <= 1.05))
+        r2 = ratio(s, "ours", "sdk_batch_baggage")
+        out.append(line("whole pipeline: ours / sdk_batch_baggage", f"{r2:.2f}x", "target <= 1.10x", r2 <= 1.10))
+        for tp in providers.values():
+            tp.shutdown()
+        if long:
+            tp = _provider("ours", book)
+            samples = []
+            total = 1_000_000
+            step = 250_000
+            gc.collect()
+            base = _rss_mb()
+            for i in range(0, total, step):
+                _run(tp, step, i)
+                gc.collect()
+                samples.append(_rss_mb())
+            tp.shutdown()
+            growth = samples[-1] - samples[0]
+            out.append(line("RSS after 250k / 500k / 750k / 1M spans (ours)",
+                            " / ".join(f"{x:.0f}" for x in samples) + " MB"))
+            out.append(line("growth from 250k to 1M spans", f"{growth:+.1f} MB", f"start {base:.0f} MB; bounded",
+                            growth < 20))
+    finally:
+        context.detach(token)
+    return out
+
+
+if __name__ == "__main__":
+    print("\n".join(main(long="--quick" not in sys.argv)))
