@@ -1,0 +1,183 @@
+"""The DuckDB ledger: every span, exact decimals, idempotent, de-duplicated, durable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+import otel_costattr as oc
+from otel_costattr._ledger import Ledger, LedgerSpanProcessor, SpanRecord
+from tests.conftest import DATA
+
+BOOK = oc.PriceBook.load([DATA / "rules.toml"], builtin=False, imported=False, env=False)
+CHAT = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "rulesco", "gen_ai.request.model": "tiered"}
+
+
+def pipeline(path: Path, sampler=None):
+    tp = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+    led = LedgerSpanProcessor(path, book=BOOK, schedule_delay_millis=50)
+    proc = oc.CostSpanProcessor(led, book=BOOK)
+    tp.add_span_processor(oc.baggage_processor())
+    tp.add_span_processor(proc)
+    return tp, led
+
+
+def test_every_span_of_a_trace_with_exact_costs(tmp_path: Path) -> None:
+    tp, led = pipeline(tmp_path / "l.duckdb")
+    tracer = tp.get_tracer("t")
+    expected = Decimal(0)
+    with oc.attribution(customer_id="acme", task_id="t1"):
+        with tracer.start_as_current_span("invoke_agent planner", attributes={"gen_ai.operation.name": "invoke_agent"}):
+            for i in range(1, 40):
+                with tracer.start_as_current_span("chat", attributes=CHAT) as s:
+                    s.set_attributes({"gen_ai.usage.input_tokens": 1000 * i + 7, "gen_ai.usage.output_tokens": 3 * i,
+                                      "gen_ai.response.id": f"r{i}"})
+                expected += (Decimal(1000 * i + 7) * 3 + Decimal(3 * i) * 15) / 1_000_000
+            with tracer.start_as_current_span("execute_tool lookup", attributes={"gen_ai.operation.name": "execute_tool"}):
+                pass
+    tp.force_flush()
+    ledger = led.ledger
+    assert ledger.count() == 41  # the agent, the tool and 39 calls
+    (total, calls), = ledger.query("SELECT sum(cost_total), count(*) FROM calls")
+    assert calls == 39 and total == expected  # exact: DECIMAL sums, not floats
+    (parents,), = ledger.query("SELECT count(DISTINCT parent_span_id) FROM spans WHERE is_llm")
+    assert parents == 1
+    assert ledger.query("SELECT DISTINCT customer_id, task_id FROM spans") == [("acme", "t1")]
+    tp.shutdown()
+
+
+def test_content_is_not_stored_unless_asked(tmp_path: Path) -> None:
+    rec = SpanRecord("a" * 32, "b" * 16, None, "chat", "CLIENT", 1, 2, "UNSET",
+                     {**CHAT, "gen_ai.input.messages": "[secret prompt]", "gen_ai.output.messages": "[answer]",
+                      "gen_ai.prompt.0.content": "secret", "app.route": "/chat"})
+    plain = Ledger(tmp_path / "a.duckdb")
+    plain.write_records([rec])
+    (attrs,), = plain.query("SELECT attributes FROM spans")
+    assert "secret" not in attrs and "answer" not in attrs and json.loads(attrs)["app.route"] == "/chat"
+    full = Ledger(tmp_path / "b.duckdb", store_content=True)
+    full.write_records([rec])
+    (attrs,), = full.query("SELECT attributes FROM spans")
+    assert "secret prompt" in attrs
+
+
+def _rec(span: str, rid: str, detail_split: bool, status: str, cost: float | None, dup_of: str | None = None,
+         flags: tuple[str, ...] = ()) -> SpanRecord:
+    a = {**CHAT, "gen_ai.usage.input_tokens": 3050, "gen_ai.usage.cache_read.input_tokens": 1000,
+         "gen_ai.usage.cache_write.input_tokens": 2000, "gen_ai.usage.output_tokens": 300,
+         "gen_ai.response.id": rid, "gen_ai.cost.status": status}
+    if detail_split:
+        a["anthropic.usage.cache_creation.ephemeral_5m_input_tokens"] = 1500
+        a["anthropic.usage.cache_creation.ephemeral_1h_input_tokens"] = 500
+    if cost is not None:
+        a["gen_ai.cost.total_cost"] = cost
+    if dup_of:
+        a["gen_ai.cost.duplicate_of"] = dup_of
+    if flags:
+        a["gen_ai.cost.flags"] = flags
+    return SpanRecord("c" * 32, span, None, "chat", "CLIENT", 1_750_000_000_000_000_000,
+                      1_750_000_000_500_000_000, "UNSET", a)
+
+
+def test_more_detailed_duplicate_wins_in_process(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.duckdb", book=BOOK)
+    first = _rec("1" * 16, "msg_1", False, "priced", 0.01245)
+    second = _rec("2" * 16, "msg_1", True, "duplicate", None, dup_of="1" * 16, flags=("more_detailed",))
+    ledger.write_records([first])
+    ledger.write_records([second])
+    # the detailed span is re-priced with the 5m/1h split and counted instead:
+    # 50 x $3 + 1,000 x $0.30 + 1,500 x $3.75 + 500 x $6 + 300 x $15, per million
+    assert ledger.query("SELECT span_id, cost_total FROM calls") == [("2" * 16, Decimal("0.013575"))]
+
+
+def test_reingest_is_idempotent_and_cross_file_duplicates_count_once(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.duckdb", book=BOOK)
+    a = _rec("1" * 16, "msg_9", False, "priced", 0.01245)
+    b = _rec("2" * 16, "msg_9", True, "priced", 0.013575)  # the same call, priced by another process
+    ledger.write_records([a], replace=True)
+    ledger.write_records([b], replace=True)
+    ledger.write_records([a, b], replace=True)
+    assert ledger.count() == 2
+    assert ledger.query("SELECT span_id, cost_total FROM calls") == [("2" * 16, Decimal("0.013575"))]
+
+
+def test_unsampled_llm_spans_still_reach_the_ledger(tmp_path: Path) -> None:
+    tp, led = pipeline(tmp_path / "l.duckdb", sampler=oc.CostAwareSampler(ParentBased(TraceIdRatioBased(0.0))))
+    tracer = tp.get_tracer("t")
+    for i in range(20):
+        with tracer.start_as_current_span("agent"):
+            with tracer.start_as_current_span("chat", attributes=CHAT) as s:
+                s.set_attributes({"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 10})
+    tp.force_flush()
+    (n, total), = led.ledger.query("SELECT count(*), sum(cost_total) FROM calls")
+    assert n == 20 and total == Decimal("0.063")  # 20 x (1,000 x $3 + 10 x $15) / 1M
+    tp.shutdown()
+
+
+def test_configure_ledger(tmp_path: Path) -> None:
+    tp = TracerProvider()
+    p = oc.configure(env={}, ledger=tmp_path / "c.duckdb", tracer_provider=tp, set_global=False, book=BOOK,
+                     instrument_threading=False)
+    with oc.attribution(customer_id="x"):
+        with tp.get_tracer("t").start_as_current_span("chat", attributes=CHAT) as s:
+            s.set_attributes({"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 1})
+    p.force_flush()
+    assert p.destinations == ["ledger"]
+    assert p.ledger.ledger.query("SELECT customer_id, cost_total FROM calls") == [("x", Decimal("0.000315"))]
+    p.shutdown()
+
+
+def test_bad_ledger_location_fails_fast(tmp_path: Path) -> None:
+    with pytest.raises(oc.ConfigurationError, match="does not exist"):
+        Ledger(tmp_path / "missing-dir" / "l.duckdb")
+    with pytest.raises(oc.ConfigurationError, match="does not exist"):
+        Ledger(tmp_path / "nope.duckdb", read_only=True)
+    junk = tmp_path / "junk.duckdb"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(oc.ConfigurationError, match="cannot open ledger"):
+        Ledger(junk)
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from otel_costattr._ledger import Ledger, SpanRecord
+    led = Ledger(sys.argv[1])
+    batch = 500
+    for b in range(10_000):
+        recs = [SpanRecord(f"{b:032x}", f"{b * batch + i:016x}", None, "chat", "CLIENT", 1, 2, "UNSET",
+                           {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
+                            "gen_ai.usage.input_tokens": 5, "gen_ai.usage.output_tokens": 1,
+                            "gen_ai.cost.status": "priced", "gen_ai.cost.total_cost": 0.001})
+                for i in range(batch)]
+        led.write_records(recs)
+        print(f"committed {(b + 1) * batch}", flush=True)
+""")
+
+
+def test_sigkill_mid_write_loses_no_committed_span_and_never_corrupts(tmp_path: Path) -> None:
+    path = tmp_path / "crash.duckdb"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    committed = 0
+    assert child.stdout is not None
+    for line in child.stdout:
+        committed = int(line.split()[1])
+        if committed >= 5000:
+            break
+    child.send_signal(signal.SIGKILL)  # mid-way through the next batch
+    child.wait(timeout=30)
+    child.stdout.close()
+    ledger = Ledger(path)  # opens: the write-ahead log is replayed, nothing is corrupt
+    n = ledger.count()
+    assert n >= committed and n % 500 == 0  # every acknowledged batch is there, no partial batch
+    (total,), = ledger.query("SELECT sum(cost_total) FROM calls")
+    assert total == Decimal("0.001") * n
