@@ -37,10 +37,14 @@ _LAZY = {
     "CostSpanProcessor": "._processor",
     "CostAwareSampler": "._sampling",
     "attributes": ".attributes",
+    "attempt": "._attempt",
+    "Chain": "._chains",
+    "build_chains": "._chains",
 }
 
 __all__ = [
     "AttributionBaggageProcessor",
+    "Chain",
     "ConfigurationError",
     "Cost",
     "CostAwareSampler",
@@ -53,8 +57,10 @@ __all__ = [
     "__version__",
     "attribution",
     "attribution_keys",
+    "attempt",
     "attributes",
     "baggage_processor",
+    "build_chains",
     "configure",
     "default_book",
     "format_money",

@@ -187,6 +187,13 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
                          for k in ("customer_id", "task_id", "agent_id", "skill_id", "process_id", "model",
                                    "provider")}
         report["vendor_share_by_workload"] = vendor_share(src, f)
+        from ._economics import chains_for, economics, retry_analysis
+
+        found = chains_for(src, f)
+        chains = found[0]
+        report["retry"] = retry_analysis(src, f, total, chains=found)
+        report["economics"] = {"by_task": economics(src, f, chains, "task_id"),
+                               "by_workload": economics(src, f, chains, "workload_type")}
     return report
 
 

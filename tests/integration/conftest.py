@@ -200,3 +200,33 @@ def telemetry(vendor: FakeVendorServer) -> Iterator[Telemetry]:
         yield session
     finally:
         session.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The same, with otel-costattr in the pipeline: spans are priced before they reach the exporter.
+
+
+class CostTelemetry(Telemetry):
+    """Telemetry whose provider prices spans: baggage processor, then CostSpanProcessor(exporter)."""
+
+    def __init__(self, vendor: FakeVendorServer) -> None:
+        import otel_costattr as oc
+
+        super().__init__(vendor)
+        self.provider = TracerProvider()
+        self.exporter = InMemorySpanExporter()
+        self.book = oc.PriceBook.load(env=False)
+        self.cost = oc.CostSpanProcessor(SimpleSpanProcessor(self.exporter), book=self.book)
+        self.provider.add_span_processor(oc.baggage_processor())
+        self.provider.add_span_processor(self.cost)
+        self.tracer = self.provider.get_tracer("app")
+
+
+@pytest.fixture
+def priced(vendor: FakeVendorServer) -> Iterator[CostTelemetry]:
+    """A :class:`CostTelemetry` torn down like ``telemetry``."""
+    session = CostTelemetry(vendor)
+    try:
+        yield session
+    finally:
+        session.close()

@@ -11,16 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 import otel_costattr as oc
 from otel_costattr.testing import FakeVendorServer, Usage, fake_headers
 
-from tests.integration.conftest import Telemetry
+from tests.integration.conftest import CostTelemetry
 
-BOOK = oc.PriceBook.load(env=False)
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 OPENAI_USAGE = Usage(input=1200, cache_read=1024, cache_write=100, output=300, reasoning=256)
 ANTHROPIC_USAGE = Usage(input=50, cache_read=1000, cache_write_5m=1500, cache_write_1h=500, output=300)
@@ -32,27 +27,6 @@ GPT4O_MINI = Decimal("0.0002832")
 HAIKU_SPLIT = Decimal("0.004525")
 # without the TTL split every write is priced as a 5-minute write: 50 + 100 + 2,000 x 1.25 + 1,500 = 4,150
 HAIKU_NO_SPLIT = Decimal("0.00415")
-
-
-class CostTelemetry(Telemetry):
-    """Telemetry whose provider prices spans: baggage processor, then CostSpanProcessor(exporter)."""
-
-    def __init__(self, vendor: FakeVendorServer) -> None:
-        super().__init__(vendor)
-        self.provider = TracerProvider()
-        self.exporter = InMemorySpanExporter()
-        self.cost = oc.CostSpanProcessor(SimpleSpanProcessor(self.exporter), book=BOOK)
-        self.provider.add_span_processor(oc.baggage_processor())
-        self.provider.add_span_processor(self.cost)
-
-
-@pytest.fixture
-def priced(vendor: FakeVendorServer):
-    session = CostTelemetry(vendor)
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 def total(span: Any) -> Decimal:
