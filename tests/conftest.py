@@ -14,6 +14,21 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _restore_process_globals():
+    """attribution() installs an outbound guard on the global propagator, and tests may add attribution keys:
+    put both back so that no test depends on the order it runs in."""
+    from opentelemetry import propagate
+
+    import otel_costattr._attribution as attribution_module
+
+    textmap = propagate.get_global_textmap()
+    keys = attribution_module._keys
+    yield
+    propagate.set_global_textmap(textmap)
+    attribution_module._keys = keys
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return DATA

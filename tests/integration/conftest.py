@@ -212,8 +212,12 @@ class CostTelemetry(Telemetry):
     def __init__(self, vendor: FakeVendorServer) -> None:
         import otel_costattr as oc
 
+        from opentelemetry.sdk.resources import Resource
+
         super().__init__(vendor)
-        self.provider = TracerProvider()
+        # the project resource attribute routes spans in Phoenix (tests that export there read it back)
+        self.provider = TracerProvider(resource=Resource.create({"service.name": "otel-costattr-tests",
+                                                                 "openinference.project.name": "costattr-e2e"}))
         self.exporter = InMemorySpanExporter()
         self.book = oc.PriceBook.load(env=False)
         self.cost = oc.CostSpanProcessor(SimpleSpanProcessor(self.exporter), book=self.book)

@@ -58,9 +58,9 @@ def test_configure_exports_priced_spans_to_langfuse_over_otlp(vendor: FakeVendor
     assert not any(k.startswith("gen_ai.usage.") and "cost" in k for k in a)
 
 
-def test_phoenix_keeps_our_cost_attributes(vendor: FakeVendorServer, tmp_path) -> None:
-    import openai
-    from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+def test_phoenix_keeps_our_cost_attributes(priced, tmp_path) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from phoenix_support import phoenix_version, start_phoenix
 
     if phoenix_version() is None:
@@ -68,25 +68,18 @@ def test_phoenix_keeps_our_cost_attributes(vendor: FakeVendorServer, tmp_path) -
         pytest.skip("arize-phoenix is not installed")
     server = start_phoenix(tmp_path)
     try:
-        tp = TracerProvider(resource=Resource.create({"service.name": "wire-test",
-                                                      "openinference.project.name": "costattr-e2e"}))
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        pipeline = oc.configure(env={}, exporters=[OTLPSpanExporter(endpoint=server.otlp_traces_url, timeout=10)],
-                                tracer_provider=tp, set_global=False, instrument_threading=False,
-                                book=oc.PriceBook.load(env=False))
-        inst = OpenAIInstrumentor()
-        inst.instrument(tracer_provider=tp)
-        client = openai.OpenAI(base_url=vendor.openai_base_url, api_key="k", max_retries=0)
-        try:
-            with oc.attribution(customer_id="acme-retail"):
-                client.chat.completions.create(
-                    model="gpt-4o-mini", messages=MESSAGES,
-                    extra_headers=fake_headers(usage=Usage(input=1200, cache_read=1024, output=300)))
-            assert pipeline.force_flush(10_000)
-        finally:
-            client.close()
-            inst.uninstrument()
-            pipeline.shutdown()
+        # The instrumented SDK comes from the `priced` fixture (which also undoes the instrumentation); its
+        # provider gets a second cost-enriching pipeline that exports to Phoenix.
+        to_phoenix = oc.CostSpanProcessor(BatchSpanProcessor(OTLPSpanExporter(endpoint=server.otlp_traces_url,
+                                                                              timeout=10)), book=priced.book)
+        priced.provider.add_span_processor(to_phoenix)
+        priced.instrument("traceloop-openai")
+        client = priced.openai()
+        with oc.attribution(customer_id="acme-retail"):
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES,
+                extra_headers=fake_headers(usage=Usage(input=1200, cache_read=1024, output=300)))
+        assert to_phoenix.force_flush(10_000)
         (span,) = [s for s in server.wait_for_spans("costattr-e2e", 1) if s["name"] == "openai.chat"]
     finally:
         server.stop()
