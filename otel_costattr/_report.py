@@ -22,7 +22,8 @@ def render(report: dict[str, Any], fmt: str) -> str:
         return _csv(report)
     if fmt == "html":
         from ._html import render_html
-        return render_html(report)
+        return render_html({**report, "extra_sections": economics_sections(report)
+                            + list(report.get("extra_sections") or [])})
     return _table(report)
 
 
@@ -77,3 +78,51 @@ def write_output(text: str, out: str | None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def economics_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The agent-economics parts of a report (retry waste, worst loops, cost per successful task) as generic
+    sections for the HTML page."""
+    out: list[dict[str, Any]] = []
+    retry = report.get("retry")
+    if retry:
+        by_customer = retry["by"].get("customer_id", [])
+        worst_tenant = by_customer[0] if by_customer else None
+        note = (f"{retry['wasted_share']}% of all spend (${retry['wasted']}) went into attempts that had to be "
+                f"repeated: {retry['retry_chains']} retry chain(s), {retry['attempts']} attempts.")
+        if worst_tenant and worst_tenant["wasted"] != "0":
+            note += (f" {worst_tenant['key']['customer_id']}: {worst_tenant['wasted_share_of_spend']}% of its spend "
+                     "was wasted in a retry loop before the model produced an answer.")
+        if retry.get("truncated"):
+            note += " (Only the first traces were analysed; narrow the period with --since/--until.)"
+        out.append({"id": "retry-waste", "title": "Retry waste by customer", "note": note,
+                    "columns": ["customer", "wasted $", "loop cost $", "customer spend $", "wasted %", "retry chains",
+                                "attempts"],
+                    "rows": [[r["key"]["customer_id"], r["wasted"], r["loop_cost"], r["spend"],
+                              r["wasted_share_of_spend"], r["retry_chains"], r["attempts"]] for r in by_customer],
+                    "chart": {"type": "bar", "label_column": 0, "value_column": 1}})
+        for key, title in (("agent_id", "agent"), ("task_id", "task"), ("skill_id", "skill")):
+            rows = retry["by"].get(key, [])
+            if rows:
+                out.append({"id": f"retry-{title}", "title": f"Retry waste by {title}",
+                            "columns": [title, "wasted $", "wasted % of its spend", "retry chains", "attempts"],
+                            "rows": [[r["key"][key], r["wasted"], r["wasted_share_of_spend"], r["retry_chains"],
+                                      r["attempts"]] for r in rows]})
+        if retry["worst"]:
+            out.append({"id": "worst-loops", "title": "Worst retry loops (open these traces in Jaeger or Langfuse)",
+                        "columns": ["trace id", "customer", "agent", "step", "attempts", "wasted $", "cost $",
+                                    "answered"],
+                        "rows": [[w["trace_id"], w["customer_id"], w["agent_id"], w["step"], w["attempts"],
+                                  w["wasted"], w["cost"], "yes" if w["succeeded"] else "no"]
+                                 for w in retry["worst"]]})
+    econ = report.get("economics")
+    if econ and econ.get("by_task"):
+        out.append({"id": "cost-per-task", "title": "Cost per call vs cost per successful task",
+                    "note": "A task instance is one trace of a task; failed instances still cost money, so the cost "
+                            "per successful task is what a finished piece of work really costs.",
+                    "columns": ["task", "calls", "cost $", "cost per call $", "instances", "successful",
+                                "cost per successful task $"],
+                    "rows": [[r["key"]["task_id"], r["calls"], r["cost"], r["cost_per_call"], r["instances"],
+                              r["successful"], r["cost_per_successful_task"] or "n/a (none succeeded)"]
+                             for r in econ["by_task"]]})
+    return out

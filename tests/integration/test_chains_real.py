@@ -195,3 +195,9 @@ def test_ledger_report_quantifies_a_tenant_dominated_by_a_retry_loop(priced: Any
     econ = {r["key"]["task_id"]: r for r in rep["economics"]["by_task"]}
     assert econ["intake"]["cost_per_call"] == str(CALL) and econ["intake"]["cost_per_successful_task"] == str(6 * CALL)
     assert econ["faq"]["cost_per_successful_task"] == str(4 * CALL)
+    from otel_costattr._report import render
+
+    page = render(rep, "html")
+    assert "Retry waste by customer" in page and worst["trace_id"] in page
+    assert "83.33% of its spend was wasted in a retry loop" in page
+    assert "Cost per call vs cost per successful task" in page
