@@ -623,10 +623,6 @@ def test_azure(vec: V) -> None:
     check(vec)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "azure.toml has no entry for the gpt-4o 2024-05-13 version (its note leaves it to the imported layer), so "
-    "with the curated tables the resolver strips the date and prices it as Azure gpt-4o at $2.50/$10 "
-    "(0.035) instead of Azure's $5/$15 for that version (0.065), borrowing a cheaper sibling's price"))
 def test_azure_gpt_4o_2024_05_13_keeps_its_launch_price() -> None:
     # Azure lists gpt-4o 2024-05-13 at $5 / $15 (as OpenAI does): 10,000 x $5 + 1,000 x $15 = 0.05 + 0.015
     c = BOOK.price("gpt-4o-2024-05-13", provider="azure.ai.openai", input_tokens=10_000, output_tokens=1_000,
