@@ -1,0 +1,26 @@
+# otel-costattr as a container: `otel-costattr serve` for the collector route (docker-compose.otel.yml).
+# Build from the repository root: docker build -t otel-costattr .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+# Only what the wheel is built from (the pricing tables are packed into it), so that local virtualenvs
+# and test data never enter the image.
+COPY pyproject.toml README.md ./
+COPY otel_costattr ./otel_costattr
+COPY pricing ./pricing
+RUN pip install . && rm -rf /src
+
+# /data holds the ledger; created here so a named volume mounted on it belongs to the service user.
+RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin costattr \
+    && mkdir /data && chown costattr /data
+USER costattr
+WORKDIR /data
+
+EXPOSE 4319
+ENTRYPOINT ["otel-costattr"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "4319", "--forward", "http://collector:4320"]
