@@ -120,7 +120,7 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
               pricing: Sequence[str] = (), book: PriceBook | None = None,
               attribution_keys: Iterable[str] | None = None, metric_keys: Sequence[str] = DEFAULT_METRIC_KEYS,
               required_keys: Sequence[str] = ("customer_id",), strict: bool = False, meter_provider: Any = None,
-              trust_inbound: bool = True, instrument_threading: bool = True, set_global: bool = True,
+              trust_inbound: bool = True, instrument_threading: bool | None = None, set_global: bool = True,
               env: Mapping[str, str] | None = None) -> Pipeline:
     """Build the capture pipeline. Every argument is optional; the environment fills the gaps.
 
@@ -203,6 +203,9 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
     provider.add_span_processor(processor)
     if set_global:
         propagate.set_global_textmap(propagator(trust_inbound=trust_inbound))
+    if instrument_threading is None:
+        # process-wide: only when configure() also owns the global provider
+        instrument_threading = set_global
     if instrument_threading:
         try:
             from opentelemetry.instrumentation.threading import ThreadingInstrumentor

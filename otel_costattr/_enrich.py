@@ -71,6 +71,40 @@ class _DedupIndex:
         return len(self._items)
 
 
+class _UnpairedIndex:
+    """Bounded index of recent LLM spans that carry no response id (failed calls, streams without usage).
+
+    Two instrumentations tracing one failed call give two spans and no response id to pair them by. They are
+    the same call when they come from *different* instrumentation scopes, name the same provider and model,
+    and are siblings that overlap in time or parent and child. (Two real calls in parallel come from the same
+    instrumentation, so they are never merged.)
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._by_parent: OrderedDict[tuple[str, str | None], list[tuple[str, str, str, str, int, int]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evicted = 0
+
+    def match(self, trace_id: str, span_id: str, parent_id: str | None, scope: str, provider: str, model: str,
+              start: int, end: int) -> str | None:
+        """The span id this span duplicates, if any; otherwise remember this span and return None."""
+        with self._lock:
+            for sid, sc, prov, mod, s0, e0 in self._by_parent.get((trace_id, parent_id), ()):
+                if sc != scope and prov == provider and mod == model and s0 <= end and start <= e0:
+                    return sid
+            for sid, sc, prov, mod, _, _ in self._by_parent.get((trace_id, span_id), ()):
+                if sc != scope and prov == provider and mod == model:
+                    return sid  # an inner span of another instrumentation, already ended
+            key = (trace_id, parent_id)
+            self._by_parent.setdefault(key, []).append((span_id, scope, provider, model, start, end))
+            self._by_parent.move_to_end(key)
+            if len(self._by_parent) > self.capacity:
+                self._by_parent.popitem(last=False)
+                self.evicted += 1
+            return None
+
+
 class Enricher:
     """Computes cost attributes for spans. Thread-safe. Its methods never raise on span data."""
 
@@ -79,6 +113,7 @@ class Enricher:
             raise ValueError("dedup_size must be >= 1")
         self.book = book
         self.dedup = _DedupIndex(dedup_size)
+        self.unpaired = _UnpairedIndex(dedup_size)
         self.langfuse = langfuse
 
     def compute(self, span: ReadableSpan) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
@@ -87,12 +122,22 @@ class Enricher:
         Raises only on bugs (the caller counts and survives them); bad span data never raises.
         """
         ctx = span.context
-        return self.compute_attributes(plain_attributes(span), span_id=format(ctx.span_id, "016x") if ctx else None,
-                                       start_ns=span.start_time, end_ns=span.end_time)
+        parent = span.parent
+        scope = span.instrumentation_scope
+        return self.compute_attributes(
+            plain_attributes(span), span_id=format(ctx.span_id, "016x") if ctx else None,
+            start_ns=span.start_time, end_ns=span.end_time, trace_id=format(ctx.trace_id, "032x") if ctx else None,
+            parent_span_id=format(parent.span_id, "016x") if parent is not None else None,
+            scope=scope.name if scope is not None else "")
 
     def compute_attributes(self, attrs: Mapping[str, Any], *, span_id: str | None, start_ns: int | None,
-                           end_ns: int | None) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
-        """:meth:`compute` for a span given as plain data (OTLP ingest, ``serve``)."""
+                           end_ns: int | None, trace_id: str | None = None, parent_span_id: str | None = None,
+                           scope: str = "") -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+        """:meth:`compute` for a span given as plain data (OTLP ingest, ``serve``).
+
+        ``trace_id``, ``parent_span_id`` and ``scope`` (instrumentation scope name) let two spans of one failed
+        call, which have no response id, be recognised as one call.
+        """
         call = read_call(attrs)
         if not call.is_llm_call:
             return None, None, None, None
@@ -103,10 +148,18 @@ class Enricher:
             if self.langfuse and A.LANGFUSE_COST_DETAILS not in attrs:
                 out[A.LANGFUSE_COST_DETAILS] = json.dumps({"total": call.provided_cost})
             return out, "provided", call, None
+        provider = self.book.canonical_provider(call.provider) or call.provider
+        if call.response_id is None and trace_id is not None and span_id is not None:
+            twin = self.unpaired.match(trace_id, span_id, parent_span_id, scope, provider or "",
+                                       call.request_model or call.model or "", start_ns or 0, end_ns or 0)
+            if twin is not None:
+                out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin}
+                if self.langfuse:
+                    out[A.LANGFUSE_COST_DETAILS] = '{"total": 0}'
+                return out, "duplicate", call, None
         if not call.has_usage:
             return {A.COST_STATUS: "no_usage"}, "no_usage", call, None
 
-        provider = self.book.canonical_provider(call.provider) or call.provider
         if call.response_id is not None and span_id is not None:
             key = (provider or "", call.response_id)
             prior = self.dedup.claim(key, span_id, call.detail)

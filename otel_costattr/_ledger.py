@@ -65,6 +65,9 @@ _BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("resend_count", "INTEGER"),
     # True for the one span of each billed call that the rollups count (duplicates of a call are False).
     ("counted", "BOOLEAN"),
+    # Who bills the call, from the price table (an OpenAI-compatible endpoint reports provider "openai" for a
+    # DeepSeek model; the pricing entry knows better).
+    ("pricing_provider", "VARCHAR"),
 )
 ATTRIBUTION_COLUMNS: tuple[str, ...] = A.DEFAULT_ATTRIBUTION_KEYS
 COLUMNS: tuple[tuple[str, str], ...] = _BASE_COLUMNS + tuple((k, "VARCHAR") for k in ATTRIBUTION_COLUMNS) + (
@@ -174,6 +177,7 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     c_cr, c_rs = _dec(a.get(A.COST_CACHE_READ)), _dec(a.get(A.COST_REASONING))
     c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H)) if A.COST_CACHE_WRITE in a else None
     c_tool = _dec(a.get(A.COST_TOOL_USAGE)) if A.COST_TOOL_USAGE in a else None
+    repriced_provider = None
     if status == "duplicate" and book is not None and call.has_usage and call.model:
         # Re-price the second span of a call so that the more detailed of the pair can be the one counted.
         try:
@@ -183,6 +187,7 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
                               cache_write_1h_tokens=call.cache_write_1h_tokens or 0,
                               reasoning_tokens=call.reasoning_tokens or 0, at=rec.start_ns or None)
             if cost.priced:
+                repriced_provider = cost.provider
                 w = ("cache_write", "cache_write_1h")
                 cost_total = cost.total_float()
                 c_in = cost.sum_float(("input", "cache_read") + w)
@@ -214,6 +219,7 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
         # writer then un-counts the other one, see Ledger.write_rows).
         is_llm and (status != "duplicate" or (flags is not None and "more_detailed" in flags
                                                and cost_total is not None)),
+        repriced_provider or _str_or_none(get(A.COST_PROVIDER)),
         *[_str_or_none(get(k)) for k in ATTRIBUTION_COLUMNS],
         json.dumps(keep, default=str) if keep else "{}",
     )
@@ -271,6 +277,9 @@ class Ledger:
                 self.con.execute(f"ALTER TABLE spans ADD COLUMN {name} {kind.replace(' NOT NULL', '')}")
                 if name == "counted":
                     self.con.execute("UPDATE spans SET counted = is_llm AND coalesce(cost_status, '') <> 'duplicate'")
+                if name == "pricing_provider":
+                    self.con.execute("UPDATE spans SET pricing_provider = json_extract_string(attributes, "
+                                     "'$.\"gen_ai.cost.provider\"') WHERE is_llm")
         self.con.execute("INSERT OR REPLACE INTO ledger_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         self.con.execute(_CALLS_VIEW)
 

@@ -27,7 +27,8 @@ __all__ = ["Filters", "Source", "build_report", "dimension_sql"]
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 #: --by dimensions that are not attribution keys.
 BUILTIN_DIMENSIONS = {
-    "provider": "coalesce(lower(provider), 'unknown')",
+    # the vendor that bills the call (from the price table), else what the span reports
+    "provider": "coalesce(pricing_provider, lower(provider), 'unknown')",
     "model": "coalesce(pricing_model, response_model, request_model, 'unknown')",
     "day": "strftime(make_timestamp(start_ns // 1000), '%Y-%m-%d')",
     "month": "strftime(make_timestamp(start_ns // 1000), '%Y-%m')",

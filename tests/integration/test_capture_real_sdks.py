@@ -227,3 +227,47 @@ def test_attribution_reaches_llm_spans_but_not_the_vendor(vendor: FakeVendorServ
     assert sent and all("traceparent" in h for h in sent)  # tracing still propagates
     assert all("acme-retail" not in h.get("baggage", "") for h in sent)
     assert all("customer_id" not in h.get("baggage", "") for h in sent)
+
+
+@pytest.mark.parametrize("instrumentor", ["traceloop-anthropic", "genai-anthropic"])
+def test_a_failed_call_traced_twice_is_one_call(priced: CostTelemetry, instrumentor: str) -> None:
+    # no response id to pair the two spans by: they are recognised by scope, provider, model and time
+    priced.instrument(instrumentor)
+    client = priced.anthropic(sdk_tracing=True)
+    # (inside an agent step, as in real applications: Traceloop's span is not made current, so without a
+    # parent the SDK's span would start a trace of its own)
+    with priced.tracer.start_as_current_span("agent step"), pytest.raises(Exception):
+        client.with_options(max_retries=0).messages.create(
+            model="claude-haiku-4-5", max_tokens=10, messages=MESSAGES,
+            extra_headers=fake_headers(usage=ANTHROPIC_USAGE, scenario="error-500"))
+    assert sorted(status(s) for s in llm_spans(priced)) == ["duplicate", "no_usage"]
+
+
+def test_parallel_failed_calls_from_one_instrumentation_stay_separate(priced: CostTelemetry) -> None:
+    import threading
+
+    priced.instrument("traceloop-openai")
+    client = priced.openai()
+    barrier = threading.Barrier(2)
+    from opentelemetry import context as otel_context
+
+    with priced.tracer.start_as_current_span("fan out"):
+        ctx = otel_context.get_current()
+
+        def call() -> None:
+            token = otel_context.attach(ctx)
+            try:
+                barrier.wait(timeout=10)
+                with pytest.raises(Exception):
+                    client.with_options(max_retries=0).chat.completions.create(
+                        model="gpt-4o-mini", messages=MESSAGES,
+                        extra_headers=fake_headers(usage=OPENAI_USAGE, scenario="error-500"))
+            finally:
+                otel_context.detach(token)
+
+        threads = [threading.Thread(target=call) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert [status(s) for s in llm_spans(priced)] == ["no_usage", "no_usage"]
