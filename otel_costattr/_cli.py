@@ -1,7 +1,7 @@
 """The ``otel-costattr`` command line.
 
-Exit codes: 0 success (``price``: priced), 1 a checked input failed validation, 2 bad arguments or bad
-configuration, 3 ``price``: the model is unpriced (the JSON is still printed).
+Exit codes: 0 success (``price``: priced), 1 a checked input failed validation (``reconcile``: a row beyond
+tolerance), 2 bad arguments or bad configuration, 3 ``price``: the model is unpriced (the JSON is still printed).
 """
 
 from __future__ import annotations
@@ -109,6 +109,43 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     demo.add_argument("--scale", type=float, default=1.0, metavar="F",
                       help="multiply the number of runs (default: %(default)s; tests use less)")
+    rep.add_argument("--budgets", metavar="FILE", help="budget file (TOML): mark budgets exceeded or on track to be "
+                     "exceeded in the current UTC day/month (JSON key `budgets`, a panel and alerts in HTML)")
+    rep.add_argument("--as-of", metavar="T", help="evaluate --budgets as of this ISO instant (default: now)")
+
+    exp = sub.add_parser("export", help="export ledger spend in standard formats")
+    esub = exp.add_subparsers(dest="export_command", metavar="FORMAT")
+    foc = esub.add_parser("focus", help="FinOps FOCUS 1.2 cost and usage rows (CSV or Parquet)",
+                          description="Write the ledger's spend as a FinOps FOCUS 1.2 dataset: one row per charge "
+                          "period, provider, model, token class and attribution tag set, with exact decimal costs. "
+                          "The format follows the --out extension (.csv or .parquet).")
+    foc.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger file (default: %(default)s)")
+    foc.add_argument("--since", metavar="T", help="ISO date/time, or relative: 7d, 24h")
+    foc.add_argument("--until", metavar="T", help="ISO date/time, or relative (exclusive)")
+    foc.add_argument("--granularity", choices=("day", "hour"), default="day",
+                     help="charge period length, UTC (default: %(default)s)")
+    foc.add_argument("--billing-account", action="append", default=[], metavar="PROVIDER=ID[:NAME]",
+                     help="BillingAccountId (and name) per provider, e.g. openai=org-abc:Acme; default: the provider")
+    foc.add_argument("--out", required=True, metavar="FILE.{csv,parquet}")
+
+    rec = sub.add_parser("reconcile", help="compare vendor usage/cost exports with the ledger",
+                         description="Compare OpenAI (/v1/organization/costs, /usage/completions) and Anthropic "
+                         "(/v1/organizations/cost_report, /usage_report/messages) exports with the ledger per UTC day, "
+                         "provider and model. Exit 0: every row within tolerance; 1: some row flagged; 2: bad input.")
+    rec.add_argument("files", nargs="+", metavar="VENDOR_EXPORT")
+    rec.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger file (default: %(default)s)")
+    rec.add_argument("--tolerance-pct", default="1", metavar="P",
+                     help="a row is within tolerance when |variance| <= P %% of the vendor figure ... (default: 1)")
+    rec.add_argument("--tolerance-usd", default="0.01", metavar="D",
+                     help="... or when |variance| <= D dollars (default: 0.01)")
+    rec.add_argument("--since", metavar="T", help="ISO date/time or relative; default: the period the exports cover")
+    rec.add_argument("--until", metavar="T", help="ISO date/time or relative (exclusive)")
+    rec.add_argument("--required-keys", default="customer_id", metavar="KEY[,KEY...]",
+                     help="ledger spend missing one of these keys is shown as unattributed (default: %(default)s)")
+    rec.add_argument("--pricing", nargs="+", action="extend", default=[], metavar="FILE",
+                     help="overlay pricing files (used to match model names)")
+    rec.add_argument("--format", choices=("table", "json"), default="table")
+    rec.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     return parser
 
 
@@ -326,10 +363,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     by = [k.strip() for k in args.by.split(",") if k.strip()]
     required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
     since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    budgets = None
+    if args.budgets:
+        from ._budgets import budget_status, load_budgets
+        budgets = load_budgets(args.budgets)  # a bad file fails before the ledger is opened
     ledger = Ledger(args.db, read_only=True)
     try:
         report = build_report(ledger, by=by, since_ns=since, until_ns=until, top=args.top, required_keys=required,
                               sections=args.format in ("html", "json"))
+        if budgets is not None:
+            report["budgets"] = budget_status(ledger, budgets, now_ns=_instant(args.as_of, "--as-of"))
     finally:
         ledger.close()
     write_output(render(report, args.format), args.out)
@@ -358,6 +401,51 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ._errors import ConfigurationError
+    from ._focus import focus_rows, write_focus
+    from ._ledger import Ledger
+
+    if not args.out.lower().endswith((".csv", ".parquet")):
+        raise ConfigurationError(f"--out {args.out}: the FOCUS export is written as .csv or .parquet; name the file "
+                                 "with one of those extensions")
+    accounts: dict[str, tuple[str, str | None]] = {}
+    for spec in args.billing_account:
+        prov, sep, rest = spec.partition("=")
+        if not sep or not prov.strip() or not rest.strip():
+            raise ConfigurationError(f"--billing-account {spec!r}: expected PROVIDER=ID or PROVIDER=ID:NAME")
+        acct, _, name = rest.partition(":")
+        accounts[prov.strip().lower()] = (acct.strip(), name.strip() or None)
+    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    ledger = Ledger(args.db, read_only=True)
+    try:
+        rows = focus_rows(ledger, since_ns=since, until_ns=until, granularity=args.granularity, accounts=accounts)
+    finally:
+        ledger.close()
+    print(write_focus(rows, args.out))
+    return EXIT_OK
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from ._ledger import Ledger
+    from ._pricing import PriceBook
+    from ._reconcile import load_exports, reconcile, render_reconciliation
+    from ._report import write_output
+
+    exports = load_exports(args.files)  # unreadable or unknown files fail first, naming the file
+    required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
+    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    book = PriceBook.load(args.pricing)
+    ledger = Ledger(args.db, read_only=True)
+    try:
+        result = reconcile(ledger, exports, book=book, tolerance_pct=args.tolerance_pct,
+                           tolerance_usd=args.tolerance_usd, since_ns=since, until_ns=until, required_keys=required)
+    finally:
+        ledger.close()
+    write_output(render_reconciliation(result, args.format), args.out)
+    return EXIT_INVALID if result["flagged"] else EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -369,8 +457,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._version import __version__
         print(__version__)
         return EXIT_OK
-    handlers = {"price": _cmd_price, "ingest": _cmd_ingest, "report": _cmd_report, "demo": _cmd_demo}
+    handlers = {"price": _cmd_price, "ingest": _cmd_ingest, "report": _cmd_report, "demo": _cmd_demo,
+                "reconcile": _cmd_reconcile}
     try:
+        if args.command == "export":
+            if args.export_command != "focus":
+                parser.parse_args(["export", "--help"])
+                return EXIT_USAGE
+            return _cmd_export(args)
         if args.command == "pricing":
             sub = {"validate": _cmd_validate, "list": _cmd_list, "import-litellm": _cmd_import}
             if args.pricing_command not in sub:

@@ -54,6 +54,7 @@ class Pipeline:
     destinations: list[str] = field(default_factory=list)
     exporters: dict[str, SpanExporter] = field(default_factory=dict)
     ledger: Any = None
+    budgets: Any = None  # the BudgetTracker when configure(budgets=...) was given
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.processor.force_flush(timeout_millis)
@@ -121,7 +122,7 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
               attribution_keys: Iterable[str] | None = None, metric_keys: Sequence[str] = DEFAULT_METRIC_KEYS,
               required_keys: Sequence[str] = ("customer_id",), strict: bool = False, meter_provider: Any = None,
               trust_inbound: bool = True, instrument_threading: bool | None = None, set_global: bool = True,
-              env: Mapping[str, str] | None = None) -> Pipeline:
+              env: Mapping[str, str] | None = None, budgets: Any = None) -> Pipeline:
     """Build the capture pipeline. Every argument is optional; the environment fills the gaps.
 
     Args:
@@ -139,6 +140,9 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
         pricing / book: overlay pricing files, or a ready :class:`PriceBook`.
         attribution_keys: extra attribution keys to allow (added to the defaults of DESIGN D9).
         trust_inbound: ``False`` drops attribution keys from inbound baggage (for public edges).
+        budgets: a budget file (TOML, see :mod:`otel_costattr._budgets`), a list of budgets, or a ready
+            ``BudgetTracker``: running totals per budget that emit the ``otel_costattr.budget.crossed`` metric and a
+            log event the moment a warn threshold or limit is crossed; seeded from the ledger when one is set.
 
     Raises:
         ConfigurationError: bad or half-set configuration; the message names the fix.
@@ -150,6 +154,16 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
         book = book if book is not None else PriceBook.load(pricing)
     except PricingError as exc:
         raise ConfigurationError(f"pricing overlay is invalid: {exc}") from exc
+
+    tracker = None
+    if budgets is not None:
+        from ._budgets import BudgetTracker, load_budgets
+        # Read (and validate) before any exporter thread starts, so a bad file fails fast and leaves nothing behind.
+        if isinstance(budgets, BudgetTracker):
+            tracker = budgets
+        else:
+            tracker = BudgetTracker(load_budgets(budgets) if isinstance(budgets, (str, os.PathLike)) else budgets,
+                                    meter_provider=meter_provider)
 
     named: dict[str, SpanExporter] = {}
     endpoint = otlp_endpoint or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env) or _env("OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -182,8 +196,11 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
         from ._ledger import LedgerSpanProcessor
         ledger_obj = LedgerSpanProcessor(ledger, book=book)
         downstream.append(ledger_obj)
+    if tracker is not None and ledger_obj is not None:
+        tracker.seed(ledger_obj.ledger)
     processor = CostSpanProcessor(*downstream, book=book, meter_provider=meter_provider, metric_keys=metric_keys,
-                                  required_keys=required_keys, strict=strict)
+                                  required_keys=required_keys, strict=strict,
+                                  cost_listeners=[tracker] if tracker is not None else ())
 
     provider = tracer_provider
     if provider is None:
@@ -219,4 +236,4 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
         logger.info("otel-costattr: no destination configured; cost goes to metrics only. Pass ledger=..., "
                     "otlp_endpoint=..., or set LANGFUSE_* / OTEL_EXPORTER_OTLP_ENDPOINT.")
     return Pipeline(tracer_provider=provider, processor=processor, destinations=list(named) + (
-        ["ledger"] if ledger_obj is not None else []), exporters=named, ledger=ledger_obj)
+        ["ledger"] if ledger_obj is not None else []), exporters=named, ledger=ledger_obj, budgets=tracker)

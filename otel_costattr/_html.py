@@ -574,6 +574,16 @@ def _warnings(report: dict[str, Any]) -> str:
             f'<div class="warn-grid">{"".join(items)}</div>{info_html}</section>')
 
 
+def _alerts(report: dict[str, Any]) -> str:
+    """A compact line of alerts (e.g. budgets) near the top: ``report["alerts"]`` = ``[{"level", "text"}]``."""
+    items = [a for a in report.get("alerts") or [] if isinstance(a, dict) and a.get("text")]
+    if not items:
+        return ""
+    lis = "".join(f'<li class="alert {"bad" if a.get("level") == "bad" else "warn"}">{_esc(a["text"])}</li>'
+                  for a in items)
+    return f'<section class="alerts" aria-label="Alerts"><ul>{lis}</ul></section>'
+
+
 def _section(section_id: str, title: str, body: str, note: str = "", cls: str = "") -> str:
     note_html = f'<p class="section-note">{note}</p>' if note else ""
     return (f'<section class="card {cls}" id="{_esc(section_id)}" aria-labelledby="{_esc(section_id)}-h">'
@@ -838,6 +848,10 @@ code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu San
 .warn-card { background: var(--warn-bg); border: 1px solid var(--warn-line); border-left: 5px solid #d97706;
   border-radius: 8px; padding: 12px 16px; }
 .warn-card p { margin: 6px 0; }
+.alerts ul { list-style: none; margin: 0 0 14px; padding: 0; }
+.alerts .alert { padding: 6px 12px; margin: 0 0 4px; border-radius: 6px; font-weight: 600; }
+.alerts .alert.warn { background: var(--warn-bg); color: var(--warn); border-left: 5px solid #d97706; }
+.alerts .alert.bad { background: var(--bad-bg); color: var(--bad); border-left: 5px solid var(--bad); }
 .warn-title { font-weight: 700; font-size: 16px; color: var(--warn); display: flex; align-items: center; gap: 8px; }
 .warn-icon { display: inline-flex; width: 20px; height: 20px; border-radius: 50%; background: #d97706; color: #fff;
   font-size: 13px; align-items: center; justify-content: center; }
@@ -935,6 +949,8 @@ def render_html(report: dict[str, Any]) -> str:
     * ``extra_sections`` is an optional list of ``{"id", "title", "note", "columns", "rows", "chart"}``
       (``chart``: ``{"type": "bar", "label_column": i, "value_column": j}``), drawn after the standard
       sections as a table plus an optional horizontal bar chart; cells are shown as given.
+    * ``alerts`` is an optional list of ``{"level": "warn"|"bad", "text"}`` shown as one compact line each right
+      under the headline cards (budget alerts use it).
     * The result is a complete UTF-8 HTML document: inline CSS and SVG only, no script, no external resource,
       and a Content-Security-Policy that forbids both. All report-derived text is HTML-escaped.
     * Money figures are the report's exact decimal strings, formatted (sign, thousands separators, at least
@@ -979,6 +995,7 @@ def render_html(report: dict[str, Any]) -> str:
         f'<nav class="toc" aria-label="Sections">{nav}</nav></header>\n',
         "<main>",
         _headline(report, money), "\n",
+        _alerts(report),
         _warnings(report), "\n",
         "\n".join(html_ for _, _, html_ in sections),
         "</main>\n",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -84,6 +84,9 @@ class CostSpanProcessor(SpanProcessor):
         strict: warn at emission time about unattributed LLM spans.
         dedup_size: capacity of the in-process duplicate index (evictions are counted).
         langfuse: also write ``langfuse.observation.cost_details`` (default True).
+        cost_listeners: callables ``listener(attributes, cost)`` invoked with the span's attributes and its cost in
+            USD (a float) for every call that carries a cost (priced, partial, provided; duplicates excluded), on
+            the thread that ended the span. Keep them fast; an exception is logged once and counted, never raised.
 
     Raises:
         ValueError: a bad argument (e.g. a downstream object that is not a span processor).
@@ -94,7 +97,8 @@ class CostSpanProcessor(SpanProcessor):
                  pricing: Iterable[str] = (), meter_provider: Any = None,
                  metric_keys: Sequence[str] = DEFAULT_METRIC_KEYS,
                  required_keys: Sequence[str] = ("customer_id",), strict: bool = False,
-                 dedup_size: int = 16_384, langfuse: bool = True) -> None:
+                 dedup_size: int = 16_384, langfuse: bool = True,
+                 cost_listeners: Iterable[Callable[[Mapping[str, Any], float], None]] = ()) -> None:
         for p in downstream:
             if not (hasattr(p, "on_end") and hasattr(p, "on_start") and hasattr(p, "shutdown")):
                 raise ValueError(f"CostSpanProcessor wraps span processors; got {type(p).__name__}. Wrap an "
@@ -116,6 +120,7 @@ class CostSpanProcessor(SpanProcessor):
         self._strict = strict
         self._log = _LogOnce()
         self._shutdown = False
+        self.cost_listeners: list[Callable[[Mapping[str, Any], float], None]] = list(cost_listeners)
 
     @property
     def downstream(self) -> tuple[SpanProcessor, ...]:
@@ -175,6 +180,8 @@ class CostSpanProcessor(SpanProcessor):
                                 (call.provider if call else None),
                                 cost.model if cost is not None and cost.model else (call.model if call else None),
                                 total, attrs)
+            if total is not None and self.cost_listeners:
+                self._notify(attrs, total)
             if self._strict and status != "duplicate":
                 missing = [k for k in self._required if k not in attrs]
                 if missing:
@@ -191,6 +198,15 @@ class CostSpanProcessor(SpanProcessor):
             self._log(f"clone:{type(exc).__name__}", "otel-costattr could not enrich span %r: %s",
                       getattr(span, "name", "?"), exc, exc_info=True)
             return span
+
+    def _notify(self, attrs: Mapping[str, Any], total: Any) -> None:
+        for listener in self.cost_listeners:
+            try:
+                listener(attrs, total)
+            except Exception as exc:  # noqa: BLE001 - a listener must never break tracing
+                self.stats.add("listener_failed")
+                self._log(f"listener:{type(exc).__name__}", "cost listener %r raised %s: %s", listener,
+                          type(exc).__name__, exc)
 
     def _metric_failure(self, error_type: str) -> None:
         try:

@@ -22,9 +22,21 @@ def render(report: dict[str, Any], fmt: str) -> str:
         return _csv(report)
     if fmt == "html":
         from ._html import render_html
-        return render_html({**report, "extra_sections": economics_sections(report)
-                            + list(report.get("extra_sections") or [])})
-    return _table(report)
+        extra, alerts = economics_sections(report), list(report.get("alerts") or [])
+        if report.get("budgets"):
+            from ._budgets import budget_alerts, budget_sections
+            extra += budget_sections(report)
+            alerts = budget_alerts(report) + alerts
+        return render_html({**report, "extra_sections": extra + list(report.get("extra_sections") or []),
+                            "alerts": alerts})
+    return _table(report) + _budget_text(report)
+
+
+def _budget_text(report: dict[str, Any]) -> str:
+    if not report.get("budgets"):
+        return ""
+    from ._budgets import budget_lines
+    return "\n" + "\n".join(budget_lines(report)) + "\n"
 
 
 def _csv(report: dict[str, Any]) -> str:
@@ -36,6 +48,13 @@ def _csv(report: dict[str, Any]) -> str:
     if report.get("other"):
         o = report["other"]
         w.writerow([f"(other: {o['rows']} rows)", *[""] * (len(report["by"]) - 1), *(o[c] for c in _COLS)])
+    if report.get("budgets"):
+        # A second table after one blank line: the budgets of `report --budgets`.
+        w.writerow([])
+        cols = ("name", "period", "period_start", "limit", "spent", "projected", "used_pct", "status")
+        w.writerow(["budget", "scope", *cols[1:]])
+        for b in report["budgets"]:
+            w.writerow([b["name"], ";".join(f"{k}={v}" for k, v in b["scope"].items()), *(b[c] for c in cols[1:])])
     return buf.getvalue()
 
 
