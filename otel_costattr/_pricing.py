@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from decimal import Context, Decimal, Inexact, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 from ._errors import PricingError
 from ._pricebook import (

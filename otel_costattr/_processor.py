@@ -21,7 +21,6 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .attributes import DEFAULT_ATTRIBUTION_KEYS
 from ._enrich import Enricher, clone_span, plain_attributes
 from ._metrics import CostMetrics
 from ._pricing import PriceBook, default_book
