@@ -6,7 +6,6 @@ Targets (issue 4): ingest >= 50,000 spans/s (batched); rollup <= 2 s over 10M ca
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
