@@ -200,39 +200,44 @@ class Enricher:
         return out, status, call, cost
 
     def _priced_attributes(self, cost: Cost, status: str) -> dict[str, Any]:
-        f = cost.component_floats()
-        total = cost.total_float()
-        # Side totals are summed exactly, then rounded once (adding floats would drift in the last digit).
-        inp = cost.sum_float(_INPUT_SIDE)
-        outp = cost.sum_float(_OUTPUT_SIDE)
+        # Read the exact integer components once (this runs for every priced span). Side totals are summed
+        # exactly as integers, then rounded to a float once: adding floats would drift in the last digit.
+        u = cost._units or {}  # noqa: SLF001 - same package; the public accessors each rebuild a dict
+        d = 10 ** cost._scale  # noqa: SLF001
+        ui, ucr, ucw, uo, ur = u["input"], u["cache_read"], u["cache_write"], u["output"], u["reasoning"]
+        uw1 = u.get("cache_write_1h", 0)
+        extra_in = u.get("input_audio", 0) + u.get("input_image", 0)
+        extra_out = u.get("output_audio", 0) + u.get("output_image", 0)
+        total = cost._total / d  # noqa: SLF001
+        entry = cost._entry  # noqa: SLF001
         out: dict[str, Any] = {
             A.COST_STATUS: status,
             A.COST_TOTAL: total,
-            A.COST_INPUT: inp,
-            A.COST_OUTPUT: outp,
-            A.COST_UNCACHED_INPUT: f["input"],
-            A.COST_CACHE_READ: f["cache_read"],
-            A.COST_CACHE_WRITE: f["cache_write"],
-            A.COST_TEXT_OUTPUT: f["output"],
-            A.COST_REASONING: f["reasoning"],
+            A.COST_INPUT: (ui + ucr + ucw + uw1 + extra_in) / d,
+            A.COST_OUTPUT: (uo + ur + extra_out) / d,
+            A.COST_UNCACHED_INPUT: ui / d,
+            A.COST_CACHE_READ: ucr / d,
+            A.COST_CACHE_WRITE: ucw / d,
+            A.COST_TEXT_OUTPUT: uo / d,
+            A.COST_REASONING: ur / d,
             A.COST_CURRENCY: "USD",
-            A.COST_PROVIDER: cost.provider,
-            A.COST_MODEL: cost.model,
-            A.COST_PRICING_VERSION: cost.pricing_version,
+            A.COST_PROVIDER: entry.provider,
+            A.COST_MODEL: entry.id,
+            A.COST_PRICING_VERSION: entry.version,
         }
-        if "cache_write_1h" in f:
-            out[A.COST_CACHE_WRITE_1H] = f["cache_write_1h"]
-        tool = cost.sum_float(_TOOL_SIDE)
+        if "cache_write_1h" in u:
+            out[A.COST_CACHE_WRITE_1H] = uw1 / d
+        tool = u.get("web_search", 0) + u.get("compute", 0)
         if tool:
-            out[A.COST_TOOL_USAGE] = tool
+            out[A.COST_TOOL_USAGE] = tool / d
         if cost.flags:
             out[A.COST_FLAGS] = cost.flags
         if self.langfuse:
-            # Each float is the nearest double to the exact component, and json writes its shortest repr,
-            # i.e. the exact decimal for every realistic cost.
-            details = {k: v for k, v in f.items() if v}
-            details["total"] = total
-            out[A.LANGFUSE_COST_DETAILS] = json.dumps(details)
+            # Each float is the nearest double to the exact component; repr (what json writes) is its shortest
+            # decimal, i.e. the exact figure for every realistic cost. Built by hand: this is the hot path.
+            parts = [f'"{k}": {v / d!r}' for k, v in u.items() if v]
+            parts.append(f'"total": {total!r}')
+            out[A.LANGFUSE_COST_DETAILS] = "{" + ", ".join(parts) + "}"
         return out
 
 
