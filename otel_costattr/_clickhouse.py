@@ -34,12 +34,14 @@ URL forms (:func:`parse_url`):
 * ``clickhouse://[user[:password]@]host[:port][/database][?table=otel_traces]``: the HTTP interface through
   ``clickhouse-connect`` (port 8123 by default); ``clickhouses://`` is the same over TLS (port 8443).
 * ``chdb:///absolute/dir[?database=default&table=otel_traces]`` or ``chdb://relative/dir``: a chDB (in-process
-  ClickHouse) data directory; ``chdb://`` or ``chdb://:memory:`` is an in-memory session. A ready ``chdb.session.Session`` or
-  ``clickhouse-connect`` client can be passed instead (``ClickHouseSource(session=...)`` / ``client=...``).
+  ClickHouse) data directory; ``chdb://`` or ``chdb://:memory:`` is an in-memory session. A ready
+  ``chdb.session.Session`` or ``clickhouse-connect`` client can be passed instead (``ClickHouseSource(session=...)``
+  / ``client=...``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -141,7 +143,8 @@ def parse_url(url: str) -> ClickHouseTarget:
     database = unquote(parts.path.lstrip("/")) or query.get("database") or DEFAULT_DATABASE
     _check_ident(database, "database")
     _check_ident(table, "table")
-    return ClickHouseTarget(scheme=scheme, host=parts.hostname, port=port or (8443 if scheme == "clickhouses" else 8123),
+    default_port = 8443 if scheme == "clickhouses" else 8123
+    return ClickHouseTarget(scheme=scheme, host=parts.hostname, port=port or default_port,
                             user=unquote(parts.username) if parts.username else "default",
                             password=unquote(parts.password) if parts.password else "", database=database,
                             table=table)
@@ -240,7 +243,8 @@ def spans_sql(table_ref: str, *, has_scope_column: bool = True) -> str:
         "upper(replaceRegexpOne(toString(SpanKind), '^SPAN_KIND_', '')) AS kind",
         "nullIf(toString(ServiceName), '') AS service_name",
         ("nullIf(ScopeName, '')" if has_scope_column else "CAST(NULL AS Nullable(String))") + " AS scope_name",
-        "toUnixTimestamp64Nano(Timestamp) AS start_ns", "toUnixTimestamp64Nano(Timestamp) + toInt64(Duration) AS end_ns",
+        "toUnixTimestamp64Nano(Timestamp) AS start_ns",
+        "toUnixTimestamp64Nano(Timestamp) + toInt64(Duration) AS end_ns",
         "upper(replaceRegexpOne(toString(StatusCode), '^STATUS_CODE_', '')) AS status_code",
         f"{_str_or_none('error.type')} AS error_type",
         *(f"{_first([_text(k, _TEXT_LIMITS[q]) for k in READ[q]])} AS _{q}" for q in text_q),
@@ -332,7 +336,11 @@ class ClickHouseSource:
             self.target = ClickHouseTarget(scheme="chdb" if session is not None else "clickhouse",
                                            database=database, table=table)
         self.table_ref = f"`{self.target.database}`.`{self.target.table}`"
-        columns = self._columns()
+        try:
+            columns = self._columns()
+        except BaseException:
+            self.close()
+            raise
         self._prelude = (f"WITH spans AS ({spans_sql(self.table_ref, has_scope_column='ScopeName' in columns)}),\n"
                          "calls AS (SELECT * FROM spans WHERE is_llm AND counted)\n")
 
@@ -486,17 +494,34 @@ def _open_client(target: ClickHouseTarget) -> Any:
     except ImportError:
         raise ConfigurationError("clickhouse:// sources need clickhouse-connect: pip install "
                                  "'otel-costattr[clickhouse]' (or pip install clickhouse-connect)") from None
+    # The driver logs a warning of its own before raising; our error says it better, once.
+    driver_log = logging.getLogger("clickhouse_connect")
+    level = driver_log.level
+    driver_log.setLevel(logging.ERROR)
     try:
         return clickhouse_connect.get_client(host=target.host, port=target.port, username=target.user,
                                              password=target.password, database=target.database,
                                              secure=target.secure, connect_timeout=10,
                                              send_receive_timeout=300)
     except Exception as exc:  # noqa: BLE001 - connection errors come in several driver and socket types
-        reason = str(exc).replace(target.password, "***") if target.password else str(exc)
         raise ConfigurationError(
-            f"cannot reach ClickHouse at {target.display()}: {reason.splitlines()[0] if reason else type(exc).__name__}"
-            ". Check that the server is running and the host and port are its HTTP interface (8123, or 8443 with "
-            "clickhouses://), and the user/password") from None
+            f"cannot reach ClickHouse at {target.display()}: {_reason(exc, target.password)}. Check that the server "
+            "is running, that host and port are its HTTP interface (8123, or 8443 with clickhouses://), and the "
+            "user and password") from None
+    finally:
+        driver_log.setLevel(level)
+
+
+def _reason(exc: BaseException, password: str) -> str:
+    """The useful part of a driver error: the socket error if there is one (urllib3 nests it deep)."""
+    text = str(exc)
+    if password:
+        text = text.replace(password, "***")
+    sock = re.search(r"\[Errno -?\d+\] [^\"')\]]+", text)
+    if sock:
+        return sock.group(0).strip()
+    text = _short(Exception(text))
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def open_source(url: str) -> ClickHouseSource:
