@@ -9,8 +9,9 @@ attribute a *string* in ``SpanAttributes Map(LowCardinality(String), String)`` (
   what retry chains and the call tree will read (they are not built on ClickHouse yet; this is their input).
 * ``calls``: one row per billed call, ``spans WHERE is_llm AND counted``.
 
-Both are common table expressions put in front of every query, so the source only *reads*: no view, no
-temporary table, nothing to create on a shared server. The mapping follows the ledger rule for rule:
+Both are common table expressions put in front of every query; by default ``spans`` is first copied into a
+session-scoped temporary table, so that one report reads one snapshot (see :class:`ClickHouseSource`). No view
+or table is created in any database. The mapping follows the ledger rule for rule:
 
 * usage, provider, model, response id: the first *valid* alias in ``attributes.READ`` order, validated like
   ``_usage.read_call`` (text trimmed and length-limited; counts whole numbers from 0 to 10**12);
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -55,6 +57,8 @@ from ._ledger import _MAPPED, CONTENT_KEYS, _CONTENT_PREFIXES, ATTRIBUTION_COLUM
 from .attributes import LLM_OPERATIONS, NON_LLM_OPERATIONS, READ
 
 __all__ = ["ClickHouseSource", "ClickHouseTarget", "is_source_url", "open_source", "parse_url", "spans_sql"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "otel_traces"  # the exporter's default traces_table_name
 DEFAULT_DATABASE = "default"
@@ -307,7 +311,14 @@ class ClickHouseSource:
     """The rollup source over a ClickHouse ``otel_traces`` table (``dialect = "clickhouse"``).
 
     Give a URL (see :func:`parse_url`), or a ready ``session`` (``chdb.session.Session``) or ``client``
-    (``clickhouse_connect`` client) with ``database``/``table``. Only SELECTs are run.
+    (``clickhouse_connect`` client) with ``database``/``table``. Nothing is written to the server's databases.
+
+    With ``snapshot=True`` (the default) the first query copies the ``spans`` relation into a session-scoped
+    ``TEMPORARY`` table, and every later query reads that copy: a report's sections then come from one
+    consistent snapshot while the exporter keeps inserting, and the attribute mapping and de-duplication
+    window run once per report instead of once per query (a report is about 15 queries). Where temporary
+    tables are not allowed (``readonly=1`` users, no HTTP session), or with ``snapshot=False``, each query
+    maps ``otel_traces`` live. :meth:`refresh` takes a new snapshot; :meth:`close` drops it.
 
     Raises:
         ConfigurationError: clickhouse-connect or chdb is not installed, the server cannot be reached, or the
@@ -317,7 +328,7 @@ class ClickHouseSource:
     dialect = "clickhouse"
 
     def __init__(self, url: str | None = None, *, session: Any = None, client: Any = None,
-                 database: str = DEFAULT_DATABASE, table: str = DEFAULT_TABLE) -> None:
+                 database: str = DEFAULT_DATABASE, table: str = DEFAULT_TABLE, snapshot: bool = True) -> None:
         if sum(x is not None for x in (url, session, client)) != 1:
             raise ValueError("pass exactly one of url, session or client")
         self._owned = False
@@ -341,8 +352,12 @@ class ClickHouseSource:
         except BaseException:
             self.close()
             raise
-        self._prelude = (f"WITH spans AS ({spans_sql(self.table_ref, has_scope_column='ScopeName' in columns)}),\n"
-                         "calls AS (SELECT * FROM spans WHERE is_llm AND counted)\n")
+        self._spans_sql = spans_sql(self.table_ref, has_scope_column="ScopeName" in columns)
+        self._live_prelude = (f"WITH spans AS ({self._spans_sql}),\n"
+                              "calls AS (SELECT * FROM spans WHERE is_llm AND counted)\n")
+        self._want_snapshot = snapshot
+        self._snapshot: str | None = None
+        self._prelude: str | None = None
 
     def _columns(self) -> dict[str, str]:
         rows = self._run("SELECT name, type FROM system.columns WHERE database = {db} AND table = {t}".format(
@@ -368,12 +383,48 @@ class ClickHouseSource:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a rollup query (``?`` placeholders, the ledger's style) over the ``spans``/``calls`` relations."""
         body = bind_params(sql, params or ())
+        prelude = self._prelude if self._prelude is not None else self._prepare()
         stripped = body.lstrip()
         if stripped[:5].upper() == "WITH ":  # one WITH clause per query: merge ours in front of the caller's
-            text = self._prelude.rstrip() + ",\n" + stripped[5:]
+            text = prelude.rstrip() + ",\n" + stripped[5:]
         else:
-            text = self._prelude + body
+            text = prelude + body
         return self._run(text)
+
+    @property
+    def snapshot_table(self) -> str | None:
+        """The temporary table holding the snapshot, or None when queries map ``otel_traces`` live."""
+        if self._prelude is None:
+            self._prepare()
+        return self._snapshot
+
+    def refresh(self) -> None:
+        """Take a new snapshot (spans exported since the last one become visible)."""
+        self._drop_snapshot()
+        self._prepare()
+
+    def _prepare(self) -> str:
+        self._prelude = self._live_prelude
+        if self._want_snapshot:
+            name = f"otel_costattr_spans_{uuid.uuid4().hex[:16]}"
+            try:
+                self._run(f"CREATE TEMPORARY TABLE {name} ENGINE = Memory AS {self._spans_sql}")
+            except ConfigurationError as exc:  # not allowed here: fall back to live queries
+                logger.debug("no snapshot table on %s (%s); querying otel_traces live", self.target.display(), exc)
+            else:
+                self._snapshot = name
+                self._prelude = (f"WITH spans AS (SELECT * FROM {name}),\n"
+                                 f"calls AS (SELECT * FROM {name} WHERE is_llm AND counted)\n")
+        return self._prelude
+
+    def _drop_snapshot(self) -> None:
+        if self._snapshot is not None:
+            name, self._snapshot = self._snapshot, None
+            try:
+                self._run(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+            except ConfigurationError:  # the session that held it is gone, and the table with it
+                pass
+        self._prelude = None
 
     def _run(self, sql: str) -> list[tuple[Any, ...]]:
         settings = ", ".join(f"{k} = {v}" for k, v in _SETTINGS.items())
@@ -393,7 +444,9 @@ class ClickHouseSource:
             raise ConfigurationError(f"ClickHouse query failed at {self.target.display()}: {_short(exc)}") from None
 
     def close(self) -> None:
-        """Close the connection if this source opened it (a session or client passed in stays open)."""
+        """Drop the snapshot, and close the connection if this source opened it (one passed in stays open)."""
+        if getattr(self, "_snapshot", None) is not None:
+            self._drop_snapshot()
         if not self._owned:
             return
         try:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -398,7 +398,8 @@ def sources(session: Any, workload: list[ReadableSpan], tmp_path_factory: pytest
     ledger.write_spans(workload)
     db = new_database(session)
     session.query(insert_sql(db, workload))
-    yield ledger, ClickHouseSource(session=session, database=db)
+    with ClickHouseSource(session=session, database=db) as ch:
+        yield ledger, ch
     ledger.close()
 
 
@@ -478,13 +479,57 @@ def test_clickhouse_connect_client_path(sources: tuple[Ledger, ClickHouseSource]
     ledger, ch = sources
     client = clickhouse_connect.get_client(interface="chdb")
     try:
-        via_client = ClickHouseSource(client=client, database=ch.target.database)
-        for by in (["customer_id"], ["provider", "model"], ["day"]):
-            assert _without_clock(build_report(via_client, by=by)) == _without_clock(build_report(ledger, by=by))
-        with pytest.raises(ConfigurationError, match="ClickHouse query failed"):
-            via_client.query("SELECT no_such_column FROM calls")
+        with ClickHouseSource(client=client, database=ch.target.database) as via_client:
+            assert via_client.snapshot_table is not None  # the client keeps one session: the snapshot works
+            for by in (["customer_id"], ["provider", "model"], ["day"]):
+                assert _without_clock(build_report(via_client, by=by)) == _without_clock(build_report(ledger, by=by))
+            with pytest.raises(ConfigurationError, match="ClickHouse query failed"):
+                via_client.query("SELECT no_such_column FROM calls")
     finally:
         client.close()
+
+
+def test_live_queries_equal_the_snapshot(sources: tuple[Ledger, ClickHouseSource], session: Any) -> None:
+    """Without a snapshot every query maps otel_traces itself (the fallback for read-only users): same report."""
+    ledger, ch = sources
+    with ClickHouseSource(session=session, database=ch.target.database, snapshot=False) as live:
+        assert live.snapshot_table is None
+        for by in (["customer_id"], ["task_id", "agent_id"]):
+            assert _without_clock(build_report(live, by=by)) == _without_clock(build_report(ledger, by=by))
+
+
+class _NoTemporaryTables:
+    """A chDB session that refuses CREATE TEMPORARY TABLE, as a `readonly=1` user's server does."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def query(self, sql: str, fmt: str = "CSV") -> Any:
+        if sql.startswith("CREATE TEMPORARY TABLE"):
+            from chdb import ChdbError
+            raise ChdbError("Code: 164. DB::Exception: Cannot execute query in readonly mode. (READONLY)")
+        return self.inner.query(sql, fmt)
+
+
+def test_snapshot_falls_back_to_live_queries_and_refreshes(sources: tuple[Ledger, ClickHouseSource],
+                                                          session: Any, workload: list[ReadableSpan]) -> None:
+    ledger, ch = sources
+    with ClickHouseSource(session=_NoTemporaryTables(session), database=ch.target.database) as readonly:
+        assert readonly.snapshot_table is None
+        assert _without_clock(build_report(readonly, sections=False)) == \
+            _without_clock(build_report(ledger, sections=False))
+    # a snapshot is stable while spans keep arriving, until refresh()
+    db = new_database(session)
+    first, rest = workload[:10], workload[10:]
+    session.query(insert_sql(db, first))
+    with ClickHouseSource(session=session, database=db) as snap:
+        before = snap.query("SELECT count(*) FROM spans")
+        session.query(insert_sql(db, rest))
+        assert snap.query("SELECT count(*) FROM spans") == before == [(10,)]
+        snap.refresh()
+        assert snap.query("SELECT count(*) FROM spans") == [(len(workload),)]
+        name = snap.snapshot_table
+    assert name not in str(session.query("SHOW TEMPORARY TABLES", "TSV"))  # close() dropped it
 
 
 def test_both_index_variants_of_the_ddl(session: Any, workload: list[ReadableSpan]) -> None:
@@ -493,8 +538,11 @@ def test_both_index_variants_of_the_ddl(session: Any, workload: list[ReadableSpa
     fts = new_database(session, full_text_search=True)
     for db in (plain, fts):
         session.query(insert_sql(db, workload))
-    a = build_report(ClickHouseSource(session=session, database=plain), by=["customer_id"], sections=False)
-    b = build_report(ClickHouseSource(session=session, database=fts), by=["customer_id"], sections=False)
+    reports = []
+    for db in (plain, fts):
+        with ClickHouseSource(session=session, database=db) as src:
+            reports.append(build_report(src, by=["customer_id"], sections=False))
+    a, b = reports
     assert _without_clock(a) == _without_clock(b)
     ddl = str(session.query(f"SHOW CREATE TABLE {fts}.otel_traces", "TabSeparatedRaw"))
     assert "TYPE text(tokenizer = 'array')" in ddl and "SpanAttributeItems" in ddl
@@ -517,10 +565,10 @@ def test_cross_process_duplicates_collapse_like_ingest(session: Any, tmp_path: P
     ledger.write_records([a, b], replace=True)
     db = new_database(session)
     session.query(insert_sql(db, [a, b]))
-    ch = ClickHouseSource(session=session, database=db)
-    sql = "SELECT span_id, cost_total FROM calls"
-    assert ch.query(sql) == ledger.query(sql) == [("2" * 16, Decimal("0.013575"))]
-    assert _without_clock(build_report(ch)) == _without_clock(build_report(ledger))
+    with ClickHouseSource(session=session, database=db) as ch:
+        sql = "SELECT span_id, cost_total FROM calls"
+        assert ch.query(sql) == ledger.query(sql) == [("2" * 16, Decimal("0.013575"))]
+        assert _without_clock(build_report(ch)) == _without_clock(build_report(ledger))
 
 
 # ----------------------------------------------------------------------- float -> text -> decimal, exactly
@@ -546,7 +594,7 @@ def money_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
 _EXAMPLE = [0]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None)
 @given(costs=st.lists(_costs | st.sampled_from([0.0, 7e-7, 1.5e-7, 0.00045, 1e-6, 9.99e-7, 5e-19, 1.5e-18]),
                       min_size=1, max_size=60))
 def test_float_text_decimal_path_is_exact(session: Any, money_db: str, money_ledger: Ledger,
@@ -561,7 +609,7 @@ def test_float_text_decimal_path_is_exact(session: Any, money_db: str, money_led
             for i, c in enumerate(costs)]
     money_ledger.write_records(recs)
     session.query(insert_sql(money_db, recs))
-    ch = ClickHouseSource(session=session, database=money_db)
+    ch = ClickHouseSource(session=session, database=money_db, snapshot=False)  # the live mapping, per query
     sql = f"SELECT span_id, cost_total, cost_input FROM spans WHERE trace_id = '{trace}' ORDER BY span_id"
     got, want = ch.query(sql), money_ledger.query(sql)
     assert got == want
