@@ -107,7 +107,7 @@ class ClickHouseTarget:
 
 
 def is_source_url(text: str) -> bool:
-    """True if ``text`` looks like a URL :func:`parse_url` accepts (the CLI tells URLs from ledger paths)."""
+    """True if ``text`` looks like a URL :func:`parse_url` accepts rather than a ledger file path."""
     return text.split(":", 1)[0].lower() in _SCHEMES and "://" in text
 
 
@@ -123,7 +123,7 @@ def parse_url(url: str) -> ClickHouseTarget:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
-        raise ConfigurationError(f"unsupported source {url!r}: use {forms}")
+        raise ConfigurationError(f"unsupported source {_redact(url)!r}: use {forms}")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(query) - {"table", "database"})
     if unknown:
@@ -161,9 +161,12 @@ def _check_ident(name: str, what: str) -> None:
 
 
 def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return "<unparsable URL>"
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
 

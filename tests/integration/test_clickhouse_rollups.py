@@ -669,7 +669,7 @@ def test_url_forms() -> None:
 
 
 @pytest.mark.parametrize(("url", "message"), [
-    ("postgres://h/db", "unsupported source"),
+    ("postgres://u:pw@h/db", "unsupported source 'postgres://u:***@h/db'"),
     ("clickhouse:///db", "names no host"),
     ("clickhouse://h:notaport/db", "invalid port"),
     ("clickhouse://h/db?table=otel;drop", "not a plain identifier"),
