@@ -86,6 +86,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="roll spend up by customer, task, agent, skill, model, day ...")
     rep.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger file (default: %(default)s)")
+    rep.add_argument("--source", metavar="URL",
+                     help="read the collector clickhouse exporter's otel_traces table instead of the ledger: "
+                     "clickhouse://user:password@host:8123/database?table=otel_traces (clickhouses:// for TLS; needs "
+                     "otel-costattr[clickhouse]) or chdb:///path/to/dir")
     rep.add_argument("--by", default="customer_id", metavar="KEY[,KEY...]",
                      help="attribution keys, span attributes, or provider/model/day/month/service (default: "
                      "%(default)s)")
@@ -367,7 +371,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.budgets:
         from ._budgets import budget_status, load_budgets
         budgets = load_budgets(args.budgets)  # a bad file fails before the ledger is opened
-    ledger = Ledger(args.db, read_only=True)
+    if args.source:
+        from ._clickhouse import open_source
+        ledger: Any = open_source(args.source)
+    else:
+        ledger = Ledger(args.db, read_only=True)
     try:
         report = build_report(ledger, by=by, since_ns=since, until_ns=until, top=args.top, required_keys=required,
                               sections=args.format in ("html", "json"))

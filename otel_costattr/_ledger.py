@@ -173,6 +173,9 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     if type(status) is not str:
         status = None
     cost_total = _dec(a.get(A.COST_TOTAL)) if status in _PRICED else None
+    if cost_total is None and status == "provided":
+        # an upstream cost may arrive as a numeric string (OTLP from other languages); the usage reader took it
+        cost_total = call.provided_cost
     c_in, c_out = _dec(a.get(A.COST_INPUT)), _dec(a.get(A.COST_OUTPUT))
     c_cr, c_rs = _dec(a.get(A.COST_CACHE_READ)), _dec(a.get(A.COST_REASONING))
     c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H)) if A.COST_CACHE_WRITE in a else None
@@ -367,13 +370,14 @@ class Ledger:
 # calls here, against 0.2 s for the rollup itself).
 _CALLS_VIEW = "CREATE OR REPLACE VIEW calls AS SELECT * FROM spans WHERE is_llm AND counted"
 
-# Rank every span sharing a (response id, provider) key with the incoming rows: the most detailed usage wins,
-# then the one carrying a cost, then the earliest to end.
+# Rank every span sharing a (response id, provider) key with the incoming rows: a span with a cost beats one
+# without (a duplicate that could not be re-priced must not erase the call's cost), then the most detailed
+# usage wins, then the earliest to end.
 _RANK_SQL = """
 CREATE OR REPLACE TEMP TABLE _rank AS
 SELECT s.trace_id, s.span_id, row_number() OVER (
     PARTITION BY s.response_id, coalesce(lower(s.provider), '')
-    ORDER BY coalesce(s.usage_detail, 0) DESC, (s.cost_total IS NOT NULL) DESC, s.end_ns, s.span_id) AS rn
+    ORDER BY (s.cost_total IS NOT NULL) DESC, coalesce(s.usage_detail, 0) DESC, s.end_ns, s.span_id) AS rn
 FROM spans s
 JOIN (SELECT DISTINCT response_id, coalesce(lower(provider), '') AS p FROM {src}
       WHERE is_llm AND response_id IS NOT NULL) k

@@ -37,6 +37,20 @@ BUILTIN_DIMENSIONS = {
     "operation": "coalesce(operation, 'unknown')",
 }
 UNATTRIBUTED = "(unattributed)"
+#: Where a source's SQL dialect (``Source.dialect``) differs from DuckDB's, the one expression that changes; every
+#: other statement in this module runs unchanged on both (ClickHouse also has ``count(*) FILTER (WHERE ...)``).
+DIALECT_DIMENSIONS: dict[str, dict[str, str]] = {
+    "clickhouse": {
+        "provider": "coalesce(lowerUTF8(provider), 'unknown')",  # lower() is ASCII-only there
+        "day": "formatDateTime(fromUnixTimestamp64Nano(start_ns, 'UTC'), '%Y-%m-%d')",
+        "month": "formatDateTime(fromUnixTimestamp64Nano(start_ns, 'UTC'), '%Y-%m')",
+    },
+}
+#: Any other span attribute: DuckDB reads the ledger's JSON column, ClickHouse the span's attribute map.
+ATTRIBUTE_SQL = {
+    "duckdb": "json_extract_string(attributes, '$.\"{key}\"')",
+    "clickhouse": "if(mapContains(attributes, '{key}'), attributes['{key}'], NULL)",
+}
 
 
 class Source(Protocol):
@@ -65,20 +79,25 @@ class Filters:
         return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
 
-def dimension_sql(key: str, attribution_columns: Sequence[str] = DEFAULT_ATTRIBUTION_KEYS) -> str:
+def dimension_sql(key: str, attribution_columns: Sequence[str] = DEFAULT_ATTRIBUTION_KEYS,
+                  dialect: str = "duckdb") -> str:
     """SQL expression for a ``--by`` key: a built-in dimension, an attribution column or any span attribute.
 
+    ``dialect`` is the source's (``"duckdb"`` or ``"clickhouse"``); both expressions give the same values.
+
     Raises:
-        ConfigurationError: the key has characters that cannot be a key.
+        ConfigurationError: the key has characters that cannot be a key, or the dialect is unknown.
     """
+    if dialect not in ATTRIBUTE_SQL:
+        raise ConfigurationError(f"unknown SQL dialect {dialect!r}; known: {', '.join(ATTRIBUTE_SQL)}")
     if key in BUILTIN_DIMENSIONS:
-        return BUILTIN_DIMENSIONS[key]
+        return DIALECT_DIMENSIONS.get(dialect, {}).get(key, BUILTIN_DIMENSIONS[key])
     if not _KEY_RE.match(key):
         raise ConfigurationError(f"--by key {key!r} is not a valid attribute name (letters, digits, _ . : -)")
     if key in attribution_columns:
         return f"coalesce({key}, '{UNATTRIBUTED}')"
-    # any other attribute: read it from the JSON of the span's remaining attributes
-    return f"coalesce(json_extract_string(attributes, '$.\"{key}\"'), '{UNATTRIBUTED}')"
+    # any other attribute: read it from the span's remaining attributes
+    return f"coalesce({ATTRIBUTE_SQL[dialect].format(key=key)}, '{UNATTRIBUTED}')"
 
 
 def _d(v: Any) -> str:
@@ -107,7 +126,7 @@ _ROW_FIELDS = ("cost", "calls", "input_tokens", "output_tokens", "cache_read_tok
 
 
 def _rollup(src: Source, keys: Sequence[str], f: Filters, total: Decimal, top: int | None) -> dict[str, Any]:
-    exprs = [dimension_sql(k) for k in keys]
+    exprs = [dimension_sql(k, dialect=_dialect(src)) for k in keys]
     select = ", ".join(f"{e} AS k{i}" for i, e in enumerate(exprs))
     group = ", ".join(f"k{i}" for i in range(len(exprs)))
     where, params = f.where()
@@ -153,14 +172,14 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
     total = Decimal(total) if total is not None else Decimal(0)
     dup_where, dup_params = f.where("is_llm AND cost_status = 'duplicate'")
     (dups,), = src.query(f"SELECT count(*) FROM spans{dup_where}", dup_params)
-    missing = " OR ".join(f"{dimension_sql(k)} = '{UNATTRIBUTED}'" for k in required_keys)
+    missing = " OR ".join(f"{dimension_sql(k, dialect=_dialect(src))} = '{UNATTRIBUTED}'" for k in required_keys)
     un_where, un_params = f.where(f"({missing})")
     (un_cost, un_calls), = src.query(f"SELECT sum(cost_total), count(*) FROM calls{un_where}", un_params)
     un_cost = Decimal(un_cost) if un_cost is not None else Decimal(0)
     up_where, up_params = f.where("cost_status = 'unpriced'")
     unpriced_models = [{"model": m, "provider": p, "calls": int(n)} for m, p, n in src.query(
         f"SELECT coalesce(response_model, request_model, 'unknown'), coalesce(provider, 'unknown'), count(*) "
-        f"FROM calls{up_where} GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 50", up_params)]
+        f"FROM calls{up_where} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50", up_params)]
     main = _rollup(src, list(by), f, total, top)
     report: dict[str, Any] = {
         "currency": "USD",
@@ -202,13 +221,18 @@ def vendor_share(src: Source, f: Filters) -> list[dict[str, Any]]:
     """Per workload type: each provider's cost and share of that workload's spend."""
     where, params = f.where()
     rows = src.query(
-        f"SELECT {dimension_sql('workload_type')} AS w, {BUILTIN_DIMENSIONS['provider']} AS p, sum(cost_total) AS c, "
-        f"count(*) AS n FROM calls{where} GROUP BY w, p ORDER BY w, c DESC NULLS LAST", params)
+        f"SELECT {dimension_sql('workload_type', dialect=_dialect(src))} AS w, "
+        f"{dimension_sql('provider', dialect=_dialect(src))} AS p, sum(cost_total) AS c, "
+        f"count(*) AS n FROM calls{where} GROUP BY w, p ORDER BY w, c DESC NULLS LAST, p", params)
     totals: dict[str, Decimal] = {}
     for w, _, c, _ in rows:
         totals[w] = totals.get(w, Decimal(0)) + (Decimal(c) if c is not None else Decimal(0))
     return [{"workload_type": w, "provider": p, "cost": _d(c), "calls": int(n),
              "share": _share(c, totals[w])} for w, p, c, n in rows]
+
+
+def _dialect(src: Source) -> str:
+    return getattr(src, "dialect", "duckdb")
 
 
 def _iso(ns: int | None) -> str | None:
