@@ -39,6 +39,9 @@ _LAZY = {
     "attributes": ".attributes",
     "attempt": "._attempt",
     "Chain": "._chains",
+    "token_layers": "._layers",
+    "memory": "._layers",
+    "set_memory_rule": "._layers",
     "build_chains": "._chains",
 }
 
@@ -64,10 +67,13 @@ __all__ = [
     "configure",
     "default_book",
     "format_money",
+    "memory",
     "price",
     "propagator",
     "set_attribution_keys",
+    "set_memory_rule",
     "strip_attribution",
+    "token_layers",
 ]
 
 

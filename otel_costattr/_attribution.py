@@ -36,6 +36,7 @@ from opentelemetry.propagators.textmap import CarrierT, Getter, Setter, TextMapP
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ._errors import ConfigurationError
+from ._layers import context_attributes as _layer_hints
 from .attributes import DEFAULT_ATTRIBUTION_KEYS
 
 __all__ = [
@@ -185,6 +186,9 @@ class AttributionBaggageProcessor(BaggageSpanProcessor):
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
         try:
             entries = baggage.get_all(parent_context)
+            hints = _layer_hints()  # token-layer hints live in a context variable, never in baggage
+            if hints:
+                span.set_attributes({k: v for k, v in hints.items() if k not in (span.attributes or {})})
             if not entries:
                 return
             allowed = self._fixed if self._fixed is not None else _keys

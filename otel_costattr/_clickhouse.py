@@ -267,6 +267,14 @@ def spans_sql(table_ref: str, *, has_scope_column: bool = True) -> str:
         f"{money_sql(_get(A.COST_REASONING))} AS cost_reasoning", f"{money_sql(_get(A.COST_TOOL_USAGE))} AS cost_tool",
         f"{_str_or_none(A.COST_MODEL)} AS pricing_model", f"{_str_or_none(A.COST_PRICING_VERSION)} AS pricing_version",
         f"{_str_or_none(A.COST_PROVIDER)} AS pricing_provider",
+        *(f"if(match({_get(k)}, '^[0-9]{{1,13}}$'), toInt64OrNull({_get(k)}), NULL) AS {col}"
+          for k, col in ((A.COST_LAYER_PROMPT_TOKENS, "layer_prompt_tokens"),
+                         (A.COST_LAYER_TOOL_TOKENS, "layer_tool_tokens"),
+                         (A.COST_LAYER_MEMORY_TOKENS, "layer_memory_tokens"))),
+        f"{_str_or_none(A.COST_LAYER_SOURCE)} AS layer_source",
+        f"{money_sql(_get(A.COST_LAYER_PROMPT))} AS cost_layer_prompt",
+        f"{money_sql(_get(A.COST_LAYER_TOOL))} AS cost_layer_tool",
+        f"{money_sql(_get(A.COST_LAYER_MEMORY))} AS cost_layer_memory",
         f"{_str_or_none(A.COST_DUPLICATE_OF)} AS duplicate_of",
         # A string array arrives as JSON text; the ledger joins it with commas.
         f"if({_has(A.COST_FLAGS)}, if(startsWith({flags}, '['), arrayStringConcat(JSONExtract({flags}, "

@@ -34,20 +34,22 @@ def _pct(part: Decimal, whole: Decimal) -> str:
 def _candidate_traces(src: Source, f: Filters) -> list[str]:
     llm_where, p1 = f.where("is_llm AND counted")
     err_where, p2 = f.where("status_code = 'ERROR'")
-    mark_where, p3 = f.where(f"attributes LIKE '%{STEP_ATTRIBUTE}%'")
+    marked = (f"mapContains(attributes, '{STEP_ATTRIBUTE}')" if getattr(src, "dialect", "duckdb") == "clickhouse"
+              else f"attributes LIKE '%{STEP_ATTRIBUTE}%'")
+    mark_where, p3 = f.where(marked)
     sql = (
         "SELECT trace_id FROM (("
         f"  SELECT trace_id FROM (SELECT trace_id, parent_span_id, count(*) AS n FROM spans{llm_where}"
         "                        GROUP BY trace_id, parent_span_id) WHERE n >= 2"
-        f"  INTERSECT SELECT trace_id FROM spans{err_where})"
-        f" UNION SELECT trace_id FROM spans{mark_where}) "
+        f"  INTERSECT DISTINCT SELECT trace_id FROM spans{err_where})"
+        f" UNION DISTINCT SELECT trace_id FROM spans{mark_where}) "
         f"ORDER BY trace_id LIMIT {_MAX_TRACES + 1}")
     return [r[0] for r in src.query(sql, p1 + p2 + p3)]
 
 
 def _json_field(src: Source, key: str) -> str:
-    if getattr(src, "dialect", "duckdb") == "clickhouse":
-        return f"JSONExtractString(attributes, '{key}')"
+    if getattr(src, "dialect", "duckdb") == "clickhouse":  # there `attributes` is the span's attribute map
+        return f"if(mapContains(attributes, '{key}'), attributes['{key}'], NULL)"
     return f"json_extract_string(attributes, '$.\"{key}\"')"
 
 
@@ -153,3 +155,27 @@ def economics(src: Source, f: Filters, chains: Sequence[tuple[Chain, dict[str, s
                     else "0", "cost_per_successful_task": _d((cost / ok).quantize(Decimal("1e-9"))) if ok
                     else None})
     return out
+
+
+def layers(src: Source, f: Filters, by: str = "agent_id") -> dict[str, Any]:
+    """The four token layers per ``by`` key: input tokens and cost as prompt / tool / memory, and output as
+    response with reasoning as a part of it. Calls without layer data (no content captured and no explicit
+    counts) are counted, not guessed."""
+    where, params = f.where()
+    rows = src.query(
+        f"SELECT coalesce({by}, '{UNATTRIBUTED}') AS k, count(*) AS calls, "
+        "count(*) FILTER (WHERE layer_source IS NOT NULL) AS with_layers, "
+        "coalesce(sum(layer_prompt_tokens), 0), coalesce(sum(layer_tool_tokens), 0), "
+        "coalesce(sum(layer_memory_tokens), 0), sum(cost_layer_prompt), sum(cost_layer_tool), sum(cost_layer_memory), "
+        "coalesce(sum(output_tokens), 0), coalesce(sum(reasoning_tokens), 0), sum(cost_output), sum(cost_reasoning) "
+        f"FROM calls{where} GROUP BY k ORDER BY k", params)
+    out = []
+    for k, calls, with_layers, pt, tt, mt, pc, tc, mc, ot, rt, oc, rc in rows:
+        split_in = pt + tt + mt
+        out.append({"key": {by: k}, "calls": int(calls), "calls_with_layers": int(with_layers),
+                    "prompt_tokens": int(pt), "tool_tokens": int(tt), "memory_tokens": int(mt),
+                    "tool_share": _pct(Decimal(tt), Decimal(split_in)), "memory_share": _pct(Decimal(mt), Decimal(split_in)),
+                    "prompt_cost": _d(Decimal(pc or 0)), "tool_cost": _d(Decimal(tc or 0)),
+                    "memory_cost": _d(Decimal(mc or 0)), "response_tokens": int(ot), "reasoning_tokens": int(rt),
+                    "response_cost": _d(Decimal(oc or 0)), "reasoning_cost": _d(Decimal(rc or 0))})
+    return {"by": by, "rows": out}

@@ -33,7 +33,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from . import attributes as A
-from ._pricing import Cost, PriceBook
+from ._layers import layer_costs, split_layers
+from ._pricing import Cost, PriceBook, _units_to_decimal
 from ._usage import Call, read_call
 
 __all__ = ["Enricher", "clone_span", "plain_attributes"]
@@ -194,6 +195,8 @@ class Enricher:
             return out, "unpriced", call, cost
         status = "partial" if partial else "priced"
         out = self._priced_attributes(cost, status)
+        if call.input_tokens:
+            self._add_layers(out, attrs, call.input_tokens, cost)
         if any(k in attrs for k in out):
             # The span carried cost attributes we could not use (see Call.bad); ours replace them.
             out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + ("replaced_upstream_cost",)
@@ -239,6 +242,21 @@ class Enricher:
             parts.append(f'"total": {total!r}')
             out[A.LANGFUSE_COST_DETAILS] = "{" + ", ".join(parts) + "}"
         return out
+
+
+    @staticmethod
+    def _add_layers(out: dict[str, Any], attrs: Mapping[str, Any], input_tokens: int, cost: Cost) -> None:
+        """The four token layers (D15), when the app set explicit counts or content is on the span."""
+        split = split_layers(attrs, input_tokens)
+        if split is None:
+            return
+        u = cost._units or {}  # noqa: SLF001
+        exact_input = _units_to_decimal(sum(u.get(k, 0) for k in _INPUT_SIDE), cost._scale)  # noqa: SLF001
+        prompt_c, tool_c, memory_c = layer_costs(exact_input, split)
+        out.update({A.COST_LAYER_PROMPT_TOKENS: split.prompt_tokens, A.COST_LAYER_TOOL_TOKENS: split.tool_tokens,
+                    A.COST_LAYER_MEMORY_TOKENS: split.memory_tokens, A.COST_LAYER_SOURCE: split.source,
+                    A.COST_LAYER_PROMPT: float(prompt_c), A.COST_LAYER_TOOL: float(tool_c),
+                    A.COST_LAYER_MEMORY: float(memory_c)})
 
 
 def _tier(value: str | None) -> str | None:

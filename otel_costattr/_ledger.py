@@ -68,6 +68,10 @@ _BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     # Who bills the call, from the price table (an OpenAI-compatible endpoint reports provider "openai" for a
     # DeepSeek model; the pricing entry knows better).
     ("pricing_provider", "VARCHAR"),
+    # Four token layers (DESIGN D15), computed at enrichment time from explicit counts or captured content.
+    ("layer_prompt_tokens", "BIGINT"), ("layer_tool_tokens", "BIGINT"), ("layer_memory_tokens", "BIGINT"),
+    ("layer_source", "VARCHAR"), ("cost_layer_prompt", "DECIMAL(38,18)"), ("cost_layer_tool", "DECIMAL(38,18)"),
+    ("cost_layer_memory", "DECIMAL(38,18)"),
 )
 ATTRIBUTION_COLUMNS: tuple[str, ...] = A.DEFAULT_ATTRIBUTION_KEYS
 COLUMNS: tuple[tuple[str, str], ...] = _BASE_COLUMNS + tuple((k, "VARCHAR") for k in ATTRIBUTION_COLUMNS) + (
@@ -154,8 +158,14 @@ _MAPPED = frozenset({n for names in A.READ.values() for n in names} | {
     A.COST_CACHE_WRITE_1H, A.COST_REASONING, A.COST_TOOL_USAGE, A.COST_MODEL, A.COST_PRICING_VERSION,
     A.COST_DUPLICATE_OF, A.COST_FLAGS, A.COST_UNCACHED_INPUT, A.COST_TEXT_OUTPUT, A.COST_CURRENCY,
     A.COST_PROVIDER, A.LANGFUSE_COST_DETAILS, "http.request.resend_count", "error.type",
+    A.COST_LAYER_PROMPT_TOKENS, A.COST_LAYER_TOOL_TOKENS, A.COST_LAYER_MEMORY_TOKENS, A.COST_LAYER_SOURCE,
+    A.COST_LAYER_PROMPT, A.COST_LAYER_TOOL, A.COST_LAYER_MEMORY,
     *ATTRIBUTION_COLUMNS})
 _PRICED = frozenset({"priced", "partial", "provided"})
+
+
+def _int_or_none(v: Any) -> int | None:
+    return v if type(v) is int and v >= 0 else None
 
 
 def _str_or_none(v: Any, limit: int = 256) -> str | None:
@@ -223,6 +233,9 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
         is_llm and (status != "duplicate" or (flags is not None and "more_detailed" in flags
                                                and cost_total is not None)),
         repriced_provider or _str_or_none(get(A.COST_PROVIDER)),
+        _int_or_none(get(A.COST_LAYER_PROMPT_TOKENS)), _int_or_none(get(A.COST_LAYER_TOOL_TOKENS)),
+        _int_or_none(get(A.COST_LAYER_MEMORY_TOKENS)), _str_or_none(get(A.COST_LAYER_SOURCE)),
+        _dec(get(A.COST_LAYER_PROMPT)), _dec(get(A.COST_LAYER_TOOL)), _dec(get(A.COST_LAYER_MEMORY)),
         *[_str_or_none(get(k)) for k in ATTRIBUTION_COLUMNS],
         json.dumps(keep, default=str) if keep else "{}",
     )

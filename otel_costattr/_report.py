@@ -134,6 +134,18 @@ def economics_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
                         "rows": [[w["trace_id"], w["customer_id"], w["agent_id"], w["step"], w["attempts"],
                                   w["wasted"], w["cost"], "yes" if w["succeeded"] else "no"]
                                  for w in retry["worst"]]})
+    lay = report.get("layers")
+    if lay and any(r["calls_with_layers"] for r in lay["rows"]):
+        out.append({"id": "token-layers", "title": "Four token layers by agent",
+                    "note": "Billed input split into prompt, tool (definitions and results) and memory (retrieved or "
+                            "carried context); output is the response, reasoning included. Layers come from explicit "
+                            "counts (token_layers()) or captured content; calls with neither are not guessed.",
+                    "columns": ["agent", "calls with layers", "prompt tok", "tool tok", "memory tok", "tool %",
+                                "memory %", "prompt $", "tool $", "memory $", "response tok", "reasoning tok"],
+                    "rows": [[r["key"][lay["by"]], f"{r['calls_with_layers']}/{r['calls']}", r["prompt_tokens"],
+                              r["tool_tokens"], r["memory_tokens"], r["tool_share"], r["memory_share"],
+                              r["prompt_cost"], r["tool_cost"], r["memory_cost"], r["response_tokens"],
+                              r["reasoning_tokens"]] for r in lay["rows"]]})
     econ = report.get("economics")
     if econ and econ.get("by_task"):
         out.append({"id": "cost-per-task", "title": "Cost per call vs cost per successful task",

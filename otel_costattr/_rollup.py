@@ -41,7 +41,7 @@ UNATTRIBUTED = "(unattributed)"
 #: other statement in this module runs unchanged on both (ClickHouse also has ``count(*) FILTER (WHERE ...)``).
 DIALECT_DIMENSIONS: dict[str, dict[str, str]] = {
     "clickhouse": {
-        "provider": "coalesce(lowerUTF8(provider), 'unknown')",  # lower() is ASCII-only there
+        "provider": "coalesce(pricing_provider, lowerUTF8(provider), 'unknown')",  # lower() is ASCII-only there
         "day": "formatDateTime(fromUnixTimestamp64Nano(start_ns, 'UTC'), '%Y-%m-%d')",
         "month": "formatDateTime(fromUnixTimestamp64Nano(start_ns, 'UTC'), '%Y-%m')",
     },
@@ -207,13 +207,14 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
                          for k in ("customer_id", "task_id", "agent_id", "skill_id", "process_id", "model",
                                    "provider")}
         report["vendor_share_by_workload"] = vendor_share(src, f)
-        from ._economics import chains_for, economics, retry_analysis
+        from ._economics import chains_for, economics, layers, retry_analysis
 
         found = chains_for(src, f)
         chains = found[0]
         report["retry"] = retry_analysis(src, f, total, chains=found)
         report["economics"] = {"by_task": economics(src, f, chains, "task_id"),
                                "by_workload": economics(src, f, chains, "workload_type")}
+        report["layers"] = layers(src, f, "agent_id")
     return report
 
 

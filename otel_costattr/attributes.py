@@ -16,7 +16,8 @@ __all__ = [
     "COST_CACHE_READ", "COST_CACHE_WRITE", "COST_CACHE_WRITE_1H", "COST_CURRENCY", "COST_DUPLICATE_OF",
     "COST_EFFECTIVE_FROM", "COST_FLAGS", "COST_INPUT", "COST_MODEL", "COST_OUTPUT", "COST_PRICING_VERSION",
     "COST_PROVIDER", "COST_REASON", "COST_REASONING", "COST_STATUS", "COST_TOOL_USAGE", "COST_TOTAL",
-    "COST_UNCACHED_INPUT", "COST_TEXT_OUTPUT", "DEFAULT_ATTRIBUTION_KEYS", "LANGFUSE_COST_DETAILS",
+    "COST_UNCACHED_INPUT", "COST_TEXT_OUTPUT", "COST_LAYER_MEMORY", "COST_LAYER_MEMORY_TOKENS", "COST_LAYER_PROMPT",
+    "COST_LAYER_PROMPT_TOKENS", "COST_LAYER_SOURCE", "COST_LAYER_TOOL", "COST_LAYER_TOOL_TOKENS", "DEFAULT_ATTRIBUTION_KEYS", "LANGFUSE_COST_DETAILS",
     "LLM_OPERATIONS", "NON_LLM_OPERATIONS", "PROVIDED_COST", "READ", "STATUSES",
 ]
 
@@ -83,6 +84,14 @@ COST_FLAGS = "gen_ai.cost.flags"
 COST_REASON = "gen_ai.cost.reason"
 COST_DUPLICATE_OF = "gen_ai.cost.duplicate_of"     # span id (hex) of the span that carries this call's cost
 LANGFUSE_COST_DETAILS = "langfuse.observation.cost_details"
+# Four token layers (DESIGN D15): the billed input split into prompt / tool / memory, and its cost likewise.
+COST_LAYER_PROMPT_TOKENS = "gen_ai.cost.layer_prompt_tokens"
+COST_LAYER_TOOL_TOKENS = "gen_ai.cost.layer_tool_tokens"
+COST_LAYER_MEMORY_TOKENS = "gen_ai.cost.layer_memory_tokens"
+COST_LAYER_SOURCE = "gen_ai.cost.layer_source"  # "explicit" | "content"
+COST_LAYER_PROMPT = "gen_ai.cost.layer_prompt_cost"
+COST_LAYER_TOOL = "gen_ai.cost.layer_tool_cost"
+COST_LAYER_MEMORY = "gen_ai.cost.layer_memory_cost"
 
 #: Every value of ``gen_ai.cost.status`` (DESIGN D6).
 STATUSES = ("priced", "unpriced", "no_usage", "partial", "duplicate", "provided")

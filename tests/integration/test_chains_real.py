@@ -201,3 +201,27 @@ def test_ledger_report_quantifies_a_tenant_dominated_by_a_retry_loop(priced: Any
     assert "Retry waste by customer" in page and worst["trace_id"] in page
     assert "83.33% of its spend was wasted in a retry loop" in page
     assert "Cost per call vs cost per successful task" in page
+
+
+def test_token_layers_reach_the_span_the_ledger_and_the_report(priced: Any, tmp_path) -> None:
+    from otel_costattr._layers import token_layers
+    from otel_costattr._ledger import Ledger
+    from otel_costattr._rollup import build_report
+
+    priced.instrument("traceloop-openai")
+    client = priced.openai()
+    with oc.attribution(agent_id="support-bot"), token_layers(prompt=100, tool=300, memory=600):
+        ask(priced, client)
+    (span,) = [s for s in priced.spans() if s.attributes.get("gen_ai.cost.status") == "priced"]
+    a = span.attributes
+    assert (a["gen_ai.cost.layer_prompt_tokens"], a["gen_ai.cost.layer_tool_tokens"],
+            a["gen_ai.cost.layer_memory_tokens"], a["gen_ai.cost.layer_source"]) == (100, 300, 600, "explicit")
+    # the input cost (1,000 x $0.15 / M) split 10 / 30 / 60 %, exactly
+    parts = [Decimal(repr(a[f"gen_ai.cost.layer_{k}_cost"])) for k in ("prompt", "tool", "memory")]
+    assert parts == [Decimal("0.000015"), Decimal("0.000045"), Decimal("0.00009")]
+    assert sum(parts) == Decimal(repr(a["gen_ai.cost.input_cost"]))
+    ledger = Ledger(tmp_path / "l.duckdb", book=priced.book)
+    ledger.write_spans(priced.spans())
+    (row,) = build_report(ledger, by=["agent_id"])["layers"]["rows"]
+    assert row["key"] == {"agent_id": "support-bot"} and row["memory_share"] == "60.00"
+    assert row["memory_cost"] == "0.00009" and row["calls_with_layers"] == 1
