@@ -96,6 +96,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     rep.add_argument("--required-keys", default="customer_id", metavar="KEY[,KEY...]",
                      help="spend missing any of these keys counts as unattributed (default: %(default)s)")
+
+    from ._serve_cli import add_serve_parser
+    add_serve_parser(sub)
     return parser
 
 
@@ -334,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._version import __version__
         print(__version__)
         return EXIT_OK
-    handlers = {"price": _cmd_price, "ingest": _cmd_ingest, "report": _cmd_report}
+    from ._serve_cli import cmd_serve
+    handlers = {"price": _cmd_price, "ingest": _cmd_ingest, "report": _cmd_report, "serve": cmd_serve}
     try:
         if args.command == "pricing":
             sub = {"validate": _cmd_validate, "list": _cmd_list, "import-litellm": _cmd_import}
