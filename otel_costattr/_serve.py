@@ -39,6 +39,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,7 @@ from google.rpc import code_pb2, status_pb2
 from ._errors import ConfigurationError
 from ._otlp import OTLPDecodeError
 from ._serve_codec import JSON, PROTOBUF, BodyTooLarge, decode_body, drop_invalid_spans, encode_response, gunzip
-from ._serve_pipeline import Batch, Forwarder, Pipeline, Stats
+from ._serve_pipeline import Batch, Forwarder, Pipeline, Stats, redact_url
 
 __all__ = ["DEFAULT_PORT", "TOKEN_ENV", "CostServer", "ServeConfig", "serve"]
 
@@ -62,6 +63,7 @@ TOKEN_ENV = "OTEL_COSTATTR_SERVE_TOKEN"
 TRACES_PATH = "/v1/traces"
 _DEFAULT_MAX_BODY = 20 * 1024 * 1024  # the collector's default max_request_body_size
 _STARTUP_TIMEOUT_S = 30.0
+_GRACEFUL_TIMEOUT_S = 30.0
 
 _RPC_CODE = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 404: code_pb2.NOT_FOUND,
              405: code_pb2.UNIMPLEMENTED, 413: code_pb2.RESOURCE_EXHAUSTED, 415: code_pb2.UNIMPLEMENTED,
@@ -78,7 +80,9 @@ class ServeConfig:
     ``forward`` is an OTLP/HTTP traces URL; a base URL (no path, or a path not ending in ``/v1/traces``, such
     as Langfuse's ``https://host/api/public/otel``) gets ``/v1/traces`` appended. ``token`` enables bearer
     authentication; ``token_env`` names the environment variable to read it from when ``token`` is None.
-    ``queue_size`` counts export requests. ``retry_after`` is the ``Retry-After`` sent with 503s (seconds).
+    ``queue_size`` counts export requests: memory is bounded by about ``queue_size`` decoded bodies of at most
+    ``max_body_bytes`` each. ``retry_after`` is the ``Retry-After`` sent with 503s (seconds). At shutdown every
+    queued batch is still delivered; forward retries stop ``drain_retry_s`` seconds into the drain.
     """
 
     host: str = "127.0.0.1"
@@ -96,6 +100,7 @@ class ServeConfig:
     forward_timeout: float = 10.0
     forward_max_attempts: int = 6
     forward_max_elapsed: float = 60.0
+    drain_retry_s: float = 30.0
     langfuse: bool = True
     book: Any = None  # a ready PriceBook (tests, embedding); ``pricing`` is then ignored
 
@@ -121,6 +126,8 @@ class ServeConfig:
                             ("--workers", self.workers), ("--retry-after", self.retry_after)):
             if value < 1:
                 raise ConfigurationError(f"{what} must be >= 1, got {value}")
+        if not self.drain_retry_s >= 0:
+            raise ConfigurationError(f"--drain-retry must be >= 0 seconds, got {self.drain_retry_s}")
         if self.token is None and self.token_env and self.token_env != TOKEN_ENV and not os.environ.get(
                 self.token_env):
             raise ConfigurationError(f"--token-env {self.token_env}: that environment variable is not set or empty; "
@@ -168,7 +175,8 @@ class OTLPApp:
     """
 
     def __init__(self, pipeline: Pipeline, stats: Stats, *, token: str | None, max_body_bytes: int,
-                 retry_after: int) -> None:
+                 retry_after: int, drain_retry_s: float = 30.0) -> None:
+        self.drain_retry_s = drain_retry_s
         self.pipeline = pipeline
         self.stats = stats
         self._token = b"Bearer " + token.encode() if token else None
@@ -196,11 +204,14 @@ class OTLPApp:
                 # The server has stopped accepting and finished in-flight requests: every 200 sent is in the
                 # queue. Drain it off the loop thread (workers forward and write), then report completion.
                 self.ready = False
-                await asyncio.get_running_loop().run_in_executor(None, self.pipeline.close_and_drain)
+                await asyncio.get_running_loop().run_in_executor(None, self._drain)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     # ----------------------------------------------------------------------------------------------- http
+
+    def _drain(self) -> None:
+        self.pipeline.close_and_drain(retry_for=self.drain_retry_s)
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
@@ -286,6 +297,9 @@ class OTLPApp:
                               close=True)
             return
 
+        # Under overload the body is read and dropped as it arrives (the connection stays usable), so a full
+        # queue costs neither memory nor decoding.
+        keep = not self.pipeline.full()
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -301,12 +315,12 @@ class OTLPApp:
                     self.stats.add(requests_too_large=1)
                     await self._error(send, 413, f"body exceeds the limit of {limit} bytes", reply_type, close=True)
                     return
-                chunks.append(chunk)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-        if self.pipeline.full():  # cheap refusal before decoding
+                if keep:
+                    chunks.append(chunk)
+        if not keep:
             await self._overloaded(send, reply_type)
             return
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             payload = gunzip(body, limit) if encoding == "gzip" else body
             request = decode_body(payload, content_type)
@@ -395,7 +409,7 @@ class CostServer:
 
     def __init__(self, config: ServeConfig | None = None, **kwargs: Any) -> None:
         try:
-            import uvicorn  # noqa: F401 - fail fast, with the fix, when the extra is missing
+            import uvicorn  # noqa: F401  # pyflakes: ignore - fail fast, with the fix, when the extra is missing
         except ImportError:
             raise ConfigurationError("serve needs uvicorn: pip install 'otel-costattr[serve]'") from None
         config = config if config is not None else ServeConfig(**kwargs)
@@ -428,8 +442,13 @@ class CostServer:
                                  forwarder=forwarder, ledger=self.ledger, stats=self.stats,
                                  queue_size=config.queue_size, workers=config.workers)
         self.app = OTLPApp(self.pipeline, self.stats, token=token, max_body_bytes=config.max_body_bytes,
-                           retry_after=config.retry_after)
-        self._sock = _bind(config.host, config.port)
+                           retry_after=config.retry_after, drain_retry_s=config.drain_retry_s)
+        try:
+            self._sock = _bind(config.host, config.port)
+        except ConfigurationError:
+            if self.ledger is not None:
+                self.ledger.close()  # DuckDB holds a file lock: release it before reporting
+            raise
         self.port: int = self._sock.getsockname()[1]
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -460,9 +479,11 @@ class CostServer:
             http = "httptools"  # C parser; h11 is pure Python and costs more per request
         except ImportError:  # pragma: no cover - depends on the installation
             http = "h11"
+        # timeout_graceful_shutdown: a client still sending its body after that long at shutdown is cut off
+        # (it never got a 200, so nothing it sent was accepted); everything answered 200 is drained.
         cfg = uvicorn.Config(self.app, lifespan="on", http=http, loop="asyncio", log_config=None,
                              access_log=False, server_header=False, date_header=False,
-                             timeout_keep_alive=30, backlog=512)
+                             timeout_keep_alive=30, backlog=512, timeout_graceful_shutdown=_GRACEFUL_TIMEOUT_S)
         return uvicorn.Server(cfg)
 
     def start(self, timeout: float = _STARTUP_TIMEOUT_S) -> CostServer:
@@ -483,11 +504,9 @@ class CostServer:
 
         self._thread = threading.Thread(target=target, name=f"serve-{self.port}", daemon=True)
         self._thread.start()
-        deadline = threading.Event()
-        for _ in range(int(timeout / 0.01)):
-            if self._server.started or not self._thread.is_alive():
-                break
-            deadline.wait(0.01)
+        deadline = time.monotonic() + timeout
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         if not self._server.started:
             self.stop()
             raise RuntimeError(f"serve did not start within {timeout} s: {self._error!r}")
@@ -503,7 +522,8 @@ class CostServer:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
-        self.pipeline.close_and_drain(timeout)  # no-op when the lifespan shutdown already drained it
+        # a no-op when the lifespan shutdown already drained it
+        self.pipeline.close_and_drain(timeout, retry_for=self.config.drain_retry_s)
         self._close_resources()
 
     def _close_resources(self) -> None:
@@ -519,27 +539,31 @@ class CostServer:
 
         uvicorn turns both signals into a graceful shutdown (stop accepting, finish in-flight requests, then
         the lifespan shutdown, where the queue is drained) and re-raises them once it has finished; handlers
-        installed here make that re-raise a no-op, so the process exits 0 after a complete drain.
+        installed here make that re-raise a no-op, so the process exits 0 after a complete drain. A second
+        signal does not cut the drain short (it is bounded by the forwarder's retry budget); SIGKILL does, and
+        loses what was queued.
         """
         received: list[int] = []
         previous = {s: signal.signal(s, lambda signum, frame: received.append(signum))
                     for s in (signal.SIGTERM, signal.SIGINT)}
         self.pipeline.start()
         self._server = self._uvicorn_server()
-        logger.warning("otel-costattr serve listening on %s (forward: %s, ledger: %s)", self.url,
-                       self.config.forward_url() if self.config.forward else "-", self.config.ledger or "-")
+        logger.info("otel-costattr serve listening on %s (forward: %s, ledger: %s)", self.url,
+                    redact_url(self.config.forward_url()) if self.config.forward else "-", self.config.ledger or "-")
         try:
             asyncio.run(self._server.serve(sockets=[self._sock]))
         finally:
-            self.pipeline.close_and_drain()
+            # Also after a forced exit (a second SIGINT makes uvicorn skip the lifespan shutdown): what was
+            # accepted is delivered. Only SIGKILL abandons the queue.
+            self.pipeline.close_and_drain(retry_for=self.config.drain_retry_s)
             self._closed = True
             self._close_resources()
             for s, h in previous.items():
                 signal.signal(s, h)
         snap = self.stats.snapshot()
-        logger.warning("otel-costattr serve stopped: %d span(s) accepted, %d forwarded, %d written to the ledger, "
-                       "%d dropped by the forward target", snap["spans_accepted"], snap["spans_forwarded"],
-                       snap["ledger_spans_written"], snap["forward_dropped_spans"])
+        logger.info("otel-costattr serve stopped: %d span(s) accepted, %d forwarded, %d written to the ledger, "
+                    "%d dropped by the forward target", snap["spans_accepted"], snap["spans_forwarded"],
+                    snap["ledger_spans_written"], snap["forward_dropped_spans"])
 
     def __enter__(self) -> CostServer:
         return self.start() if self._thread is None else self

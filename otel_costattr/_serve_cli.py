@@ -57,7 +57,10 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_int, default=2, metavar="N", help="worker threads (default: %(default)s)")
     p.add_argument("--retry-after", type=_int, default=1, metavar="SECONDS",
                    help="Retry-After sent with 503 when the queue is full (default: %(default)s)")
-    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--drain-retry", type=float, default=30.0, metavar="SECONDS",
+                   help="at shutdown every queued batch is still sent; forward retries stop this long into the "
+                   "drain (default: %(default)s)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
 
@@ -71,6 +74,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(host=args.host, port=args.port, forward=args.forward,
                          forward_headers=dict(args.forward_header), ledger=args.ledger, pricing=args.pricing,
                          token_env=args.token_env, queue_size=args.queue_size, max_body_bytes=args.max_body_bytes,
-                         workers=args.workers, retry_after=args.retry_after)
+                         workers=args.workers, retry_after=args.retry_after, drain_retry_s=args.drain_retry)
     serve(config)
     return 0

@@ -20,7 +20,6 @@ can be called from any thread (one message must not be enriched by two threads a
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import struct
 import zlib

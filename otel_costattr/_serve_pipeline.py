@@ -14,6 +14,7 @@ logged, never silent.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import gzip
 import logging
@@ -23,10 +24,11 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ._serve_codec import EnrichCounts, ProtoEnricher
 
-__all__ = ["Batch", "Forwarder", "Pipeline", "Stats"]
+__all__ = ["Batch", "Forwarder", "Pipeline", "Stats", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,16 @@ class Batch:
         self.spans = spans
 
 
+def redact_url(url: str) -> str:
+    """``url`` without user info and query, which can carry credentials: the form that may be logged."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def _retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delay-seconds, fractional accepted, or an HTTP-date)."""
     if not value:
@@ -121,9 +133,18 @@ class Forwarder:
     def __init__(self, url: str, headers: Mapping[str, str] | None = None, *, timeout: float = 10.0,
                  max_attempts: int = 6, max_elapsed: float = 60.0, initial_backoff: float = 0.5,
                  max_backoff: float = 30.0, compresslevel: int = 1) -> None:
-        self.url = url
         self.headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
                         "User-Agent": "otel-costattr-serve", **dict(headers or {})}
+        parts = urlsplit(url)
+        if parts.username is not None:
+            # Credentials in the URL become a Basic Authorization header, unless one is given explicitly (the
+            # HTTP client would otherwise let the URL's silently replace it).
+            if not any(k.lower() == "authorization" for k in self.headers):
+                user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+                self.headers["Authorization"] = "Basic " + base64.b64encode(user_pass.encode()).decode()
+            url = redact_url(url) + (f"?{parts.query}" if parts.query else "")
+        self.url = url
+        self._log_url = redact_url(url)
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
         self.max_elapsed = max_elapsed
@@ -134,7 +155,7 @@ class Forwarder:
         self._local = threading.local()
         self._sessions: list[Any] = []
         self._sessions_lock = threading.Lock()
-        self._stopping = threading.Event()
+        self._deadline: float | None = None
 
     def _session(self) -> Any:
         s = getattr(self._local, "session", None)
@@ -151,6 +172,25 @@ class Forwarder:
     def encode(self, request: Any) -> bytes:
         """Serialize and gzip ``request``."""
         return gzip.compress(request.SerializeToString(), compresslevel=self.compresslevel, mtime=0)
+
+    def stop_retrying_at(self, deadline: float) -> None:
+        """From ``deadline`` (a ``time.monotonic()`` value) on, no retry waits: each batch gets its attempt.
+
+        Used when draining at shutdown; it also cuts short a back-off already under way. Any thread.
+        """
+        self._deadline = deadline
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless that would go past the retry deadline (then return False at once)."""
+        end = time.monotonic() + seconds
+        while True:
+            deadline = self._deadline
+            if deadline is not None and end > deadline:
+                return False
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, 0.05))  # short slices: a drain that starts now is noticed within 50 ms
 
     def send(self, body: bytes, stats: Stats) -> bool:
         """POST ``body`` with bounded retries; True when the target accepted it. Blocks; never raises."""
@@ -172,7 +212,7 @@ class Forwarder:
                     return True
                 if status not in _RETRYABLE:
                     logger.warning("forward target %s answered %d; the batch is not retried (only 429, 502, 503 "
-                                   "and 504 are)", self.url, status)
+                                   "and 504 are)", self._log_url, status)
                     return False
                 outcome = f"HTTP {status}"
                 wait = _retry_after(retry_after, time.time())
@@ -180,13 +220,12 @@ class Forwarder:
                 wait = min(self.initial_backoff * 2 ** (attempt - 1), self.max_backoff) * random.uniform(0.8, 1.2)
             wait = min(wait, self.max_backoff)
             elapsed = time.monotonic() - start
-            if attempt == self.max_attempts or elapsed + wait > self.max_elapsed:
-                logger.warning("forward to %s failed after %d attempt(s) in %.1f s (last: %s)", self.url, attempt,
-                               elapsed, outcome)
+            if attempt == self.max_attempts or elapsed + wait > self.max_elapsed or not self._pause(wait):
+                logger.warning("forward to %s failed after %d attempt(s) in %.1f s (last: %s)", self._log_url, attempt,
+                               time.monotonic() - start, outcome)
                 return False
             stats.add(forward_retries=1)
-            logger.debug("forward attempt %d to %s: %s; retrying in %.2f s", attempt, self.url, outcome, wait)
-            time.sleep(wait)
+            logger.debug("forward attempt %d to %s: %s; retried after %.2f s", attempt, self._log_url, outcome, wait)
         return False  # pragma: no cover - the loop returns
 
     def close(self) -> None:
@@ -258,14 +297,19 @@ class Pipeline:
                 return False
         return True
 
-    def close_and_drain(self, timeout: float | None = None) -> bool:
+    def close_and_drain(self, timeout: float | None = None, retry_for: float | None = None) -> bool:
         """Refuse new batches, process every queued one, stop the workers. Blocks; True if all finished in time.
 
-        Safe to call more than once, from any thread but a worker.
+        Every queued batch is still written and forwarded; ``retry_for`` seconds from now, forward retries stop
+        (each remaining batch then gets one attempt), so that a target that is down cannot hold the shutdown
+        for the whole retry budget of every queued batch. Safe to call more than once, from any thread but a
+        worker.
         """
         with self._lock:
             first = not self._closed
             self._closed = True
+            if first and retry_for is not None and self.forwarder is not None:
+                self.forwarder.stop_retrying_at(time.monotonic() + retry_for)
         if first:
             pending = self._queue.qsize()
             if pending:

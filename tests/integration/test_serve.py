@@ -400,14 +400,26 @@ def test_forward_retries_when_the_target_fails_then_recovers(make_server: Any, r
     assert stats["forward_retries"] == 2 and stats["spans_forwarded"] == 1 and stats["forward_dropped_spans"] == 0
 
 
-def test_forward_gives_up_within_its_budget_and_counts_it(make_server: Any, receiver: OTLPReceiver) -> None:
+def test_forward_gives_up_within_its_budget_and_counts_it(make_server: Any, receiver: OTLPReceiver,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     receiver.fail_next(100, status=400)  # not retryable
-    srv = make_server(forward_headers={"Authorization": "Basic cGs6c2s="})
+    srv = make_server(forward=receiver.traces_url.replace("://", "://user:pw-in-url@"),
+                      forward_headers={"Authorization": "Basic cGs6c2s="})
     assert post(srv.traces_url, make_request((1, MINI)).SerializeToString()).status_code == 200
     receiver.wait_for_attempts(1, timeout=10)
     wait_stat(srv, "forward_dropped_spans", 1)
     assert srv.stats.get("forward_failed_requests") == 1 and srv.stats.get("forward_retries") == 0
     assert receiver.headers()[0]["authorization"] == "Basic cGs6c2s="  # forward headers are sent
+    srv.stop()
+    receiver.clear()
+    receiver.reset_faults()
+    srv2 = make_server(forward=receiver.traces_url.replace("://", "://user:pw-in-url@"))
+    assert post(srv2.traces_url, make_request((2, MINI)).SerializeToString()).status_code == 200
+    receiver.wait_for_spans(1, timeout=10)
+    assert receiver.headers()[0]["authorization"] == "Basic dXNlcjpwdy1pbi11cmw="  # user:pw-in-url
+    assert "answered 400" in caplog.text
+    assert "cGs6c2s=" not in caplog.text and "pw-in-url" not in caplog.text  # credentials are never logged
 
 
 def test_healthz_metrics_and_routes(make_server: Any) -> None:
@@ -514,6 +526,20 @@ def test_sigterm_drains_every_accepted_span(tmp_path: Path, receiver: OTLPReceiv
         assert led.count() == n
     finally:
         led.close()
+
+
+def test_shutdown_with_the_target_down_is_bounded_and_counted(make_server: Any, receiver: OTLPReceiver) -> None:
+    receiver.set_down(True)
+    srv = make_server(workers=1, drain_retry_s=0.5)
+    for i in range(3):
+        assert post(srv.traces_url, make_request((i + 1, MINI)).SerializeToString()).status_code == 200
+    t = time.monotonic()
+    srv.stop()  # the forward retry budget is 60 s per batch; the drain stops retrying after 0.5 s
+    assert time.monotonic() - t < 10
+    stats = srv.stats.snapshot()
+    assert stats["forward_dropped_spans"] == 3 and stats["forward_failed_requests"] == 3
+    assert stats["batches_processed"] == 3
+    receiver.set_down(False)
 
 
 def test_healthz_is_503_while_draining(make_server: Any, receiver: OTLPReceiver) -> None:
