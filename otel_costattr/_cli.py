@@ -150,6 +150,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="overlay pricing files (used to match model names)")
     rec.add_argument("--format", choices=("table", "json"), default="table")
     rec.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    from ._serve_cli import add_serve_parser
+    add_serve_parser(sub)
     return parser
 
 
@@ -465,8 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._version import __version__
         print(__version__)
         return EXIT_OK
+    from ._serve_cli import cmd_serve
     handlers = {"price": _cmd_price, "ingest": _cmd_ingest, "report": _cmd_report, "demo": _cmd_demo,
-                "reconcile": _cmd_reconcile}
+                "reconcile": _cmd_reconcile, "serve": cmd_serve}
     try:
         if args.command == "export":
             if args.export_command != "focus":
