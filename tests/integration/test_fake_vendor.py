@@ -993,6 +993,14 @@ def test_duplicate_openai_instrumentors(telemetry: Telemetry, order: tuple[str, 
 
 
 def test_baggage_reaches_vendor_only_with_sdk_propagation(vendor: FakeVendorServer, telemetry: Telemetry) -> None:
+    # This pins the SDK's own behaviour under the standard propagators, whatever an earlier test (or
+    # otel_costattr's outbound guard) installed globally; the autouse fixture puts the global back.
+    from opentelemetry import propagate
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
     token = context.attach(baggage.set_baggage("customer_id", "acme"))
     try:
         for propagation in (True, False):
