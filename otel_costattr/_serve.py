@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -408,10 +409,8 @@ class CostServer:
     """
 
     def __init__(self, config: ServeConfig | None = None, **kwargs: Any) -> None:
-        try:
-            import uvicorn  # noqa: F401  # pyflakes: ignore - fail fast, with the fix, when the extra is missing
-        except ImportError:
-            raise ConfigurationError("serve needs uvicorn: pip install 'otel-costattr[serve]'") from None
+        if importlib.util.find_spec("uvicorn") is None:  # fail fast, naming the fix
+            raise ConfigurationError("serve needs uvicorn: pip install 'otel-costattr[serve]'")
         config = config if config is not None else ServeConfig(**kwargs)
         config.validate()
         self.config = config
@@ -473,12 +472,8 @@ class CostServer:
     def _uvicorn_server(self) -> Any:
         import uvicorn
 
-        try:
-            import httptools  # noqa: F401
-
-            http = "httptools"  # C parser; h11 is pure Python and costs more per request
-        except ImportError:  # pragma: no cover - depends on the installation
-            http = "h11"
+        # httptools is a C parser; h11 is pure Python and costs more per request
+        http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
         # timeout_graceful_shutdown: a client still sending its body after that long at shutdown is cut off
         # (it never got a 200, so nothing it sent was accepted); everything answered 200 is drained.
         cfg = uvicorn.Config(self.app, lifespan="on", http=http, loop="asyncio", log_config=None,
