@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from google.rpc import status_pb2
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -555,13 +556,14 @@ def test_healthz_is_503_while_draining(make_server: Any, receiver: OTLPReceiver)
     receiver.wait_for_spans(1, timeout=10)
 
 
-def test_export_result_via_sdk_exporter_directly(make_server: Any, receiver: OTLPReceiver) -> None:
-    """The SDK exporter sees SUCCESS (not a parse failure of our response)."""
+def test_sdk_exporter_with_gzip_sees_success(make_server: Any, receiver: OTLPReceiver) -> None:
+    """The SDK exporter, compressing, sees SUCCESS (it parsed our response)."""
     srv = make_server()
     provider = TracerProvider()
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span("chat", attributes=MINI) as span:
         pass
-    result = OTLPSpanExporter(endpoint=srv.traces_url).export([span])  # type: ignore[list-item]
-    assert result is SpanExportResult.SUCCESS
-    receiver.wait_for_spans(1, timeout=10)
+    exporter = OTLPSpanExporter(endpoint=srv.traces_url, compression=Compression.Gzip)
+    assert exporter.export([span]) is SpanExportResult.SUCCESS  # type: ignore[list-item]
+    [got] = receiver.wait_for_spans(1, timeout=10)
+    assert got.attributes["gen_ai.cost.total_cost"] == MINI_TOTAL

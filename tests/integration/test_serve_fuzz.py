@@ -27,7 +27,7 @@ from otel_costattr.testing._otlp_receiver import OTLPReceiver, encode_otlp_json
 PB = "application/x-protobuf"
 JS = "application/json"
 ALLOWED = {200, 400, 413, 415, 503}
-FUZZ = settings(max_examples=150, deadline=None, database=None, derandomize=True,
+FUZZ = settings(max_examples=100, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
 
