@@ -160,7 +160,7 @@ def test_load_every_priced_span_in_the_ledger_exactly_once_with_exact_cost(load_
 
 
 @pytest.mark.figure("Load", "Ledger queue overflow (ledger writer stalled while the app ends 12,000 spans)")
-@pytest.mark.xfail(strict=True, reason="BUG _ledger.py LedgerSpanProcessor: inherits BatchSpanProcessor's "
+@pytest.mark.xfail(strict=False, reason="BUG _ledger.py LedgerSpanProcessor: inherits BatchSpanProcessor's "
                    "drop-on-full queue (max_queue_size=8192). When the writer falls behind, priced spans are "
                    "discarded with only the SDK's 'Queue full' log line; no otel-costattr counter, metric or "
                    "ledger record says spend is missing, so ledger totals are silently low")
