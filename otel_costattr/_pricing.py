@@ -102,10 +102,14 @@ class Cost:
     (:meth:`total_float`). Instances are immutable by contract.
     """
 
-    __slots__ = ("status", "requested_model", "_entry", "_period", "_provider", "_units", "_scale", "_total",
-                 "flags", "reason", "_list_units", "discount_percent", "_dec")
-
+    # No __slots__: the rarely set fields (reason, discount, the exact-decimal cache) default on the class, so
+    # the per-span constructor (:func:`_priced`) sets only what every priced call has.
     currency = "USD"
+    reason: str | None = None
+    discount_percent: Decimal | None = None
+    _provider: str | None = None
+    _list_units: int | None = None
+    _dec: dict[str, Decimal] | None = None
 
     def __init__(self, status: str, requested_model: str, entry: ModelEntry | None = None,
                  period: Period | None = None, units: dict[str, int] | None = None, total_units: int | None = None,
@@ -115,15 +119,18 @@ class Cost:
         self.requested_model = requested_model
         self._entry = entry
         self._period = period
-        self._provider = provider
         self._units = units
         self._total = total_units
         self._scale = scale
         self.flags = flags
-        self.reason = reason
-        self._list_units = list_units
-        self.discount_percent = discount_percent
-        self._dec: dict[str, Decimal] | None = None
+        if reason is not None:
+            self.reason = reason
+        if provider is not None:
+            self._provider = provider
+        if list_units is not None:
+            self._list_units = list_units
+        if discount_percent is not None:
+            self.discount_percent = discount_percent
 
     # identity and provenance
     @property
@@ -226,11 +233,15 @@ class Cost:
         return out
 
 
+_FALLBACK_FLAGS = {cls: f"fallback:{cls}" for cls in TOKEN_CLASSES}
+
+
 class _Plan:
     """Everything needed to price a (model, provider, service tier, region) below any long-context threshold
     in one period: the per-span fast path. Built by the general path, never by hand."""
 
-    __slots__ = ("entry", "period", "start_ns", "end_ns", "max_prompt", "rates", "scale", "fallbacks", "flags")
+    __slots__ = ("entry", "period", "start_ns", "end_ns", "max_prompt", "rates", "scale", "fallbacks", "flags",
+                 "fb", "r0", "r1", "r2", "r3", "r4", "r5")
 
     def __init__(self, entry: ModelEntry, period: Period, max_prompt: int, rates: tuple[int, ...], scale: int,
                  fallbacks: frozenset[str], flags: tuple[str, ...]) -> None:
@@ -243,8 +254,13 @@ class _Plan:
         self.scale = scale
         self.fallbacks = fallbacks
         self.flags = flags
+        # (position in the disjoint-count tuple, flag) for each of the six common classes that falls back
+        self.fb = tuple((i, _FALLBACK_FLAGS[c]) for i, c in enumerate(TOKEN_CLASSES[:6]) if c in fallbacks)
+        self.r0, self.r1, self.r2, self.r3, self.r4, self.r5 = rates[:6]
 
 
+_time_ns = time.time_ns
+_new = object.__new__
 _NO_LIMIT = 1 << 126
 _FLAG_ORDER = ("deployment:", "resolved:", "geo:", "provider_fallback:", "clamped:", "long_context:",
                "service_tier:", "time_window:", "geo_unlisted:", "region:", "fallback:")
@@ -258,7 +274,6 @@ def _merge_flags(base: tuple[str, ...], extra: list[str]) -> tuple[str, ...]:
                 return i
         return len(_FLAG_ORDER)
     return tuple(sorted(base + tuple(extra), key=rank))
-_FALLBACK_FLAGS = {cls: f"fallback:{cls}" for cls in TOKEN_CLASSES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +365,9 @@ class PriceBook:
         self._resolve_cache: dict[tuple[str | None, str], _Resolution | None] = {}
         self._rates_cache: dict[tuple[int, int, str], tuple[tuple[int, ...], int, frozenset[str]]] = {}
         self._plans: dict[tuple[Any, ...], _Plan] = {}
+        # The same plans for standard tier and no region, as model -> provider -> plan: two lookups with cached
+        # string hashes are cheaper than building and hashing a 4-tuple on every call.
+        self._std_plans: dict[str, dict[str | None, _Plan]] = {}
         self.evictions = {"resolve": 0, "rates": 0, "plans": 0}
 
     # ------------------------------------------------------------------------------------------ loading
@@ -583,11 +601,57 @@ class PriceBook:
             PricingError: an argument is invalid (negative or non-integer count, unknown service tier, bad
                 ``at``). Never raised for an unknown model.
         """
+        # Fast path: a (model, provider, tier, region) priced before, inside the cached plan's period and below
+        # any long-context threshold, with integer counts. A bitwise OR only works on ints and is negative iff
+        # one of them is; anything else (floats, strings, None, negatives) takes the general path below, which
+        # checks each argument and names the bad one.
+        if service_tier is None and region is None:
+            by_provider = self._std_plans.get(model)
+            plan = by_provider.get(provider) if by_provider is not None else None
+        else:
+            plan = self._plans.get((model, provider, service_tier, region))
+        if plan is not None:
+            try:
+                # the per-call classes the plan does not cover must be the integer 0 (not 0.0, not [])
+                ok = (input_tokens | cache_read_tokens | cache_write_tokens | cache_write_1h_tokens | output_tokens
+                      | reasoning_tokens) >= 0 and not (web_search_calls | input_audio_tokens | output_audio_tokens
+                                                        | input_image_tokens | output_image_tokens)
+            except TypeError:
+                ok = False
+            if ok:
+                at_ns = _time_ns() if at is None else at if type(at) is int else _to_ns(at)  # noqa: E721
+                if plan.start_ns <= at_ns < plan.end_ns and input_tokens <= plan.max_prompt:
+                    uncached = input_tokens - cache_read_tokens - cache_write_tokens - cache_write_1h_tokens
+                    text_out = output_tokens - reasoning_tokens
+                    if uncached < 0 or text_out < 0 or cache_write_1h_tokens:
+                        return _price_planned(plan, model, input_tokens, output_tokens, cache_read_tokens,
+                                              cache_write_tokens, cache_write_1h_tokens, reasoning_tokens)
+                    # _price_planned inlined for the commonest shape (no clamping, no 1h writes): this is the
+                    # per-span hot path.
+                    flags = plan.flags
+                    if plan.fb:
+                        counts = (uncached, cache_read_tokens, cache_write_tokens, 0, text_out, reasoning_tokens)
+                        for i, f in plan.fb:
+                            if counts[i]:
+                                flags += (f,)  # "fallback:" flags sort last, as on the general path
+                    a = uncached * plan.r0
+                    b = cache_read_tokens * plan.r1
+                    c = cache_write_tokens * plan.r2
+                    d = text_out * plan.r4
+                    e = reasoning_tokens * plan.r5
+                    cost = _new(Cost)
+                    cost.status = "priced"
+                    cost.requested_model = model
+                    cost._entry = plan.entry
+                    cost._period = plan.period
+                    cost._units = {"input": a, "cache_read": b, "cache_write": c, "output": d, "reasoning": e}
+                    cost._total = a + b + c + d + e
+                    cost._scale = plan.scale
+                    cost.flags = flags
+                    return cost
         raw = (input_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens,
                reasoning_tokens, input_audio_tokens, output_audio_tokens, input_image_tokens, output_image_tokens,
                web_search_calls)
-        # Fast path: a bitwise OR only works on ints and is negative iff one of them is. Anything else
-        # (floats, strings, None, negatives) goes through the per-argument check with its clear message.
         try:
             ok = (input_tokens | cache_read_tokens | cache_write_tokens | cache_write_1h_tokens | output_tokens
                   | reasoning_tokens | input_audio_tokens | output_audio_tokens | input_image_tokens
@@ -603,10 +667,6 @@ class PriceBook:
         elif tier_name not in SERVICE_TIERS:
             raise PricingError(f"unknown service tier {service_tier!r}; use one of {', '.join(SERVICE_TIERS)}")
         at_ns = at if type(at) is int else _to_ns(at)  # noqa: E721
-        plan = self._plans.get((model, provider, service_tier, region))
-        if plan is not None and plan.start_ns <= at_ns < plan.end_ns and n_in <= plan.max_prompt \
-                and not (n_ws or n_ia or n_oa or n_ii or n_oi):
-            return self._price_planned(plan, model, n_in, n_out, n_cr, n_cw, n_cw1, n_rs)
         if not isinstance(model, str) or not model.strip():
             raise PricingError("`model` must be a non-empty model name")
 
@@ -743,47 +803,28 @@ class PriceBook:
             scale += de
         if m != 1:
             rates = tuple(r * m for r in rates)
+        # The fewest decimal places that hold every rate exactly: small integers multiply and add on CPython's
+        # single-digit fast path, which is most of the per-span pricing time.
+        while scale > 0 and not any(r % 10 for r in rates):
+            rates = tuple(r // 10 for r in rates)
+            scale -= 1
         max_prompt = _NO_LIMIT
         for lc in period.long_context:
             max_prompt = min(max_prompt, lc.threshold if lc.comparator == ">" else lc.threshold - 1)
         base_flags = tuple(f for f in flags if not f.startswith(("fallback:", "clamped:")))
-        if len(self._plans) >= _RESOLVE_CACHE_MAX:
-            self._plans.pop(next(iter(self._plans)), None)
-            self.evictions["plans"] += 1
-        self._plans[(model, provider, service_tier, region)] = _Plan(entry, period, max_prompt, rates, scale,
-                                                                     fallbacks, base_flags)
-
-    @staticmethod
-    def _price_planned(plan: _Plan, model: str, n_in: int, n_out: int, n_cr: int, n_cw: int, n_cw1: int,
-                       n_rs: int) -> Cost:
-        """The general path's result, for the common case, with a handful of integer multiplications."""
-        rates = plan.rates
-        uncached = n_in - n_cr - n_cw - n_cw1
-        text_out = n_out - n_rs
-        flags = plan.flags
-        if uncached < 0 or text_out < 0 or plan.fallbacks:
-            extra = []
-            if uncached < 0:
-                extra.append("clamped:input")
-                uncached = 0
-            if text_out < 0:
-                extra.append("clamped:output")
-                text_out = 0
-            if plan.fallbacks:
-                fb = plan.fallbacks
-                for cls, n in (("input", uncached), ("cache_read", n_cr), ("cache_write", n_cw),
-                               ("cache_write_1h", n_cw1), ("output", text_out), ("reasoning", n_rs)):
-                    if n and cls in fb:
-                        extra.append(_FALLBACK_FLAGS[cls])
-            if extra:
-                # "fallback:" flags sort last, so appending is already the general path's order.
-                flags = _merge_flags(flags, extra) if (uncached == 0 or text_out == 0) and \
-                    extra[0].startswith("clamped:") else flags + tuple(extra)
-        units = {"input": uncached * rates[0], "cache_read": n_cr * rates[1], "cache_write": n_cw * rates[2],
-                 "output": text_out * rates[4], "reasoning": n_rs * rates[5]}
-        if n_cw1:
-            units["cache_write_1h"] = n_cw1 * rates[3]
-        return Cost("priced", model, plan.entry, plan.period, units, sum(units.values()), plan.scale, flags)
+        with self._lock:
+            if len(self._plans) >= _RESOLVE_CACHE_MAX:
+                old = next(iter(self._plans))
+                del self._plans[old]
+                if old[2] is None and old[3] is None:
+                    self._std_plans.get(old[0], {}).pop(old[1], None)
+                    if not self._std_plans.get(old[0], True):
+                        del self._std_plans[old[0]]
+                self.evictions["plans"] += 1
+            plan = _Plan(entry, period, max_prompt, rates, scale, fallbacks, base_flags)
+            self._plans[(model, provider, service_tier, region)] = plan
+            if service_tier is None and region is None and isinstance(model, str):
+                self._std_plans.setdefault(model, {})[provider] = plan
 
     @staticmethod
     def _add_units(units: dict[str, int], scale: int, name: str, value: Decimal) -> int:
@@ -811,6 +852,52 @@ class PriceBook:
                 out.append(d)
         new_scale = max([scale] + [-x.as_tuple().exponent for x in out if isinstance(x.as_tuple().exponent, int)])
         return tuple(int(x.scaleb(new_scale, _CTX)) for x in out), new_scale
+
+
+def _price_planned(plan: _Plan, model: str, n_in: int, n_out: int, n_cr: int, n_cw: int, n_cw1: int,
+                   n_rs: int) -> Cost:
+    """The general path's result for the common case, with a handful of integer multiplications."""
+    uncached = n_in - n_cr - n_cw - n_cw1
+    text_out = n_out - n_rs
+    flags = plan.flags
+    if uncached < 0 or text_out < 0:
+        extra = []
+        if uncached < 0:
+            extra.append("clamped:input")
+            uncached = 0
+        if text_out < 0:
+            extra.append("clamped:output")
+            text_out = 0
+        counts = (uncached, n_cr, n_cw, n_cw1, text_out, n_rs)
+        extra += [f for i, f in plan.fb if counts[i]]
+        # "clamped:" flags sort before "long_context:"/"service_tier:" ones, so they must be merged in place.
+        flags = _merge_flags(flags, extra)
+    elif plan.fb:
+        counts = (uncached, n_cr, n_cw, n_cw1, text_out, n_rs)
+        for i, f in plan.fb:
+            if counts[i]:
+                flags += (f,)  # "fallback:" flags sort last: appending is the general path's order
+    a = uncached * plan.r0
+    b = n_cr * plan.r1
+    c = n_cw * plan.r2
+    d = text_out * plan.r4
+    e = n_rs * plan.r5
+    cost = _new(Cost)
+    cost.status = "priced"
+    cost.requested_model = model
+    cost._entry = plan.entry
+    cost._period = plan.period
+    if n_cw1:
+        f = n_cw1 * plan.r3
+        cost._units = {"input": a, "cache_read": b, "cache_write": c, "output": d, "reasoning": e,
+                       "cache_write_1h": f}
+        cost._total = a + b + c + d + e + f
+    else:
+        cost._units = {"input": a, "cache_read": b, "cache_write": c, "output": d, "reasoning": e}
+        cost._total = a + b + c + d + e
+    cost._scale = plan.scale
+    cost.flags = flags
+    return cost
 
 
 _default: PriceBook | None = None

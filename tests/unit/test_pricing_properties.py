@@ -87,3 +87,21 @@ def test_any_model_name_is_priced_or_marked_unpriced(model: str) -> None:
     c = BOOK.price(model, input_tokens=10, output_tokens=10)
     assert c.status in ("priced", "unpriced")
     assert (c.total is None) == (c.status == "unpriced")
+
+
+@pytest.mark.parametrize("value", [0.0, [], "", None, -1, True])
+@pytest.mark.parametrize("arg", ["web_search_calls", "input_audio_tokens", "output_image_tokens", "input_tokens"])
+def test_a_warm_book_checks_arguments_like_a_cold_one(value: object, arg: str) -> None:
+    # The per-(model, provider) plan cache is a fast path; it must not let through what the general path refuses.
+    book = PriceBook.load(imported=False, env=False)
+    cold_error = cold = None
+    try:
+        cold = book.price("gpt-4o", provider="openai", **{arg: value}).to_dict()
+    except PricingError as exc:
+        cold_error = str(exc)
+    book.price("gpt-4o", provider="openai", input_tokens=10, output_tokens=5)  # builds the plan
+    if cold_error is None:
+        assert book.price("gpt-4o", provider="openai", **{arg: value}).to_dict() == cold
+    else:
+        with pytest.raises(PricingError, match=arg):
+            book.price("gpt-4o", provider="openai", **{arg: value})
