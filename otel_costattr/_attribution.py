@@ -187,22 +187,58 @@ class AttributionBaggageProcessor(BaggageSpanProcessor):
         try:
             entries = baggage.get_all(parent_context)
             hints = _layer_hints()  # token-layer hints live in a context variable, never in baggage
-            if hints:
-                span.set_attributes({k: v for k, v in hints.items() if k not in (span.attributes or {})})
-            if not entries:
+            if not entries and not hints:
                 return
-            allowed = self._fixed if self._fixed is not None else _keys
-            existing = span.attributes or {}
-            add = {}
-            for k, v in entries.items():
-                if k in allowed and k not in existing:
-                    add[k] = _bounded(v)
-                    if len(add) >= _MAX_KEYS:
-                        break
+            inner = getattr(span, "_attributes", None)
+            existing = inner._dict if type(inner) is _BA and type(getattr(inner, "_dict", None)) is dict \
+                else (span.attributes or {})  # noqa: SLF001
+            add = {k: v for k, v in hints.items() if k not in existing} if hints else {}
+            if entries:
+                allowed = self._fixed if self._fixed is not None else _keys
+                for k, v in entries.items():
+                    if k in allowed and k not in existing:
+                        add[k] = v[:MAX_VALUE_LENGTH] if type(v) is str else _bounded(v)
+                        if len(add) >= _MAX_KEYS:
+                            break
             if add:
-                span.set_attributes(add)
+                _add_new_attributes(span, add)
         except Exception:  # noqa: BLE001 - never raise into span creation
             logger.debug("attribution baggage could not be copied", exc_info=True)
+
+
+def _add_new_attributes(span: Any, add: dict[str, Any]) -> None:
+    """Add attributes that the span does not have yet to a span that is starting.
+
+    ``Span.set_attributes`` re-validates every value through generic ABC checks and costs more than the rest
+    of this processor together; the values here are already plain strings (or numbers) and the keys new. So,
+    when the SDK span has the shape this relies on (checked each time, not assumed), they go straight into
+    its attribute dict under the same locks and limits the SDK applies; anything else uses the public API.
+    """
+    inner = getattr(span, "_attributes", None)
+    if (_FAST_SET and type(inner) is _BA and not inner._immutable  # noqa: SLF001
+            and getattr(span, "_end_time", None) is None
+            and (inner.maxlen is None or len(inner._dict) + len(add) <= inner.maxlen)):  # noqa: SLF001
+        limit = inner.max_value_len
+        if limit is not None:
+            add = {k: v[:limit] if type(v) is str else v for k, v in add.items()}
+        # Only the attribute dict's own lock: on_start runs in the thread that is creating the span, before
+        # anyone else can see it, and the span's lock may be held by an SDK that calls on_start under it.
+        with inner._lock:  # noqa: SLF001
+            inner._dict.update(add)  # noqa: SLF001
+        return
+    span.set_attributes(add)
+
+
+try:  # Feature-detect the SDK internals _add_new_attributes relies on; otherwise it uses the public API.
+    from opentelemetry.attributes import BoundedAttributes as _BA
+
+    _probe = _BA(maxlen=4, attributes={"k": "v"}, immutable=False, max_value_len=None)
+    _FAST_SET = (type(getattr(_probe, "_dict", None)) is dict and hasattr(_probe, "_lock")
+                 and getattr(_probe, "_immutable", None) is False and hasattr(_probe, "max_value_len"))
+    del _probe
+except Exception:  # pragma: no cover - depends on the installed SDK
+    _BA = type(None)
+    _FAST_SET = False
 
 
 def baggage_processor(keys: Iterable[str] | None = None) -> AttributionBaggageProcessor:

@@ -33,7 +33,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from . import attributes as A
-from ._layers import layer_costs, split_layers
+from ._layers import _LAYER_INPUTS, layer_costs, split_layers
 from ._pricing import Cost, PriceBook, _units_to_decimal
 from ._usage import Call, read_call
 
@@ -44,6 +44,20 @@ _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_au
 _OUTPUT_SIDE = ("output", "reasoning", "output_audio", "output_image")
 _TOOL_SIDE = ("web_search", "compute")
 _INPUT_ONLY_OPS = frozenset({"embeddings", "embedding"})
+_MISSING = object()
+# Any of these on a span means it arrived with cost attributes (which we replace when we price it).
+_COST_KEYS = frozenset(v for k, v in vars(A).items() if k.startswith("COST_") and isinstance(v, str)) | {
+    A.LANGFUSE_COST_DETAILS}
+
+
+def _span_ids(span: Any) -> tuple[str | None, str | None, str]:
+    """(trace id, parent span id, scope name) of an SDK span, for pairing calls that have no response id."""
+    ctx = span.context
+    parent = span.parent
+    scope = span.instrumentation_scope
+    return (format(ctx.trace_id, "032x") if ctx else None,
+            format(parent.span_id, "016x") if parent is not None else None,
+            scope.name if scope is not None else "")
 
 
 class _DedupIndex:
@@ -116,6 +130,10 @@ class Enricher:
         self.dedup = _DedupIndex(dedup_size)
         self.unpaired = _UnpairedIndex(dedup_size)
         self.langfuse = langfuse
+        self._providers: dict[str, str] = {}
+        # price()'s validated-input fast path, when the book is ours (tests and wrappers may pass a look-alike)
+        self._price_plain = (book._price_plain  # noqa: SLF001
+                             if isinstance(book, PriceBook) and type(book).price is PriceBook.price else None)
 
     def compute(self, span: ReadableSpan) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
         """Return ``(attributes to add, status, call, cost)``; ``(None, None, None, None)`` for non-LLM spans.
@@ -123,13 +141,8 @@ class Enricher:
         Raises only on bugs (the caller counts and survives them); bad span data never raises.
         """
         ctx = span.context
-        parent = span.parent
-        scope = span.instrumentation_scope
-        return self.compute_attributes(
-            plain_attributes(span), span_id=format(ctx.span_id, "016x") if ctx else None,
-            start_ns=span.start_time, end_ns=span.end_time, trace_id=format(ctx.trace_id, "032x") if ctx else None,
-            parent_span_id=format(parent.span_id, "016x") if parent is not None else None,
-            scope=scope.name if scope is not None else "")
+        return self._compute(plain_attributes(span), format(ctx.span_id, "016x") if ctx else None,
+                             span.start_time, span.end_time, span)
 
     def compute_attributes(self, attrs: Mapping[str, Any], *, span_id: str | None, start_ns: int | None,
                            end_ns: int | None, trace_id: str | None = None, parent_span_id: str | None = None,
@@ -139,6 +152,12 @@ class Enricher:
         ``trace_id``, ``parent_span_id`` and ``scope`` (instrumentation scope name) let two spans of one failed
         call, which have no response id, be recognised as one call.
         """
+        return self._compute(attrs, span_id, start_ns, end_ns, (trace_id, parent_span_id, scope))
+
+    def _compute(self, attrs: Mapping[str, Any], span_id: str | None, start_ns: int | None, end_ns: int | None,
+                 ids: Any) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+        # ``ids`` is the span (its trace, parent and scope are only formatted when a call has no response id)
+        # or a (trace_id, parent_span_id, scope) tuple.
         call = read_call(attrs)
         if not call.is_llm_call:
             return None, None, None, None
@@ -149,21 +168,24 @@ class Enricher:
             if self.langfuse and A.LANGFUSE_COST_DETAILS not in attrs:
                 out[A.LANGFUSE_COST_DETAILS] = json.dumps({"total": call.provided_cost})
             return out, "provided", call, None
-        provider = self.book.canonical_provider(call.provider) or call.provider
-        if call.response_id is None and trace_id is not None and span_id is not None:
-            twin = self.unpaired.match(trace_id, span_id, parent_span_id, scope, provider or "",
-                                       call.request_model or call.model or "", start_ns or 0, end_ns or 0)
-            if twin is not None:
-                out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin}
-                if self.langfuse:
-                    out[A.LANGFUSE_COST_DETAILS] = '{"total": 0}'
-                return out, "duplicate", call, None
-        if not call.has_usage:
+        provider = self._canonical(call.provider)
+        if call.response_id is None and span_id is not None:
+            trace_id, parent_span_id, scope = ids if type(ids) is tuple else _span_ids(ids)
+            if trace_id is not None:
+                twin = self.unpaired.match(trace_id, span_id, parent_span_id, scope, provider or "",
+                                           call.request_model or call.model or "", start_ns or 0, end_ns or 0)
+                if twin is not None:
+                    out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin}
+                    if self.langfuse:
+                        out[A.LANGFUSE_COST_DETAILS] = '{"total": 0}'
+                    return out, "duplicate", call, None
+        n_in = call.input_tokens
+        n_out = call.output_tokens
+        if n_in is None and n_out is None:
             return {A.COST_STATUS: "no_usage"}, "no_usage", call, None
 
         if call.response_id is not None and span_id is not None:
-            key = (provider or "", call.response_id)
-            prior = self.dedup.claim(key, span_id, call.detail)
+            prior = self.dedup.claim((provider or "", call.response_id), span_id, call.detail)
             if prior is not None and prior[0] != span_id:
                 out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: prior[0]}
                 if call.detail > prior[1]:
@@ -174,55 +196,109 @@ class Enricher:
                 return out, "duplicate", call, None
 
         # Embeddings have no output side; anything else missing one side is an incomplete report.
-        partial = call.input_tokens is None or (call.output_tokens is None and call.operation not in _INPUT_ONLY_OPS)
+        partial = n_in is None or (n_out is None and call.operation not in _INPUT_ONLY_OPS)
         model = call.model or call.request_model
         if model is None:
             return ({A.COST_STATUS: "unpriced", A.COST_REASON: "the span names no model (gen_ai.response.model or "
                      "gen_ai.request.model)"}, "unpriced", call, None)
-        cost = self.book.price(
-            model, provider=call.provider, input_tokens=call.input_tokens or 0,
-            output_tokens=call.output_tokens or 0, cache_read_tokens=call.cache_read_tokens or 0,
-            cache_write_tokens=call.cache_write_tokens or 0, cache_write_1h_tokens=call.cache_write_1h_tokens or 0,
-            reasoning_tokens=call.reasoning_tokens or 0, input_audio_tokens=call.input_audio_tokens or 0,
-            output_audio_tokens=call.output_audio_tokens or 0, web_search_calls=call.web_search_calls or 0,
-            service_tier=_tier(call.service_tier), region=call.region, at=start_ns or None,
-            duration_s=((end_ns - start_ns) / 1e9) if end_ns and start_ns else None,
-        )
-        if not cost.priced:
+        n_in = n_in or 0
+        n_out = n_out or 0
+        cost = None
+        tier = _tier(call.service_tier)
+        if tier is None and call.region is None and type(start_ns) is int and self._price_plain is not None \
+                and not (call.input_audio_tokens or call.output_audio_tokens or call.web_search_calls):
+            cost = self._price_plain(
+                model, call.provider, n_in, n_out, call.cache_read_tokens or 0, call.cache_write_tokens or 0,
+                call.cache_write_1h_tokens or 0, call.reasoning_tokens or 0, start_ns)
+        if cost is None:
+            cost = self.book.price(
+                model, provider=call.provider, input_tokens=n_in, output_tokens=n_out,
+                cache_read_tokens=call.cache_read_tokens or 0, cache_write_tokens=call.cache_write_tokens or 0,
+                cache_write_1h_tokens=call.cache_write_1h_tokens or 0, reasoning_tokens=call.reasoning_tokens or 0,
+                input_audio_tokens=call.input_audio_tokens or 0, output_audio_tokens=call.output_audio_tokens or 0,
+                web_search_calls=call.web_search_calls or 0, service_tier=tier, region=call.region,
+                at=start_ns or None, duration_s=((end_ns - start_ns) / 1e9) if end_ns and start_ns else None)
+        if cost.status != "priced":
             out = {A.COST_STATUS: "unpriced", A.COST_REASON: cost.reason or "unpriced"}
             if cost.model:
                 out[A.COST_MODEL] = cost.model
             return out, "unpriced", call, cost
         status = "partial" if partial else "priced"
         out = self._priced_attributes(cost, status)
-        if call.input_tokens:
-            self._add_layers(out, attrs, call.input_tokens, cost)
-        if any(k in attrs for k in out):
+        if n_in and not _LAYER_INPUTS.isdisjoint(attrs):
+            self._add_layers(out, attrs, n_in, cost)
+        if not _COST_KEYS.isdisjoint(attrs) and any(k in attrs for k in out):
             # The span carried cost attributes we could not use (see Call.bad); ours replace them.
             out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + ("replaced_upstream_cost",)
         return out, status, call, cost
 
+    def _canonical(self, name: str | None) -> str | None:
+        """The book's provider id for a span's provider name (memoised: a handful of names recur)."""
+        if name is None:
+            return None
+        found = self._providers.get(name, _MISSING)
+        if found is _MISSING:
+            found = self.book.canonical_provider(name) or name
+            if len(self._providers) < 256:
+                self._providers[name] = found
+        return found
+
     def _priced_attributes(self, cost: Cost, status: str) -> dict[str, Any]:
         # Read the exact integer components once (this runs for every priced span). Side totals are summed
         # exactly as integers, then rounded to a float once: adding floats would drift in the last digit.
-        u = cost._units or {}  # noqa: SLF001 - same package; the public accessors each rebuild a dict
+        u = cost._units  # noqa: SLF001 - same package; the public accessors each rebuild a dict
         d = 10 ** cost._scale  # noqa: SLF001
-        ui, ucr, ucw, uo, ur = u["input"], u["cache_read"], u["cache_write"], u["output"], u["reasoning"]
+        entry = cost._entry  # noqa: SLF001
+        ui = u["input"]
+        ucr = u["cache_read"]
+        ucw = u["cache_write"]
+        uo = u["output"]
+        ur = u["reasoning"]
+        fi = ui / d
+        fcr = ucr / d
+        fcw = ucw / d
+        fo = uo / d
+        fr = ur / d
+        total = cost._total / d  # noqa: SLF001
+        if len(u) == 5:  # the five classes every priced call has, and nothing else
+            out: dict[str, Any] = {
+                A.COST_STATUS: status, A.COST_TOTAL: total, A.COST_INPUT: (ui + ucr + ucw) / d,
+                A.COST_OUTPUT: (uo + ur) / d, A.COST_UNCACHED_INPUT: fi, A.COST_CACHE_READ: fcr,
+                A.COST_CACHE_WRITE: fcw, A.COST_TEXT_OUTPUT: fo, A.COST_REASONING: fr, A.COST_CURRENCY: "USD",
+                A.COST_PROVIDER: entry.provider, A.COST_MODEL: entry.id, A.COST_PRICING_VERSION: entry.version,
+            }
+            if cost.flags:
+                out[A.COST_FLAGS] = cost.flags
+            if self.langfuse:
+                # Each float is the nearest double to the exact component; repr (what json writes) is its
+                # shortest decimal, i.e. the exact figure for every realistic cost. Built by hand: hot path.
+                parts = []
+                if ui:
+                    parts.append(f'"input": {fi!r}')
+                if ucr:
+                    parts.append(f'"cache_read": {fcr!r}')
+                if ucw:
+                    parts.append(f'"cache_write": {fcw!r}')
+                if uo:
+                    parts.append(f'"output": {fo!r}')
+                if ur:
+                    parts.append(f'"reasoning": {fr!r}')
+                parts.append(f'"total": {total!r}')
+                out[A.LANGFUSE_COST_DETAILS] = "{" + ", ".join(parts) + "}"
+            return out
         uw1 = u.get("cache_write_1h", 0)
         extra_in = u.get("input_audio", 0) + u.get("input_image", 0)
         extra_out = u.get("output_audio", 0) + u.get("output_image", 0)
-        total = cost._total / d  # noqa: SLF001
-        entry = cost._entry  # noqa: SLF001
-        out: dict[str, Any] = {
+        out = {
             A.COST_STATUS: status,
             A.COST_TOTAL: total,
             A.COST_INPUT: (ui + ucr + ucw + uw1 + extra_in) / d,
             A.COST_OUTPUT: (uo + ur + extra_out) / d,
-            A.COST_UNCACHED_INPUT: ui / d,
-            A.COST_CACHE_READ: ucr / d,
-            A.COST_CACHE_WRITE: ucw / d,
-            A.COST_TEXT_OUTPUT: uo / d,
-            A.COST_REASONING: ur / d,
+            A.COST_UNCACHED_INPUT: fi,
+            A.COST_CACHE_READ: fcr,
+            A.COST_CACHE_WRITE: fcw,
+            A.COST_TEXT_OUTPUT: fo,
+            A.COST_REASONING: fr,
             A.COST_CURRENCY: "USD",
             A.COST_PROVIDER: entry.provider,
             A.COST_MODEL: entry.id,
@@ -236,13 +312,10 @@ class Enricher:
         if cost.flags:
             out[A.COST_FLAGS] = cost.flags
         if self.langfuse:
-            # Each float is the nearest double to the exact component; repr (what json writes) is its shortest
-            # decimal, i.e. the exact figure for every realistic cost. Built by hand: this is the hot path.
             parts = [f'"{k}": {v / d!r}' for k, v in u.items() if v]
             parts.append(f'"total": {total!r}')
             out[A.LANGFUSE_COST_DETAILS] = "{" + ", ".join(parts) + "}"
         return out
-
 
     @staticmethod
     def _add_layers(out: dict[str, Any], attrs: Mapping[str, Any], input_tokens: int, cost: Cost) -> None:
@@ -315,9 +388,8 @@ def clone_span(span: ReadableSpan, extra: Mapping[str, Any], *, override: bool =
             merged = dict(extra)
             merged.update(base._dict)  # noqa: SLF001 - the span's own values win over ours
         attrs = _BA.__new__(_BA)
-        attrs.__dict__.update(base.__dict__)
+        attrs.__dict__.update(base.__dict__)  # shares the original's lock: both are immutable, never nested
         attrs._dict = merged  # noqa: SLF001
-        attrs._lock = threading.Lock()  # noqa: SLF001
         new = ReadableSpan.__new__(ReadableSpan)
         new.__dict__.update(span.__dict__)
         new._attributes = attrs  # noqa: SLF001

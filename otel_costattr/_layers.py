@@ -102,6 +102,8 @@ MEMORY_MARKER = "otel_costattr.layer"
 _INPUT_MESSAGES = "gen_ai.input.messages"
 _SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
 _TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+# A span without any of these has no layer split (explicit counts or content to measure).
+_LAYER_INPUTS = frozenset(EXPLICIT_ATTRIBUTES + (_INPUT_MESSAGES, _SYSTEM_INSTRUCTIONS, _TOOL_DEFINITIONS))
 
 # Part types that are a tool call or a tool result, in the parts format and in raw vendor shapes that
 # an emitter might pass through unnormalised.
@@ -236,6 +238,8 @@ def split_layers(attrs: Mapping[str, Any], input_tokens: int | None) -> LayerSpl
     counts nor any message content to measure. Never raises: unreadable span data counts as absent.
     """
     try:
+        if _LAYER_INPUTS.isdisjoint(attrs):
+            return None  # the common case, checked first: this runs for every priced span
         billed = _count(input_tokens)
         if billed is None:
             return None

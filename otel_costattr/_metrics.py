@@ -21,14 +21,26 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import metrics
+from opentelemetry.metrics import NoOpCounter as _NOOP
 
 from ._version import __version__
+from .attributes import STATUSES
 
 __all__ = ["CostMetrics"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_VALUE_LEN = 128
+# One label set per status, built once (the metrics SDK does not keep or change the dict it is given).
+_STATUS_LABELS = {s: {"gen_ai.cost.status": s} for s in STATUSES}
+
+
+def _live(instrument: Any) -> bool:
+    """False only for a no-op instrument: the API's proxy before any MeterProvider is set (it forwards once one
+    is), or the no-op meter's. Building the per-call labels is most of what recording costs, and is skipped
+    then; any other instrument counts as live."""
+    real = getattr(instrument, "_real_instrument", instrument)
+    return real is not None and not isinstance(real, _NOOP)
 
 
 class CostMetrics:
@@ -55,14 +67,14 @@ class CostMetrics:
 
     def record(self, status: str, provider: str | None, model: str | None, cost: float | None,
                span_attrs: Mapping[str, Any]) -> None:
-        self.spans.add(1, {"gen_ai.cost.status": status})
+        self.spans.add(1, _STATUS_LABELS.get(status) or {"gen_ai.cost.status": status})
         if status == "unpriced":
             self.unpriced.add(1, {"gen_ai.request.model": (model or "unknown")[:_MAX_VALUE_LEN]})
         elif status == "no_usage":
             self.no_usage.add(1)
         elif status == "duplicate":
             self.duplicate.add(1)
-        if cost is not None and cost > 0:
+        if cost is not None and cost > 0 and _live(self.cost):
             labels: dict[str, Any] = {"gen_ai.provider.name": provider or "unknown",
                                       "gen_ai.request.model": (model or "unknown")[:_MAX_VALUE_LEN]}
             for k in self.keys:

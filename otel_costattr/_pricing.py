@@ -790,6 +790,17 @@ class PriceBook:
         return Cost("priced", model, entry, period, units, sum(units.values()), scale, tuple(flags),
                     list_units=list_units, discount_percent=pct)
 
+    def _price_plain(self, model: str, provider: str | None, n_in: int, n_out: int, n_cr: int, n_cw: int,
+                     n_cw1: int, n_rs: int, at_ns: int) -> Cost | None:
+        """The plan fast path for a call already known to have valid integer counts, the standard tier, no
+        region and no per-call or audio/image classes (the enricher's common case). ``None`` means "use
+        :meth:`price`": no plan yet, or a period or long-context boundary to check."""
+        by_provider = self._std_plans.get(model)
+        plan = by_provider.get(provider) if by_provider is not None else None
+        if plan is None or not plan.start_ns <= at_ns < plan.end_ns or n_in > plan.max_prompt:
+            return None
+        return _price_planned(plan, model, n_in, n_out, n_cr, n_cw, n_cw1, n_rs)
+
     def _store_plan(self, model: str, provider: str | None, service_tier: Any, region: Any, entry: ModelEntry,
                     period: Period, flags: list[str], fallbacks: frozenset[str], tier_name: str,
                     mults: list[Decimal], pct: Decimal | None) -> None:

@@ -109,14 +109,105 @@ def _valid_cost(v: Any) -> float | None:
 _FIELD = {q: q for q in READ} | {"response_model": "model", "cache_write_tokens": "_total_write",
                                   "cache_write_5m_tokens": "_w5", "cache_write_1h_tokens": "_w1"}
 _INDEX2 = {name: (q, rank, _TEXT_LIMITS.get(q), _FIELD.get(q, q)) for name, (q, rank) in _INDEX.items()}
+# Quantities whose presence makes a span "more detailed" (the more detailed duplicate wins, D5); the TTL split
+# counts twice and is added after the split is resolved.
+_DETAIL = frozenset({"input_tokens", "output_tokens", "cache_read_tokens", "_total_write", "reasoning_tokens",
+                     "input_audio_tokens", "output_audio_tokens"})
+
+
+def _compile_reader(present: frozenset[str]) -> Any:
+    """A reader specialised to spans carrying exactly the known attribute names ``present``.
+
+    Per quantity, the names present are tried in precedence order and the first valid value wins; the reader
+    is straight-line code generated from that plan (like ``dataclasses`` generates ``__init__``), because a
+    generic loop over the plan costs several times more per span. Only our own attribute-name constants are
+    ever put into the generated source, as ``repr`` literals; span values are only ever read at run time.
+    """
+    by_q: dict[str, list[tuple[int, str]]] = {}
+    for name in present:
+        q, rank = _INDEX[name]
+        by_q.setdefault(q, []).append((rank, name))
+    out = ["def read(attrs):", " c = _new(Call)", " detail = 0", " tw = w5 = w1 = None"]
+    local = {"_total_write": "tw", "_w5": "w5", "_w1": "w1"}
+
+    def emit(q: str, names: list[str], depth: int) -> None:
+        pad = " " * depth
+        name = names[0]
+        field = _FIELD.get(q, q)
+        target = local.get(field, "c." + field)
+        count = " detail += 1;" if field in _DETAIL else ""
+        out.append(f"{pad}v = attrs[{name!r}]")
+        if q in _TEXT_LIMITS:
+            out.append(f"{pad}ok = v.strip() if type(v) is str and len(v) <= {_TEXT_LIMITS[q]} else None")
+        elif q == "provided_cost":
+            out.append(f"{pad}ok = _valid_cost(v)")
+        else:
+            out.append(f"{pad}ok = v if type(v) is int and 0 <= v <= {_MAX_TOKENS} else _valid_count(v)")
+        out.append(f"{pad}if ok:" if q in _TEXT_LIMITS else f"{pad}if ok is not None:")
+        out.append(f"{pad} {target} = ok;{count}")
+        out.append(f"{pad}else:")
+        out.append(f"{pad} _bad(c, {name!r})")
+        if len(names) > 1:
+            emit(q, names[1:], depth + 1)
+
+    for q in sorted(by_q):
+        emit(q, [n for _, n in sorted(by_q[q])], 1)
+    fields = {_FIELD.get(q, q) for q in by_q}
+    out.append(" if c.model is None:\n  c.model = c.request_model")
+    if "_w5" in fields or "_w1" in fields:
+        # The TTL split is the more detailed truth; the total is only used to fill a missing half.
+        out.append(" if w5 is not None or w1 is not None:")
+        out.append("  w1 = w1 or 0")
+        out.append("  c.cache_write_tokens = w5 if w5 is not None else max((tw or 0) - w1, 0)")
+        out.append("  c.cache_write_1h_tokens = w1")
+        out.append("  detail += 2")
+        out.append(" elif tw is not None:\n  c.cache_write_tokens = tw")
+    elif "_total_write" in fields:
+        out.append(" if tw is not None:\n  c.cache_write_tokens = tw")
+    out.append(" c.detail = detail")
+    # Streaming flags are not part of the shape (they are not usage); look each one up.
+    out.append(" get = attrs.get")
+    out.append(" if " + " or ".join(f"get({n!r}) is True" for n in _STREAM_KEYS) + ":\n  c.streaming = True")
+    out.append(" return c")
+    namespace = {"_new": object.__new__, "Call": Call, "_valid_count": _valid_count, "_valid_cost": _valid_cost,
+                 "_bad": _bad}
+    exec(compile("\n".join(out), "<otel_costattr read_call>", "exec"), namespace)  # noqa: S102 - see docstring
+    return namespace["read"]
+
+
+def _bad(c: Call, name: str) -> None:
+    if "bad" not in c.__dict__:
+        c.bad = []
+    c.bad.append(name)
+
+
+_READERS: dict[frozenset[str], Any] = {}
+_READERS_MAX = 1024
+# Spans whose shape arrives after the cap is reached are read by the interpreted reader; counted here.
+reader_cache_stats = {"size": 0, "uncached": 0}
 
 
 def read_call(attrs: Mapping[str, Any]) -> Call:
     """Read one span's attributes into a :class:`Call`. Never raises."""
-    c = Call()
     present = _KNOWN.intersection(attrs)
     if not present:
-        return c
+        return Call()
+    key = frozenset(present)
+    reader = _READERS.get(key)
+    if reader is None:
+        if len(_READERS) >= _READERS_MAX:
+            # Compiling costs ~100x a read: past the cap, interpret instead (and count it).
+            reader_cache_stats["uncached"] += 1
+            return _read_generic(attrs, present)
+        reader = _compile_reader(key)
+        _READERS[key] = reader
+        reader_cache_stats["size"] = len(_READERS)
+    return reader(attrs)
+
+
+def _read_generic(attrs: Mapping[str, Any], present: set[str]) -> Call:
+    """What a compiled reader does, interpreted (for shapes beyond the reader cache's cap)."""
+    c = Call()
     bad: list[str] = []
     c.bad = bad
     ranks: dict[str, int] = {}

@@ -181,3 +181,38 @@ def test_first_attribution_guards_the_global_propagator(traced) -> None:
         assert "customer_id" not in headers.get("baggage", "")
     finally:
         propagate.set_global_textmap(before)
+
+
+@pytest.mark.parametrize("limits", [dict(max_span_attribute_length=4), dict(max_span_attributes=3),
+                                    dict(max_span_attributes=128)])
+def test_copied_baggage_obeys_span_limits_exactly_like_set_attributes(limits) -> None:
+    # The processor writes baggage into the span's attribute dict directly (set_attributes is slow); it must
+    # give exactly what the SDK's own set_attributes gives under every span limit.
+    from opentelemetry.sdk.trace import SpanLimits
+
+    def run(processor_factory):
+        exp = InMemorySpanExporter()
+        tp = TracerProvider(span_limits=SpanLimits(**limits))
+        tp.add_span_processor(processor_factory())
+        tp.add_span_processor(SimpleSpanProcessor(exp))
+        with oc.attribution(customer_id="acme-retail", task_id="refund-42", agent_id="support-bot"):
+            with tp.get_tracer("t").start_as_current_span("s", attributes={"a": 1, "b": "two"}) as span:
+                span.set_attribute("c", 3.0)
+        (s,) = exp.get_finished_spans()
+        return dict(s.attributes), s.dropped_attributes
+
+    class ViaSetAttributes(oc._attribution.AttributionBaggageProcessor):
+        def on_start(self, span, parent_context=None):  # noqa: ANN001
+            original = oc._attribution._FAST_SET
+            oc._attribution._FAST_SET = False
+            try:
+                super().on_start(span, parent_context)
+            finally:
+                oc._attribution._FAST_SET = original
+
+    assert run(oc.baggage_processor) == run(ViaSetAttributes)
+    attrs, _ = run(oc.baggage_processor)
+    if limits.get("max_span_attribute_length") == 4:
+        assert attrs["customer_id"] == "acme"
+    if limits.get("max_span_attributes") == 128:
+        assert attrs["agent_id"] == "support-bot" and attrs["a"] == 1

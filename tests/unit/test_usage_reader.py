@@ -1,0 +1,49 @@
+"""read_call's compiled per-shape readers agree with the interpreted reader on any attribute values."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otel_costattr import _usage
+from otel_costattr.attributes import PROVIDED_COST, READ
+
+NAMES = sorted({n for names in READ.values() for n in names} | set(PROVIDED_COST))
+FIELDS = [f for f in vars(_usage.Call) if not f.startswith("_") and f not in ("has_usage", "is_llm_call", "bad")]
+VALUES = st.one_of(
+    st.integers(min_value=-5, max_value=10**13), st.floats(allow_nan=True), st.booleans(), st.none(),
+    st.text(max_size=8), st.sampled_from(["chat", " openai ", "gpt-4o", "12", "", "embeddings", "batch"]),
+    st.lists(st.integers(), max_size=2), st.text(min_size=300, max_size=600))
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b and type(a) is type(b)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(NAMES), VALUES, max_size=12))
+def test_compiled_reader_matches_the_interpreted_one(attrs: dict) -> None:
+    compiled = _usage.read_call(attrs)
+    present = _usage._KNOWN.intersection(attrs)
+    interpreted = _usage._read_generic(attrs, present) if present else _usage.Call()
+    for f in FIELDS:
+        assert _same(getattr(compiled, f), getattr(interpreted, f)), f
+    # The compiled reader stops at the first valid alias, so it reports a subset of what the interpreter,
+    # which looks at every alias, reports as unusable.
+    assert set(compiled.bad) <= set(interpreted.bad)
+    assert set(compiled.bad) <= set(attrs)
+
+
+def test_reader_cache_is_bounded_and_counts_what_it_does_not_keep(monkeypatch) -> None:
+    monkeypatch.setattr(_usage, "_READERS", {})
+    monkeypatch.setattr(_usage, "_READERS_MAX", 2)
+    monkeypatch.setattr(_usage, "reader_cache_stats", {"size": 0, "uncached": 0})
+    shapes = [{"gen_ai.usage.input_tokens": 1}, {"gen_ai.usage.output_tokens": 2},
+              {"gen_ai.usage.input_tokens": 3, "gen_ai.usage.output_tokens": 4}]
+    calls = [_usage.read_call(a) for a in shapes]
+    assert len(_usage._READERS) == 2 and _usage.reader_cache_stats["uncached"] == 1
+    assert (calls[2].input_tokens, calls[2].output_tokens, calls[2].detail) == (3, 4, 2)
