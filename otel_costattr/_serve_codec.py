@@ -234,6 +234,7 @@ _STRING_TAG, _DOUBLE_TAG = b"\x0a", b"\x21"  # AnyValue.string_value (1), AnyVal
 _pack_double = struct.Struct("<d").pack
 _STRING_CACHE_MAX = 4096
 _STRING_CACHE_VALUE_MAX = 128
+_LAYOUTS_MAX = 256
 
 
 def _varint(n: int) -> bytes:
@@ -287,6 +288,8 @@ class ProtoEnricher:
         self._double_prefix: dict[str, bytes] = {}
         # (key, value) -> wire bytes, for the short strings that repeat (status, currency, model, version)
         self._strings: dict[tuple[str, str], bytes] = {}
+        # attribute-key layout of an Enricher result -> its encoder (or False: use the general loop)
+        self._layouts: dict[tuple[str, ...], Any] = {}
 
     def enrich(self, req: ExportTraceServiceRequest) -> EnrichCounts:
         """Price every LLM span of ``req`` and append the cost attributes it lacks. Returns what was done."""
@@ -337,28 +340,67 @@ class ProtoEnricher:
         return counts
 
     def _encode(self, extra: Mapping[str, Any]) -> bytes:
-        parts = []
-        for key, value in extra.items():
-            t = type(value)
-            if t is float:
-                prefix = self._double_prefix.get(key)
-                if prefix is None:
-                    prefix = _encode_attribute(key, 0.0)[:-8]
-                    if len(self._double_prefix) < _STRING_CACHE_MAX:
-                        self._double_prefix[key] = prefix
-                parts.append(prefix + _pack_double(value))
-            elif t is str:
-                ck = (key, value)
-                enc = self._strings.get(ck)
-                if enc is None:
-                    enc = _encode_attribute(key, value)
-                    # Bounded: model names come from untrusted spans; long values (JSON details) never repeat.
-                    if len(value) <= _STRING_CACHE_VALUE_MAX and len(self._strings) < _STRING_CACHE_MAX:
-                        self._strings[ck] = enc
-                parts.append(enc)
-            else:
-                parts.append(_encode_attribute(key, value))
-        return b"".join(parts)
+        """``extra`` as ``Span.attributes`` wire bytes (order: doubles first, then the rest, each in order).
+
+        The Enricher returns a handful of attribute layouts (same keys, same value types), so each layout gets
+        an encoder that packs all its doubles with one precompiled ``struct`` call; other values use the
+        bounded caches below. Unusual layouts (or a cache that is full) take the general loop.
+        """
+        keys = tuple(extra)
+        layout = self._layouts.get(keys)
+        if layout is None:
+            layout = self._layout(keys, extra)
+        if layout is not False:
+            types, double_at, pack, other_at = layout
+            values = tuple(extra.values())
+            if tuple(map(type, values)) == types:
+                parts = [pack(values)]
+                for i in other_at:
+                    parts.append(self._encode_one(keys[i], values[i]))
+                return b"".join(parts)
+        return b"".join([self._encode_one(k, v) for k, v in extra.items()])
+
+    def _layout(self, keys: tuple[str, ...], extra: Mapping[str, Any]) -> Any:
+        types = tuple(map(type, extra.values()))
+        double_at = tuple(i for i, t in enumerate(types) if t is float)
+        if len(self._layouts) >= _LAYOUTS_MAX:
+            return False
+        if not double_at:
+            self._layouts[keys] = False
+            return False
+        # Each double is its constant prefix (tag, lengths, key, value tags) followed by 8 bytes: one struct
+        # with a "<N>s" field per prefix and a "d" per value packs them all in a single call. The argument list
+        # is generated once per layout; only positions and our own prefix names go into the source.
+        prefixes = [_encode_attribute(keys[i], 0.0)[:-8] for i in double_at]
+        fmt = struct.Struct("<" + "".join(f"{len(p)}sd" for p in prefixes))
+        names = {f"p{j}": p for j, p in enumerate(prefixes)}
+        args = ", ".join(f"p{j}, v[{i}]" for j, i in enumerate(double_at))
+        namespace: dict[str, Any] = {"_pack": fmt.pack, **names}
+        exec(f"def pack(v):\n return _pack({args})", namespace)  # noqa: S102 - see comment above
+        pack = namespace["pack"]
+        layout = (types, double_at, pack, tuple(i for i, t in enumerate(types) if t is not float))
+        self._layouts[keys] = layout
+        return layout
+
+    def _encode_one(self, key: str, value: Any) -> bytes:
+        t = type(value)
+        if t is float:
+            prefix = self._double_prefix.get(key)
+            if prefix is None:
+                prefix = _encode_attribute(key, 0.0)[:-8]
+                if len(self._double_prefix) < _STRING_CACHE_MAX:
+                    self._double_prefix[key] = prefix
+            return prefix + _pack_double(value)
+        if t is str:
+            ck = (key, value)
+            enc = self._strings.get(ck)
+            if enc is None:
+                enc = _encode_attribute(key, value)
+                # Bounded: model names come from untrusted spans; long values (JSON details) never repeat.
+                if len(value) <= _STRING_CACHE_VALUE_MAX and len(self._strings) < _STRING_CACHE_MAX:
+                    self._strings[ck] = enc
+            return enc
+        return _encode_attribute(key, value)
 
 
 def _keep_existing(extra: Mapping[str, Any], attrs: Mapping[str, Any], counts: EnrichCounts) -> dict[str, Any]:
