@@ -340,23 +340,25 @@ class ProtoEnricher:
         return counts
 
     def _encode(self, extra: Mapping[str, Any]) -> bytes:
-        """``extra`` as ``Span.attributes`` wire bytes (order: doubles first, then the rest, each in order).
+        """``extra`` as ``Span.attributes`` wire bytes, in order.
 
         The Enricher returns a handful of attribute layouts (same keys, same value types), so each layout gets
-        an encoder that packs all its doubles with one precompiled ``struct`` call; other values use the
-        bounded caches below. Unusual layouts (or a cache that is full) take the general loop.
+        an encoder that packs its run of doubles with one precompiled ``struct`` call; other values use the
+        bounded caches below. Other layouts (or a cache that is full) take the general loop.
         """
         keys = tuple(extra)
         layout = self._layouts.get(keys)
         if layout is None:
             layout = self._layout(keys, extra)
         if layout is not False:
-            types, double_at, pack, other_at = layout
+            types, before, pack, after = layout
             values = tuple(extra.values())
             if tuple(map(type, values)) == types:
-                parts = [pack(values)]
-                for i in other_at:
-                    parts.append(self._encode_one(keys[i], values[i]))
+                one = self._encode_one
+                parts = [one(keys[i], values[i]) for i in before]
+                parts.append(pack(values))
+                for i in after:
+                    parts.append(one(keys[i], values[i]))
                 return b"".join(parts)
         return b"".join([self._encode_one(k, v) for k, v in extra.items()])
 
@@ -365,7 +367,8 @@ class ProtoEnricher:
         double_at = tuple(i for i, t in enumerate(types) if t is float)
         if len(self._layouts) >= _LAYOUTS_MAX:
             return False
-        if not double_at:
+        if not double_at or double_at != tuple(range(double_at[0], double_at[-1] + 1)):
+            # no doubles, or other values between them: packing them together would reorder attributes
             self._layouts[keys] = False
             return False
         # Each double is its constant prefix (tag, lengths, key, value tags) followed by 8 bytes: one struct
@@ -378,7 +381,7 @@ class ProtoEnricher:
         namespace: dict[str, Any] = {"_pack": fmt.pack, **names}
         exec(f"def pack(v):\n return _pack({args})", namespace)  # noqa: S102 - see comment above
         pack = namespace["pack"]
-        layout = (types, double_at, pack, tuple(i for i, t in enumerate(types) if t is not float))
+        layout = (types, tuple(range(double_at[0])), pack, tuple(range(double_at[-1] + 1, len(types))))
         self._layouts[keys] = layout
         return layout
 
