@@ -1,0 +1,94 @@
+"""Coverage-guided fuzz targets for atheris (run by ``test_fuzz_atheris.py``, one target per process).
+
+    python tests/reliability/_atheris_target.py TARGET -max_total_time=20 -print_final_stats=1
+
+Targets and what each accepts as a non-crash (anything else propagates and atheris reports a crash):
+
+* ``read_call``: an attribute map decoded from the input; ``read_call`` must not raise at all.
+* ``pricing``: the input as a TOML or JSON pricing document; ``parse_document`` may raise only
+  ``PricingError`` (undecodable text is skipped: that is the parser's business, not ours).
+* ``otlp_proto``: the input as a protobuf export request; only ``OTLPDecodeError`` may be raised.
+* ``otlp_json``: the input as one OTLP/JSON line through ``iter_file``'s decoding; only a reported bad line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+
+import atheris
+
+with atheris.instrument_imports(include=["otel_costattr"]):
+    from otel_costattr._errors import PricingError
+    from otel_costattr._otlp import OTLPDecodeError, records_from_json, records_from_proto
+    from otel_costattr._pricebook import parse_document
+    from otel_costattr._usage import read_call
+    from otel_costattr.attributes import READ
+
+KEYS = sorted({n for names in READ.values() for n in names})
+
+
+def t_read_call(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    attrs: dict = {}
+    for _ in range(fdp.ConsumeIntInRange(0, 12)):
+        key = fdp.PickValueInList(KEYS) if fdp.ConsumeBool() else fdp.ConsumeUnicode(16)
+        kind = fdp.ConsumeIntInRange(0, 6)
+        if kind == 0:
+            value: object = fdp.ConsumeInt(9)
+        elif kind == 1:
+            value = fdp.ConsumeFloat()
+        elif kind == 2:
+            value = fdp.ConsumeUnicode(24)
+        elif kind == 3:
+            value = fdp.ConsumeBool()
+        elif kind == 4:
+            value = [fdp.ConsumeInt(4) for _ in range(fdp.ConsumeIntInRange(0, 3))]
+        elif kind == 5:
+            value = fdp.ConsumeBytes(8)
+        else:
+            value = str(fdp.ConsumeInt(8))
+        attrs[key] = value
+    read_call(attrs)
+
+
+def t_pricing(data: bytes) -> None:
+    if not data:
+        return
+    try:
+        text = data[1:].decode("utf-8")
+        doc = json.loads(text) if data[0] & 1 else tomllib.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return  # not a document at all (deep nesting is pinned separately as a read_file bug)
+    try:
+        parse_document(doc, file="fuzz", origin="user:fuzz")
+    except PricingError:
+        pass
+
+
+def t_otlp_proto(data: bytes) -> None:
+    try:
+        records_from_proto(data)
+    except OTLPDecodeError:
+        pass
+
+
+def t_otlp_json(data: bytes) -> None:
+    # Exactly what iter_file does with one line (it converts these three types into a reported bad line).
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return
+    try:
+        records_from_json(obj)
+    except (OTLPDecodeError, AttributeError, TypeError, ValueError):
+        pass
+
+
+TARGETS = {"read_call": t_read_call, "pricing": t_pricing, "otlp_proto": t_otlp_proto, "otlp_json": t_otlp_json}
+
+if __name__ == "__main__":
+    target = TARGETS[sys.argv[1]]
+    atheris.Setup([sys.argv[0], *sys.argv[2:]], target)
+    atheris.Fuzz()
