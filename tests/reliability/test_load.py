@@ -140,7 +140,7 @@ def test_load_every_priced_span_in_the_ledger_exactly_once_with_exact_cost(load_
         wrong_customer += cust not in stored_exp or to_pico(cost) != stored_exp[cust]
     lost = exp.spans - rows
     figure.how_much = (f"{rows:,} rows read back, {priced:,} priced calls summed "
-                       f"(${total} vs expected ${exp.total})")
+                       f"(${Decimal(total).normalize():f} vs expected ${exp.total:f})")
     figure.lost = (f"{lost:,} of {exp.spans:,} spans ({exp.priced - priced:,} priced) never reached the ledger"
                    + (" (queue full under overload; not counted by the library)" if lost else "")
                    + f"; duplicates: {rows - distinct}; wrong costs: {wrong_cost}; wrong customer: {wrong_customer}")
