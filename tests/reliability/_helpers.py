@@ -34,17 +34,6 @@ def emit_units(tracer: Any, units: Iterable[int], *, worker: int = 0) -> int:
     return n
 
 
-def expected_pico_by_response_id(worker: int, units: Iterable[int]) -> dict[str, int]:
-    """Response id -> expected cost (pico-dollars) of every priced call of these units."""
-    out = {}
-    for u in units:
-        for i in range(W.CALLS_PER_UNIT):
-            c = W.call(worker, u, i)
-            if c.pico:
-                out[c.end["gen_ai.response.id"]] = c.pico
-    return out
-
-
 def to_pico(value: Decimal) -> int:
     scaled = value * W.PICO
     assert scaled == scaled.to_integral_value(), f"{value} is not a whole number of pico-dollars"
