@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import logging
-import resource
 import sys
 import threading
 import time
@@ -40,7 +39,17 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    """This process's own peak RSS (``VmHWM``, the high-water mark of its address space).
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the parent's high-water mark across fork/exec
+    into the child's ``ru_maxrss``, so inside a long pytest session (whose RSS had reached 1.1 GB by the
+    time this child started) it reported the parent's peak, not this run's.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 class _Counter(logging.Handler):

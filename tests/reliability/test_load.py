@@ -96,8 +96,30 @@ def test_load_no_exception_reaches_the_app_and_memory_is_bounded(load_run: dict[
     assert r["flushed"]
     assert r["stats"].get("enrichment_failed", 0) == 0 and r["stats"].get("downstream_failed", 0) == 0
     assert r["stats"]["priced"] == r["spans_started"] // W.SPANS_PER_UNIT * W.PRICED_PER_UNIT
+    # The peak is the child's own high-water mark, so it can never be below a sample taken during the run.
+    assert r["peak_rss_mb"] >= max(by_phase.values()) - 0.1, (r["peak_rss_mb"], by_phase)
     assert r["peak_rss_mb"] < PEAK_RSS_BOUND_MB, r["peak_rss_mb"]
     assert growth < RSS_GROWTH_BOUND_MB, (growth, highs, lows, by_phase)
+
+
+def test_load_child_peak_rss_is_its_own_not_the_parents() -> None:
+    """Proves: the load child's peak-RSS figure is its own, even when the process that started it is large.
+
+    ``ru_maxrss`` is not: Linux carries a parent's high-water mark across fork/exec, which made the load test
+    fail in the full CI run (1,122 MB "peak" for a child whose sampled RSS never passed 358 MB, because the
+    pytest session had grown to that size). Here a parent touches 300 MB, then starts a small child."""
+    child = ("import sys; sys.path.insert(0, sys.argv[1]); import resource, _load_child; "
+             "print(_load_child.peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    parent = ("import subprocess, sys\n"
+              "x = bytearray(300 * 2**20)\n"
+              "for i in range(0, len(x), 4096): x[i] = 1\n"
+              "print(subprocess.run([sys.executable, '-c', sys.argv[1], sys.argv[2]], capture_output=True, "
+              "text=True, check=True).stdout)\n")
+    out = subprocess.run([sys.executable, "-c", parent, child, str(HERE)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    own, inherited = (float(x) for x in out.split())
+    assert inherited >= 300, "ru_maxrss no longer inherits the parent's peak: this control shows nothing"
+    assert own < 100, f"the child's peak RSS ({own:.0f} MB) includes its parent's"
 
 
 @pytest.mark.figure("Load", "Ledger after the load run: every priced span exactly once, exact Decimal sums")
