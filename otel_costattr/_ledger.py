@@ -19,19 +19,25 @@ import logging
 import math
 import os
 import threading
+import time
+import weakref
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry import metrics
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import attributes as A
 from ._errors import ConfigurationError
 from ._enrich import plain_attributes
 from ._usage import read_call
+from ._version import __version__
 
 __all__ = ["CONTENT_KEYS", "Ledger", "LedgerExporter", "LedgerSpanProcessor", "SpanRecord", "open_ledger"]
 
@@ -435,26 +441,261 @@ class LedgerExporter(SpanExporter):
         return True
 
 
-class LedgerSpanProcessor(BatchSpanProcessor):
-    """A ``BatchSpanProcessor`` into the ledger that also stores *unsampled* spans.
+class LedgerSpanProcessor(SpanProcessor):
+    """Writes every ended span to the ledger in batches, on its own thread, without losing spans to a full queue.
 
-    Spans recorded but not sampled (``CostAwareSampler`` keeps LLM calls that the head sampler dropped) are
-    not exported to backends, but the ledger must see every priced call to stay exact.
+    It stores *unsampled* spans too: spans recorded but not sampled (``CostAwareSampler`` keeps LLM calls that
+    the head sampler dropped) are not exported to backends, but the ledger must see every priced call to stay
+    exact.
+
+    Contract:
+
+    * ``on_end`` never raises. It appends the span to a bounded queue (``max_queue_size``) that a worker
+      thread writes in batches of up to ``max_export_batch_size`` (at once when a batch is full, else every
+      ``schedule_delay_millis``). A batch is acknowledged only after DuckDB committed it (see :class:`Ledger`).
+    * Backpressure instead of loss: when the queue is full (the writer is behind: slow disk, long checkpoint,
+      a burst bigger than the queue), the thread ending the span waits for space, at most
+      ``max_block_millis`` (default 5 s). So under sustained overload the application runs at the speed of
+      the ledger instead of losing spend. The wait blocks the calling thread, which in asyncio code is the
+      event loop; a wait ends as soon as the writer takes the next batch.
+    * Bounded wait, then counted loss: if no space frees up within ``max_block_millis`` the writer is taken to
+      be stalled, that span is dropped, and so is every span that finds the queue full until the writer takes
+      a batch again (so a stalled disk costs the application one bounded wait, not one per span). Spans ended
+      after :meth:`shutdown`, or in a forked child process (DuckDB allows one writing process), are dropped
+      too. Every drop is counted, by reason and by whether the span carried a cost, in :meth:`stats` and the
+      ``otel_costattr.ledger.spans.dropped`` counter (attributes ``reason``, ``gen_ai.cost.status``), and
+      logged once per reason. All spans are treated alike (no priority for priced ones): non-LLM spans are
+      the parents that retry chains and the call tree need.
+    * Memory is bounded: at most ``max_queue_size`` queued spans (plus one per producer thread racing past the
+      check) and one batch being written.
+    * A batch the ledger refuses (disk full, read-only file) is counted in ``exporter.failed_batches`` and
+      logged once; the spans of a failed batch are not retried.
+
+    ``force_flush`` writes everything queued before the call and waits for it (up to ``timeout_millis``).
+    ``shutdown`` stops accepting spans, writes what is queued (up to 30 s), then closes the ledger.
     """
 
     def __init__(self, ledger: Ledger | str | os.PathLike[str], *, max_queue_size: int = 8192,
-                 schedule_delay_millis: float = 1000, max_export_batch_size: int = 2048, **kwargs: Any) -> None:
+                 schedule_delay_millis: float = 1000, max_export_batch_size: int = 2048,
+                 max_block_millis: float = 5000, meter_provider: Any = None, **kwargs: Any) -> None:
+        if max_queue_size < 1 or max_export_batch_size < 1 or max_export_batch_size > max_queue_size:
+            raise ValueError("need 1 <= max_export_batch_size <= max_queue_size")
+        if schedule_delay_millis < 0 or max_block_millis < 0:
+            raise ValueError("schedule_delay_millis and max_block_millis must be >= 0")
         self.exporter = LedgerExporter(ledger, **kwargs)
-        super().__init__(self.exporter, max_queue_size=max_queue_size, schedule_delay_millis=schedule_delay_millis,
-                         max_export_batch_size=max_export_batch_size)
+        self._max_queue = max_queue_size
+        self._batch = max_export_batch_size
+        self._delay = schedule_delay_millis / 1000
+        self._max_block = max_block_millis / 1000
+        # Producers append on the right without a lock (deque appends are atomic); the worker takes from the
+        # left. The lock-free check lets a few racing producers pass the bound by one span each, no more.
+        self._queue: deque[ReadableSpan] = deque()
+        self._wake = threading.Event()  # set by producers when a batch is ready, by flush and shutdown
+        self._space = threading.Condition(threading.Lock())  # producers waiting for room; guards the fields below
+        self._stalled = False  # a producer gave up waiting: drop without waiting until the writer moves again
+        self._flush_requests: list[threading.Event] = []
+        self._closed = False
+        self._forked = False
+        self._counts: dict[str, int] = {}
+        self._logged: set[str] = set()
+        self._waits = 0
+        self._wait_s = 0.0
+        self._longest_wait_s = 0.0
+        meter = (meter_provider.get_meter("otel_costattr", __version__) if meter_provider is not None
+                 else metrics.get_meter("otel_costattr", __version__))
+        self._dropped_metric = meter.create_counter(
+            "otel_costattr.ledger.spans.dropped", unit="{span}",
+            description="Spans the ledger did not store because its writer stalled, it was shut down, or the "
+                        "process forked")
+        self._worker = threading.Thread(target=self._work, name="otel-costattr-ledger", daemon=True)
+        self._worker.start()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def _in_child() -> None:
+                me = ref()
+                if me is not None:  # the worker thread did not survive the fork; a lock it held would not either
+                    me._forked = True
+                    me._space = threading.Condition(threading.Lock())
+                    me._queue.clear()  # the parent's spans: the parent writes them
+
+            os.register_at_fork(after_in_child=_in_child)
 
     @property
     def ledger(self) -> Ledger:
         return self.exporter.ledger
 
+    # ------------------------------------------------------------------------------------ hot path
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
     def on_end(self, span: ReadableSpan) -> None:
-        inner = getattr(self, "_batch_processor", None)
-        if inner is not None and hasattr(inner, "emit"):
-            inner.emit(span)  # no sampled-flag check, unlike the parent class
-        else:  # pragma: no cover - older SDKs: sampled spans only
-            super().on_end(span)
+        """Queue ``span`` for the ledger; waits (bounded) when the queue is full. Never raises."""
+        q = self._queue
+        if len(q) < self._max_queue and not self._closed and not self._forked:
+            q.append(span)
+            if len(q) >= self._batch and not self._wake.is_set():
+                self._wake.set()
+            return
+        try:
+            self._on_end_slow(span)
+        except Exception:  # noqa: BLE001 - a processor never raises into the application
+            logger.debug("ledger on_end failed", exc_info=True)
+
+    def _on_end_slow(self, span: ReadableSpan) -> None:
+        if self._forked:
+            self._drop(span, "forked", "a span ended in a forked child process: the ledger is written only by "
+                       "the process that opened it (DuckDB allows one writer)")
+            return
+        if self._closed:
+            self._drop(span, "shutdown", "a span ended after the ledger processor was shut down")
+            return
+        if threading.current_thread() is self._worker:  # waiting for ourselves would only time out
+            self._drop(span, "queue_full", "the ledger queue is full")
+            return
+        q = self._queue
+        with self._space:
+            if len(q) >= self._max_queue and not self._stalled:
+                self._wake.set()
+                t0 = time.monotonic()
+                deadline = t0 + self._max_block
+                while len(q) >= self._max_queue and not self._closed and not self._stalled:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self._stalled = True
+                        break
+                    self._space.wait(left)
+                waited = time.monotonic() - t0
+                self._waits += 1
+                self._wait_s += waited
+                self._longest_wait_s = max(self._longest_wait_s, waited)
+            if len(q) < self._max_queue and not self._closed:
+                q.append(span)
+                if len(q) >= self._batch:
+                    self._wake.set()
+                return
+            reason = "shutdown" if self._closed else "queue_full"
+        self._drop(span, reason, "a span ended after the ledger processor was shut down" if self._closed else
+                   f"the ledger writer took no batch for {self._max_block:g} s (max_block_millis) while its "
+                   f"queue was full ({self._max_queue} spans)")
+
+    def _drop(self, span: ReadableSpan, reason: str, why: str) -> None:
+        status = None
+        try:
+            status = span.attributes.get(A.COST_STATUS) if span.attributes else None
+        except Exception:  # noqa: BLE001
+            pass
+        priced = status in _PRICED
+        with self._space:
+            self._counts[reason] = self._counts.get(reason, 0) + 1
+            if priced:
+                self._counts["priced"] = self._counts.get("priced", 0) + 1
+            first = reason not in self._logged
+            self._logged.add(reason)
+        try:
+            self._dropped_metric.add(1, {"reason": reason, A.COST_STATUS: status if type(status) is str else "none"})
+        except Exception:  # noqa: BLE001 - a broken meter must not break tracing
+            pass
+        if first:
+            logger.warning("otel-costattr ledger: dropping spans: %s. Spend in the ledger is incomplete; drops are "
+                           "counted in LedgerSpanProcessor.stats() and the otel_costattr.ledger.spans.dropped "
+                           "metric (logged once per reason).", why)
+
+    # ------------------------------------------------------------------------------------ worker
+
+    def _take(self, limit: int) -> list[ReadableSpan]:
+        q = self._queue
+        batch = []
+        try:
+            for _ in range(min(limit, len(q))):
+                batch.append(q.popleft())
+        except IndexError:  # pragma: no cover - only the worker takes
+            pass
+        if batch:
+            with self._space:  # room again: waiting producers go on, and a stall is over
+                self._stalled = False
+                self._space.notify_all()
+        return batch
+
+    def _export(self, batch: list[ReadableSpan]) -> None:
+        try:
+            self.exporter.export(batch)
+        except Exception as exc:  # noqa: BLE001 - LedgerExporter does not raise; a replaced exporter might
+            self.exporter.failed_batches += 1
+            logger.warning("ledger export raised %s: %s; the batch of %d span(s) was not stored",
+                           type(exc).__name__, exc, len(batch))
+
+    def _work(self) -> None:
+        # Nothing the ledger does while writing may create spans of its own (an instrumented driver would).
+        attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        delay = max(self._delay, 0.001)  # a zero delay would spin on an empty queue
+        while True:
+            woken = self._wake.wait(delay)
+            self._wake.clear()
+            with self._space:
+                flushes, self._flush_requests = self._flush_requests, []
+                closing = self._closed
+            if flushes or closing:
+                n = len(self._queue)  # everything queued before the request; later spans wait their turn
+                while n > 0:
+                    batch = self._take(min(n, self._batch))
+                    if not batch:
+                        break
+                    n -= len(batch)
+                    self._export(batch)
+                for done in flushes:
+                    done.set()
+                if closing:
+                    return
+                continue
+            # Full batches while there are any; when the delay ran out, also the partial one.
+            while len(self._queue) >= self._batch:
+                self._export(self._take(self._batch))
+            if not woken and self._queue:
+                self._export(self._take(self._batch))
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Write everything queued before this call; True once written (or refused and counted) in time."""
+        if self._closed or not self._worker.is_alive() or threading.current_thread() is self._worker:
+            return False
+        done = threading.Event()
+        with self._space:
+            self._flush_requests.append(done)
+        self._wake.set()
+        return done.wait(timeout_millis / 1000)
+
+    def shutdown(self, timeout_millis: int = 30000) -> None:
+        """Stop accepting spans, write what is queued (up to ``timeout_millis``), close the ledger."""
+        with self._space:
+            if self._closed:
+                return
+            self._closed = True
+            self._space.notify_all()  # producers waiting for room stop waiting (and drop, counted)
+        if self._forked:
+            return  # the parent's ledger: a checkpoint from this copy of its connection could corrupt the file
+        self._wake.set()
+        if threading.current_thread() is not self._worker:
+            self._worker.join(timeout_millis / 1000)
+        left = len(self._queue)
+        if left:
+            with self._space:
+                self._counts["shutdown"] = self._counts.get("shutdown", 0) + left
+            logger.warning("otel-costattr ledger: %d span(s) still queued when shutdown timed out were not stored",
+                           left)
+        self.exporter.shutdown()  # Ledger.close waits for a write still in progress (its lock)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``queued``, ``written``, ``failed_batches``, ``dropped`` (total) and
+        ``dropped_priced`` (spans that carried a cost), ``dropped_queue_full`` / ``dropped_shutdown`` /
+        ``dropped_forked``, and the backpressure waits (``waits``, ``wait_s``, ``longest_wait_s``)."""
+        with self._space:
+            counts = dict(self._counts)
+            waits, wait_s, longest = self._waits, self._wait_s, self._longest_wait_s
+        by_reason = {f"dropped_{r}": counts.get(r, 0) for r in ("queue_full", "shutdown", "forked")}
+        return {"queued": len(self._queue), "written": self.exporter.written,
+                "failed_batches": self.exporter.failed_batches, "dropped": sum(by_reason.values()),
+                "dropped_priced": counts.get("priced", 0), **by_reason, "waits": waits,
+                "wait_s": round(wait_s, 3), "longest_wait_s": round(longest, 3)}

@@ -194,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = cost.stats.snapshot()
     written = ledger_proc.exporter.written
     failed_batches = ledger_proc.exporter.failed_batches
+    ledger_stats = ledger_proc.stats()
     phase[0] = "shutdown"
     provider.shutdown()  # closes the ledger (checkpoint)
     rss_end = rss_mb()
@@ -203,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "spans_requested": args.spans, "spans_started": units * W.SPANS_PER_UNIT, "units": units,
         "threads": args.threads, "tasks": args.tasks, "app_exceptions": len(errors), "app_exception_samples":
         errors[:5], "warnings_logged": warnings.count, "warning_samples": warnings.first, "flushed": flushed,
-        "ledger_rows_written": written, "ledger_failed_batches": failed_batches,
+        "ledger_rows_written": written, "ledger_failed_batches": failed_batches, "ledger_stats": ledger_stats,
         "otlp_spans_exported": counting.spans, "otlp_priced_exported": counting.priced, "stats": stats,
         "setup_s": round(setup_s, 2), "spans_s": round(t_spans, 2), "flush_s": round(t_flush, 2),
         "spans_per_s": round(units * W.SPANS_PER_UNIT / t_spans), "rss_start_mb": round(rss_start, 1),
