@@ -130,20 +130,46 @@ class SpanRecord:
                    scope_name=scope.name if scope is not None else None)
 
 
-def _dec(value: Any) -> float | None:
-    """A cost attribute as a float, or None if unusable.
+# What the columns can hold. DECIMAL(38,18) keeps 20 integer digits; one value beyond its column's range
+# used to fail the Arrow conversion or DuckDB's CAST for the whole batch (up to 2,048 spans).
+_MONEY_LIMIT = 1e20
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+_NONE3 = (None, None, None)
+
+
+class _OutOfRange(dict):
+    """Column -> original value, for the values of one row that did not fit their column."""
+
+
+def _dec(value: Any, column: str | None = None, bad: _OutOfRange | None = None) -> float | None:
+    """A cost attribute as a float, or None if unusable (negative, NaN, not a number) or out of range.
 
     Cost crosses the span boundary as a float. The writer turns it into DECIMAL(38,18) in SQL through its
     shortest round-trip text form (``CAST(CAST(x AS VARCHAR) AS DECIMAL)``, the same digits as Python's
     ``repr``), which is the exact cost whenever it has <= 15 significant digits: always, for token counts
-    times published rates.
+    times published rates. A value of 1e20 or more does not fit the column: it becomes None and, when ``bad``
+    is given, is recorded there under ``column``.
     """
     t = type(value)
     if t is float:
-        return value if value >= 0 and value != math.inf and value == value else None
-    if t is int:
-        return float(value) if value >= 0 else None
-    return None
+        if not (value >= 0 and value != math.inf):  # also NaN
+            return None
+    elif t is int:
+        if value < 0:
+            return None
+        if value >= _MONEY_LIMIT:  # compared as int: float() of a huge int would raise
+            if bad is not None:
+                bad[column or "?"] = value
+            return None
+        value = float(value)
+    else:
+        return None
+    if value >= _MONEY_LIMIT:
+        if bad is not None:
+            bad[column or "?"] = value
+        return None
+    return value
 
 
 def _json_safe(v: Any) -> Any:
@@ -170,8 +196,22 @@ _MAPPED = frozenset({n for names in A.READ.values() for n in names} | {
 _PRICED = frozenset({"priced", "partial", "provided"})
 
 
-def _int_or_none(v: Any) -> int | None:
-    return v if type(v) is int and v >= 0 else None
+def _int_or_none(v: Any, column: str | None = None, bad: _OutOfRange | None = None) -> int | None:
+    """A non-negative int that fits BIGINT, else None (recorded in ``bad`` when too big)."""
+    if type(v) is not int or v < 0:
+        return None
+    if v > _INT64[1]:
+        if bad is not None:
+            bad[column or "?"] = v
+        return None
+    return v
+
+
+def _in_range(v: Any, bounds: tuple[int, int], column: str, bad: _OutOfRange) -> int | None:
+    if v is None or bounds[0] <= v <= bounds[1]:
+        return v
+    bad[column] = v
+    return None
 
 
 def _str_or_none(v: Any, limit: int = 256) -> str | None:
@@ -180,22 +220,34 @@ def _str_or_none(v: Any, limit: int = 256) -> str | None:
     return v[:limit] if type(v) is str else str(v)[:limit]
 
 
-def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = None) -> tuple[Any, ...]:
-    """One ledger row (in ``COLUMNS`` order). Never raises on odd attribute values."""
+def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = None,
+                  out_of_range: list[str] | None = None) -> tuple[Any, ...]:
+    """One ledger row (in ``COLUMNS`` order). Never raises on odd attribute values.
+
+    Every value fits its column, so one span can never fail the write of its batch. A value that does not fit
+    (a cost of 1e20 or more for ``DECIMAL(38,18)``, ``http.request.resend_count`` outside INTEGER, a token
+    count or time outside BIGINT) is stored as NULL instead; the row says so in ``cost_flags``
+    (``out_of_range:<column>``) and keeps the original value in ``attributes`` (key
+    ``otel_costattr.out_of_range.<column>``). When the call's total cost is the value that did not fit, its
+    ``cost_status`` becomes ``unpriced``: an unknown cost is counted as unknown, never summed as zero. The
+    names of the affected columns are appended to ``out_of_range`` when given (the ledger counts them).
+    """
     a = rec.attributes
     call = read_call(a)
     is_llm = call.is_llm_call
     status = a.get(A.COST_STATUS)
     if type(status) is not str:
         status = None
-    cost_total = _dec(a.get(A.COST_TOTAL)) if status in _PRICED else None
-    if cost_total is None and status == "provided":
+    bad = _OutOfRange()
+    cost_total = _dec(a.get(A.COST_TOTAL), "cost_total", bad) if status in _PRICED else None
+    if cost_total is None and status == "provided" and "cost_total" not in bad:
         # an upstream cost may arrive as a numeric string (OTLP from other languages); the usage reader took it
-        cost_total = call.provided_cost
-    c_in, c_out = _dec(a.get(A.COST_INPUT)), _dec(a.get(A.COST_OUTPUT))
-    c_cr, c_rs = _dec(a.get(A.COST_CACHE_READ)), _dec(a.get(A.COST_REASONING))
-    c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H)) if A.COST_CACHE_WRITE in a else None
-    c_tool = _dec(a.get(A.COST_TOOL_USAGE)) if A.COST_TOOL_USAGE in a else None
+        cost_total = _dec(call.provided_cost, "cost_total", bad)
+    c_in, c_out = _dec(a.get(A.COST_INPUT), "cost_input", bad), _dec(a.get(A.COST_OUTPUT), "cost_output", bad)
+    c_cr = _dec(a.get(A.COST_CACHE_READ), "cost_cache_read", bad)
+    c_rs = _dec(a.get(A.COST_REASONING), "cost_reasoning", bad)
+    c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H), bad) if A.COST_CACHE_WRITE in a else None
+    c_tool = _dec(a.get(A.COST_TOOL_USAGE), "cost_tool", bad) if A.COST_TOOL_USAGE in a else None
     repriced_provider = None
     if status == "duplicate" and book is not None and call.has_usage and call.model:
         # Re-price the second span of a call so that the more detailed of the pair can be the one counted.
@@ -208,10 +260,12 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
             if cost.priced:
                 repriced_provider = cost.provider
                 w = ("cache_write", "cache_write_1h")
-                cost_total = cost.total_float()
-                c_in = cost.sum_float(("input", "cache_read") + w)
-                c_out = cost.sum_float(("output", "reasoning"))
-                c_cr, c_cw, c_rs = cost.sum_float(("cache_read",)), cost.sum_float(w), cost.sum_float(("reasoning",))
+                cost_total = _dec(cost.total_float(), "cost_total", bad)
+                c_in = _dec(cost.sum_float(("input", "cache_read") + w), "cost_input", bad)
+                c_out = _dec(cost.sum_float(("output", "reasoning")), "cost_output", bad)
+                c_cr = _dec(cost.sum_float(("cache_read",)), "cost_cache_read", bad)
+                c_cw = _dec(cost.sum_float(w), "cost_cache_write", bad)
+                c_rs = _dec(cost.sum_float(("reasoning",)), "cost_reasoning", bad)
         except Exception:  # noqa: BLE001 - a row is still written, without the re-priced figure
             logger.debug("could not re-price duplicate span", exc_info=True)
     flags = a.get(A.COST_FLAGS)
@@ -220,13 +274,34 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     elif type(flags) is not str:
         flags = None
     resend = a.get("http.request.resend_count")
-    if type(resend) is not int:
-        resend = None
-    keep = {k: _json_safe(v) for k, v in a.items() if k not in _MAPPED and (store_content or not _is_content(k))}
+    resend = _in_range(resend, _INT32, "resend_count", bad) if type(resend) is int else None
+    start_ns, end_ns = rec.start_ns, rec.end_ns
+    if not (type(start_ns) is int and 0 <= start_ns <= _INT64[1]):  # the common case costs one test
+        start_ns = _in_range(start_ns, _INT64, "start_ns", bad) if type(start_ns) is int else None
+    if not (type(end_ns) is int and 0 <= end_ns <= _INT64[1]):
+        end_ns = _in_range(end_ns, _INT64, "end_ns", bad) if type(end_ns) is int else None
     get = a.get
+    lp, lt, lm = get(A.COST_LAYER_PROMPT_TOKENS), get(A.COST_LAYER_TOOL_TOKENS), get(A.COST_LAYER_MEMORY_TOKENS)
+    layer_tokens = _NONE3 if lp is None and lt is None and lm is None else (  # most spans carry no layers
+        _int_or_none(lp, "layer_prompt_tokens", bad), _int_or_none(lt, "layer_tool_tokens", bad),
+        _int_or_none(lm, "layer_memory_tokens", bad))
+    lp, lt, lm = get(A.COST_LAYER_PROMPT), get(A.COST_LAYER_TOOL), get(A.COST_LAYER_MEMORY)
+    layer_costs = _NONE3 if lp is None and lt is None and lm is None else (
+        _dec(lp, "cost_layer_prompt", bad), _dec(lt, "cost_layer_tool", bad), _dec(lm, "cost_layer_memory", bad))
+    keep = {k: _json_safe(v) for k, v in a.items() if k not in _MAPPED and (store_content or not _is_content(k))}
+    if bad:
+        marks = ",".join(f"out_of_range:{c}" for c in bad)
+        flags = f"{flags},{marks}" if flags else marks
+        for c, v in bad.items():
+            keep[f"otel_costattr.out_of_range.{c}"] = repr(v)[:64]
+        if "cost_total" in bad and status in _PRICED:
+            status = "unpriced"
+            c_in = c_out = c_cr = c_cw = c_rs = c_tool = None  # parts of a total that is not known
+        if out_of_range is not None:
+            out_of_range.extend(bad)
     return (
         rec.trace_id, rec.span_id, rec.parent_span_id or None, rec.name, rec.kind, rec.service_name, rec.scope_name,
-        rec.start_ns, rec.end_ns, rec.status_code, _str_or_none(get("error.type")),
+        start_ns, end_ns, rec.status_code, _str_or_none(get("error.type")),
         is_llm, call.operation, call.provider, call.request_model,
         get("gen_ai.response.model") if type(get("gen_ai.response.model")) is str else None, call.response_id,
         call.input_tokens, call.output_tokens, call.cache_read_tokens, call.cache_write_tokens,
@@ -239,20 +314,18 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
         is_llm and (status != "duplicate" or (flags is not None and "more_detailed" in flags
                                                and cost_total is not None)),
         repriced_provider or _str_or_none(get(A.COST_PROVIDER)),
-        _int_or_none(get(A.COST_LAYER_PROMPT_TOKENS)), _int_or_none(get(A.COST_LAYER_TOOL_TOKENS)),
-        _int_or_none(get(A.COST_LAYER_MEMORY_TOKENS)), _str_or_none(get(A.COST_LAYER_SOURCE)),
-        _dec(get(A.COST_LAYER_PROMPT)), _dec(get(A.COST_LAYER_TOOL)), _dec(get(A.COST_LAYER_MEMORY)),
+        *layer_tokens, _str_or_none(get(A.COST_LAYER_SOURCE)), *layer_costs,
         *[_str_or_none(get(k)) for k in ATTRIBUTION_COLUMNS],
         json.dumps(keep, default=str) if keep else "{}",
     )
 
 
-def _sum_dec(a: Any, b: Any) -> float | None:
-    da, db = _dec(a), _dec(b)
+def _sum_dec(a: Any, b: Any, bad: _OutOfRange | None = None) -> float | None:
+    da, db = _dec(a, "cost_cache_write", bad), _dec(b, "cost_cache_write", bad)
     if da is None or db is None:
         return da if db is None else db
     # Exact decimal sum, then the nearest float: both halves are short decimals.
-    return float(Decimal(repr(da)) + Decimal(repr(db)))
+    return _dec(float(Decimal(repr(da)) + Decimal(repr(db))), "cost_cache_write", bad)
 
 
 class Ledger:
@@ -272,6 +345,8 @@ class Ledger:
         self.store_content = store_content
         self.book = book
         self._lock = threading.Lock()
+        self.out_of_range_values = 0  # values stored as NULL because they did not fit their column
+        self._warned_range = False
         if not read_only and not self.path.parent.exists():
             raise ConfigurationError(f"ledger folder {self.path.parent} does not exist; create it or choose another "
                                      "path")
@@ -308,9 +383,23 @@ class Ledger:
     # ------------------------------------------------------------------------------------------- writing
 
     def write_records(self, records: Iterable[SpanRecord], *, replace: bool = False) -> int:
-        """Insert records in one transaction (``replace=True``: replacing earlier copies). Returns the count."""
-        rows = [record_to_row(r, store_content=self.store_content, book=self.book) for r in records]
-        return self.write_rows(rows, replace=replace)
+        """Insert records in one transaction (``replace=True``: replacing earlier copies). Returns the count.
+
+        Values that do not fit their column are stored as NULL and marked (see :func:`record_to_row`);
+        they are counted in ``out_of_range_values`` and the first one is logged.
+        """
+        bad: list[str] = []
+        rows = [record_to_row(r, store_content=self.store_content, book=self.book, out_of_range=bad)
+                for r in records]
+        n = self.write_rows(rows, replace=replace)
+        if bad:
+            self.out_of_range_values += len(bad)
+            if not self._warned_range:
+                self._warned_range = True
+                logger.warning("ledger: %d value(s) did not fit their column (first: %s) and were stored as NULL, "
+                               "marked out_of_range:<column> in cost_flags; further ones are only counted "
+                               "(Ledger.out_of_range_values)", len(bad), bad[0])
+        return n
 
     def write_spans(self, spans: Iterable[ReadableSpan]) -> int:
         return self.write_records(SpanRecord.from_readable(s) for s in spans)

@@ -238,3 +238,18 @@ def test_ledger_processor_in_a_forked_child_drops_counted_and_leaves_the_file_al
     tp.shutdown()
     assert [n for (n,) in Ledger(path, read_only=True).query("SELECT name FROM spans ORDER BY name")] == [
         "after fork", "before fork"]
+
+
+def test_values_that_do_not_fit_their_column_are_nulled_marked_and_counted(tmp_path: Path) -> None:
+    good = _rec("1" * 16, "msg_a", False, "priced", 0.01245)
+    bad = _rec("2" * 16, "msg_b", False, "provided", 1e20)
+    bad.attributes.update({"http.request.resend_count": 2**40, "gen_ai.cost.input_cost": 10**25})
+    bad.end_ns = 2**63
+    ledger = Ledger(tmp_path / "l.duckdb", book=BOOK)
+    assert ledger.write_records([good, bad]) == 2  # the good span is not lost with the bad one
+    row = ledger.query("SELECT cost_status, cost_total, cost_input, resend_count, end_ns, cost_flags FROM spans "
+                       "WHERE span_id = '2222222222222222'")
+    assert row == [("unpriced", None, None, None, None,
+                    "out_of_range:cost_total,out_of_range:cost_input,out_of_range:resend_count,out_of_range:end_ns")]
+    assert ledger.out_of_range_values == 4
+    assert ledger.query("SELECT sum(cost_total) FROM calls") == [(Decimal("0.01245"),)]
