@@ -69,11 +69,13 @@ def _json_value(v: Any) -> Any:
         except (TypeError, ValueError):
             raise OTLPDecodeError(f"doubleValue {v['doubleValue']!r} is not a number") from None
     if "arrayValue" in v:
-        values = (v["arrayValue"] or {}).get("values", []) or []
+        values = _list(_obj(v["arrayValue"], "arrayValue").get("values"), "arrayValue.values")
         return tuple(_json_value(x) for x in values)
     if "kvlistValue" in v:
-        kv = (v["kvlistValue"] or {}).get("values", []) or []
-        return json.dumps({x.get("key"): _json_value(x.get("value", {})) for x in kv}, default=str)
+        kv = _list(_obj(v["kvlistValue"], "kvlistValue").get("values"), "kvlistValue.values")
+        if not all(isinstance(x, Mapping) for x in kv):
+            raise OTLPDecodeError("kvlistValue.values entries must be objects")
+        return json.dumps({str(x.get("key")): _json_value(x.get("value", {})) for x in kv}, default=str)
     if "bytesValue" in v:
         return str(v["bytesValue"])
     return None  # an empty AnyValue
@@ -104,19 +106,55 @@ def _nanos(v: Any, what: str) -> int:
     return n
 
 
+def _obj(v: Any, what: str) -> Mapping[str, Any]:
+    """``v`` as an object; an absent value (None) is an empty one."""
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise OTLPDecodeError(f"{what} must be an object, got {type(v).__name__}")
+    return v
+
+
+def _list(v: Any, what: str) -> list[Any]:
+    """``v`` as a list; an absent value (None) is an empty one."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise OTLPDecodeError(f"{what} must be a list, got {type(v).__name__}")
+    return v
+
+
 def records_from_json(obj: Any) -> list[SpanRecord]:
-    """Spans of one OTLP/JSON ``ExportTraceServiceRequest`` (or ``TracesData``) object."""
+    """Spans of one OTLP/JSON ``ExportTraceServiceRequest`` (or ``TracesData``) object.
+
+    Raises:
+        OTLPDecodeError: the object is not OTLP trace data (wrong structure or types, bad ids, bad
+            attribute values); never another exception for any JSON value.
+    """
     if not isinstance(obj, Mapping) or "resourceSpans" not in obj:
         raise OTLPDecodeError("not an OTLP trace message: expected an object with `resourceSpans`")
+    try:
+        return _records_from_json(obj)
+    except OTLPDecodeError:
+        raise
+    except (AttributeError, TypeError, ValueError, RecursionError) as exc:
+        # A shape the checks above did not foresee is still a malformed message, never a crash of the caller.
+        raise OTLPDecodeError(f"malformed OTLP/JSON: {type(exc).__name__}: {exc}") from None
+
+
+def _records_from_json(obj: Mapping[str, Any]) -> list[SpanRecord]:
     out: list[SpanRecord] = []
-    for rs in obj.get("resourceSpans") or []:
+    for rs in _list(obj.get("resourceSpans"), "resourceSpans"):
         if not isinstance(rs, Mapping):
             raise OTLPDecodeError("resourceSpans entries must be objects")
-        res = _json_attrs((rs.get("resource") or {}).get("attributes"))
+        res = _json_attrs(_obj(rs.get("resource"), "resource").get("attributes"))
         service = res.get("service.name")
-        for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []:
-            scope = (ss.get("scope") or ss.get("instrumentationLibrary") or {}).get("name")
-            for sp in ss.get("spans") or []:
+        scope_spans = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans")
+        for ss in _list(scope_spans, "scopeSpans"):
+            if not isinstance(ss, Mapping):
+                raise OTLPDecodeError("scopeSpans entries must be objects")
+            scope = _obj(ss.get("scope") or ss.get("instrumentationLibrary"), "scope").get("name")
+            for sp in _list(ss.get("spans"), "spans"):
                 if not isinstance(sp, Mapping):
                     raise OTLPDecodeError("spans entries must be objects")
                 trace_id = _json_id(sp.get("traceId"), 16, "traceId")
@@ -125,7 +163,7 @@ def records_from_json(obj: Any) -> list[SpanRecord]:
                     raise OTLPDecodeError("every span needs a non-zero traceId and spanId")
                 kind = sp.get("kind", 0)
                 kind = _KINDS.get(kind) if isinstance(kind, int) else _KIND_NAMES.get(str(kind))
-                status = (sp.get("status") or {}).get("code", 0)
+                status = _obj(sp.get("status"), "status").get("code", 0)
                 status = _STATUS.get(status) if isinstance(status, int) else _STATUS_NAMES.get(str(status))
                 out.append(SpanRecord(
                     trace_id=trace_id, span_id=span_id,
@@ -242,8 +280,6 @@ def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDe
                 yield where, records_from_json(obj)
             except OTLPDecodeError as exc:
                 yield where, exc
-            except (AttributeError, TypeError, ValueError) as exc:
-                yield where, OTLPDecodeError(f"malformed OTLP/JSON: {exc}")
         return
     messages = _length_prefixed(data)
     if messages is None:

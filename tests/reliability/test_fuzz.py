@@ -428,15 +428,10 @@ def mutated_json(draw: Any, base: dict) -> Any:
     return doc
 
 
-# The types ``iter_file`` turns into a reported bad line; ``records_from_json`` is documented to raise only
-# OTLPDecodeError, so these escaping it are the known contract bug pinned below.
-_JSON_LEAKS = (AttributeError, TypeError, ValueError)
-
-
 @pytest.mark.figure("Bad input", "Fuzz OTLP/JSON decoding (`records_from_json`)")
 def test_fuzz_otlp_json(figure) -> None:
     """Proves: random and mutated OTLP/JSON messages decode to records or raise ``OTLPDecodeError``; no
-    other exception escapes, apart from the known leak of AttributeError/TypeError/ValueError (counted)."""
+    other exception escapes."""
     camp = Campaign(FUZZ_SECONDS)
     base = json.loads(encode_otlp_json(_valid_request()))
 
@@ -451,8 +446,6 @@ def test_fuzz_otlp_json(figure) -> None:
                 assert isinstance(rec.attributes, dict)
         except OTLPDecodeError:
             pass
-        except _JSON_LEAKS:
-            camp.known_bug_hits += 1
 
     camp.run(one)
     camp.report(figure, "mutated real export requests, random OTLP-shaped JSON")
@@ -570,19 +563,27 @@ def test_iter_file_reports_a_deeply_nested_json_line_instead_of_raising(tmp_path
     assert isinstance(results[0][1], OTLPDecodeError) and isinstance(results[1][1], list)
 
 
-@pytest.mark.xfail(strict=False, reason="BUG _otlp.py records_from_json: documented to raise OTLPDecodeError for a "
-                   "malformed message, but e.g. a `resource` that is a list raises AttributeError ('list' object "
-                   "has no attribute 'get'), a non-list `scopeSpans` TypeError; only iter_file converts them, so a "
-                   "direct caller (e.g. an HTTP endpoint) turns a client's bad body into a server error")
-@pytest.mark.parametrize("obj", [
-    {"resourceSpans": [{"resource": [1]}]},
-    {"resourceSpans": [{"scopeSpans": 5}]},
-    {"resourceSpans": [{"scopeSpans": [{"scope": "x", "spans": []}]}]},
-    {"resourceSpans": 7},
-], ids=["resource-list", "scopeSpans-int", "scope-str", "resourceSpans-int"])
-def test_records_from_json_raises_only_otlp_decode_error(obj: dict) -> None:
-    """Proves (once fixed): structurally wrong OTLP/JSON raises the documented ``OTLPDecodeError``."""
-    with pytest.raises(OTLPDecodeError):
+_SPAN = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "chat"}
+
+
+@pytest.mark.parametrize("obj,message", [
+    ({"resourceSpans": [{"resource": [1]}]}, "resource must be an object"),
+    ({"resourceSpans": [{"scopeSpans": 5}]}, "scopeSpans must be a list"),
+    ({"resourceSpans": [{"scopeSpans": [{"scope": "x", "spans": []}]}]}, "scope must be an object"),
+    ({"resourceSpans": 7}, "resourceSpans must be a list"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": {"a": 1}}]}]}, "spans must be a list"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{**_SPAN, "status": [2]}]}]}]}, "status must be an object"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{**_SPAN, "attributes": [
+        {"key": "k", "value": {"arrayValue": [1]}}]}]}]}]}, "arrayValue must be an object"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{**_SPAN, "attributes": [
+        {"key": "k", "value": {"kvlistValue": {"values": [3]}}}]}]}]}]}, "kvlistValue.values entries"),
+], ids=["resource-list", "scopeSpans-int", "scope-str", "resourceSpans-int", "spans-object", "status-list",
+        "arrayValue-list", "kvlist-entry-int"])
+def test_records_from_json_raises_only_otlp_decode_error(obj: dict, message: str) -> None:
+    """Proves: structurally wrong OTLP/JSON raises the documented ``OTLPDecodeError``, saying which field is
+    wrong. (Before: AttributeError or TypeError, which a direct caller, e.g. an HTTP endpoint, would have
+    turned into a server error.)"""
+    with pytest.raises(OTLPDecodeError, match=message):
         records_from_json(obj)
 
 
