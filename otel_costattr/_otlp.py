@@ -276,6 +276,9 @@ def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDe
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 yield where, OTLPDecodeError(f"not JSON: {exc.msg if hasattr(exc, 'msg') else exc}")
                 continue
+            except RecursionError:  # json's C decoder recurses per nesting level; one hostile line, not the run
+                yield where, OTLPDecodeError("JSON nested too deeply to decode; OTLP/JSON needs a few levels only")
+                continue
             try:
                 yield where, records_from_json(obj)
             except OTLPDecodeError as exc:
