@@ -10,9 +10,9 @@ message, so good data always loads.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import struct
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -239,20 +239,63 @@ def records_from_proto(data: bytes) -> list[SpanRecord]:
 # --------------------------------------------------------------------------------------------- files
 
 
-def _read(path: Path) -> bytes:
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 16
+
+
+def _gunzip(data: bytes) -> tuple[bytes, str | None]:
+    """Decompress every gzip member of ``data``; returns ``(bytes, damage)``.
+
+    ``damage`` is None for an intact file. A *truncated* stream (the file ends before the member does) keeps
+    what decoded before the cut: those bytes are exactly the file's, only the rest is missing. A *corrupt*
+    member (bad deflate data, CRC or length mismatch) keeps nothing of that member, since its bytes may be
+    wrong without any error until the check at its end; members before it passed their checks and are kept.
+    """
+    out: list[bytes] = []
+    rest = data
+    while rest:
+        if not rest.startswith(_GZIP_MAGIC):
+            if rest.strip(b"\0"):  # zero padding after the last member is common and harmless
+                return b"".join(out), f"{len(rest)} byte(s) after the gzip stream are not gzip data (not read)"
+            break
+        d = zlib.decompressobj(wbits=31)  # gzip header and trailer, CRC-32 and length checked
+        member: list[bytes] = []
+        try:
+            for i in range(0, len(rest), _CHUNK):
+                member.append(d.decompress(rest[i:i + _CHUNK]))
+                if d.eof:
+                    break
+            member.append(d.flush())
+        except zlib.error as exc:
+            return b"".join(out), f"corrupt gzip stream ({exc}); the damaged part was not read"
+        out.extend(member)
+        if not d.eof:
+            return b"".join(out), "truncated gzip stream (the file ends before the compressed data does)"
+        rest = d.unused_data
+    return b"".join(out), None
+
+
+def _read(path: Path) -> tuple[bytes, str | None]:
+    """The file's content (gunzipped when it is gzip) and what is wrong with the gzip stream, if anything."""
     data = path.read_bytes()
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    return _gunzip(data) if data[:2] == _GZIP_MAGIC else (data, None)
 
 
-def _length_prefixed(data: bytes) -> list[tuple[int, bytes]] | None:
-    """Split the file exporter's proto stream; None if ``data`` is not such a stream."""
+def _length_prefixed(data: bytes, *, partial_tail: bool = False) -> list[tuple[int, bytes]] | None:
+    """Split the file exporter's proto stream; None if ``data`` is not such a stream.
+
+    With ``partial_tail`` (the data is known to be cut short) an incomplete last message is left out instead
+    of making the whole stream unrecognisable.
+    """
     out, pos = [], 0
     while pos < len(data):
         if pos + 4 > len(data):
-            return None
+            return (out or None) if partial_tail else None
         (n,) = struct.unpack(">I", data[pos:pos + 4])
-        if n == 0 or pos + 4 + n > len(data):
+        if n == 0:
             return None
+        if pos + 4 + n > len(data):
+            return (out or None) if partial_tail else None
         out.append((pos, data[pos + 4:pos + 4 + n]))
         pos += 4 + n
     return out or None
@@ -262,12 +305,20 @@ def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDe
     """Yield ``(location, records or error)`` for each line (JSON) or message (protobuf) of ``path``.
 
     The format is detected from the content: JSON lines start with ``{``; anything else is protobuf.
-    Gzip-compressed files are accepted.
+    Gzip-compressed files are accepted. A truncated gzip file yields the complete lines or messages before the
+    cut, then one error at the cut (the incomplete line or message is not read); a corrupt one, what preceded
+    the damaged gzip member, then one error. Only a file that cannot be read at all raises (``OSError``).
     """
     p = Path(path)
-    data = _read(p)
+    data, damage = _read(p)
+    if damage is not None and not data:
+        yield str(p), OTLPDecodeError(damage)
+        return
     if data.lstrip()[:1] == b"{":
-        for no, line in enumerate(data.splitlines(), start=1):
+        if damage is not None:  # the last line may stop mid-way: read only the lines that ended
+            data = data[:data.rfind(b"\n") + 1]
+        lines = data.splitlines()
+        for no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             where = f"{p}:{no}"
@@ -283,13 +334,20 @@ def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDe
                 yield where, records_from_json(obj)
             except OTLPDecodeError as exc:
                 yield where, exc
+        if damage is not None:
+            yield f"{p}:{len(lines) + 1}", OTLPDecodeError(
+                f"{damage}; the {len(lines)} complete line(s) before it were read")
         return
-    messages = _length_prefixed(data)
-    if messages is None:
-        messages = [(0, data)]
-    for offset, msg in messages:
+    stream = _length_prefixed(data, partial_tail=damage is not None)
+    for offset, msg in stream if stream is not None else [(0, data)]:
         where = f"{p}@{offset}"
         try:
             yield where, records_from_proto(msg)
         except OTLPDecodeError as exc:
             yield where, exc
+    if damage is not None:
+        if stream is not None:
+            cut = stream[-1][0] + 4 + len(stream[-1][1])
+            yield f"{p}@{cut}", OTLPDecodeError(f"{damage}; the {len(stream)} complete message(s) before it were read")
+        else:
+            yield f"{p}@0", OTLPDecodeError(f"{damage}; what was decompressed was read as one message")

@@ -488,15 +488,6 @@ def _edit(data: bytes, edits: list[tuple[int, bytes, int]]) -> bytes:
     return bytes(b)
 
 
-def _is_known_iter_file_bug(exc: BaseException) -> bool:
-    """The two escapes pinned by the strict xfails below: a broken gzip stream (raised in ``_otlp._read``),
-    and JSON nested deeper than the interpreter's recursion limit (raised in ``json.loads``)."""
-    frames = [f.name for f in traceback.extract_tb(exc.__traceback__)]
-    if isinstance(exc, (EOFError, OSError)) or type(exc).__name__ == "error":
-        return "_read" in frames
-    return isinstance(exc, RecursionError)
-
-
 @pytest.mark.figure("Bad input", "Fuzz OTLP file ingest (`iter_file`: JSON lines, protobuf streams, gzip)")
 def test_fuzz_otlp_iter_file_never_raises(tmp_path: Path, figure) -> None:
     """Proves: for any file content (JSON lines with good and bad lines, length-prefixed protobuf streams,
@@ -523,14 +514,9 @@ def test_fuzz_otlp_iter_file_never_raises(tmp_path: Path, figure) -> None:
             data = gzip.compress(data)
             data = data[:len(data) - cut] if cut < len(data) else data
         target.write_bytes(data)
-        try:
-            for where, got in iter_file(target):
-                assert where.startswith(str(target))
-                assert isinstance(got, (list, OTLPDecodeError))
-        except Exception as exc:  # noqa: BLE001
-            if not _is_known_iter_file_bug(exc):
-                raise
-            camp.known_bug_hits += 1
+        for where, got in iter_file(target):
+            assert where.startswith(str(target))
+            assert isinstance(got, (list, OTLPDecodeError))
 
     camp.run(one)
     camp.report(figure, "JSON-lines, protobuf streams and random bytes, gzip-compressed and truncated")
@@ -540,16 +526,70 @@ def test_fuzz_otlp_iter_file_never_raises(tmp_path: Path, figure) -> None:
 # ----------------------------------------------------------------------------------- known bugs, pinned
 
 
-@pytest.mark.xfail(strict=False, reason="BUG _otlp.py iter_file/_read (line ~206): gzip.decompress is called "
-                   "unguarded, so a truncated or corrupt .gz file raises EOFError/BadGzipFile out of iter_file "
-                   "(documented: 'never raises for bad content'); `otel-costattr ingest` then dies with a "
-                   "traceback and skips the remaining files")
-def test_iter_file_reports_a_truncated_gzip_file_instead_of_raising(tmp_path: Path) -> None:
-    """Proves (once fixed): a truncated gzip file is reported as one bad input, with its location."""
+def _three_lines() -> tuple[bytes, int]:
+    """Three JSON lines (the same request with distinct span ids per line) and the spans per line."""
+    base = json.loads(encode_otlp_json(_valid_request()))
+    lines = []
+    for k in range(3):
+        doc = copy.deepcopy(base)
+        for sp in doc["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+            sp["spanId"] = f"{k:02x}" + sp["spanId"][2:]
+        lines.append(json.dumps(doc).encode())
+    return b"\n".join(lines) + b"\n", len(base["resourceSpans"][0]["scopeSpans"][0]["spans"])
+
+
+def test_iter_file_reports_a_truncated_gzip_file_and_keeps_what_came_before(tmp_path: Path) -> None:
+    """Proves: a gzip file cut short yields the complete lines before the cut, then one error naming the file
+    and the line where the cut is; ``ingest`` loads those spans and reports the file. (Before: EOFError out of
+    iter_file, so `otel-costattr ingest` died with a traceback and skipped the remaining files.)"""
+    from otel_costattr._ingest import ingest_files
+
+    text, per_line = _three_lines()
+    z = gzip.compress(text)
+    cut_at = len(gzip.compress(text[:len(text) * 5 // 6]))  # well into the third line's compressed data
     p = tmp_path / "cut.jsonl.gz"
-    p.write_bytes(gzip.compress(encode_otlp_json(_valid_request()))[:-10])
+    p.write_bytes(z[:min(cut_at, len(z) - 12)])
     results = list(iter_file(p))
-    assert len(results) == 1 and isinstance(results[0][1], OTLPDecodeError)
+    assert [type(r).__name__ for _, r in results] == ["list", "list", "OTLPDecodeError"], results
+    assert [len(r) for _, r in results[:2]] == [per_line, per_line]
+    assert results[2][0] == f"{p}:3" and "truncated gzip stream" in str(results[2][1])
+    ledger = Ledger(tmp_path / "l.duckdb", book=oc.PriceBook.load(env=False))
+    try:
+        other = tmp_path / "after.jsonl"
+        other.write_bytes(text.splitlines()[2] + b"\n")
+        result = ingest_files([p, other], ledger, ledger.book)  # the file after the broken one still loads
+        stored = ledger.count()
+    finally:
+        ledger.close()
+    assert stored == 3 * per_line and [w for w, _ in result.errors] == [f"{p}:3"]
+
+
+def test_iter_file_reads_nothing_of_a_corrupt_gzip_member_but_keeps_intact_members(tmp_path: Path) -> None:
+    """Proves: a corrupt gzip member (its bytes could be wrong before the CRC check at its end says so) is not
+    read at all, members before it are, and the damage is reported once; nothing raises."""
+    text, per_line = _three_lines()
+    first, second = text.splitlines(keepends=True)[0], b"".join(text.splitlines(keepends=True)[1:])
+    bad = bytearray(gzip.compress(second))
+    bad[-8] ^= 0xFF  # the CRC-32 of the second member
+    p = tmp_path / "corrupt.jsonl.gz"
+    p.write_bytes(gzip.compress(first) + bytes(bad))
+    results = list(iter_file(p))
+    assert [type(r).__name__ for _, r in results] == ["list", "OTLPDecodeError"]
+    assert len(results[0][1]) == per_line and "corrupt gzip stream" in str(results[1][1])
+
+
+def test_iter_file_truncated_gzip_protobuf_stream_keeps_complete_messages(tmp_path: Path) -> None:
+    """Proves: the collector file exporter's length-prefixed protobuf stream, gzip-compressed and cut in its
+    last message, yields the complete messages and one error at the byte offset of the cut."""
+    msg = _valid_request().SerializeToString()
+    stream = b"".join(len(msg).to_bytes(4, "big") + msg for _ in range(3))
+    p = tmp_path / "cut.pb.gz"
+    p.write_bytes(gzip.compress(stream)[:len(gzip.compress(stream[:-len(msg) // 2]))])
+    results = list(iter_file(p))
+    kinds = [type(r).__name__ for _, r in results]
+    assert kinds[-1] == "OTLPDecodeError" and "truncated" in str(results[-1][1])
+    assert kinds[:-1] == ["list"] * (len(kinds) - 1) and len(kinds) - 1 >= 2
+    assert results[-1][0] == f"{p}@{(len(kinds) - 1) * (4 + len(msg))}"
 
 
 def test_iter_file_reports_a_deeply_nested_json_line_instead_of_raising(tmp_path: Path) -> None:
