@@ -3,7 +3,7 @@ protobuf (one ``ExportTraceServiceRequest``, or the ``file`` exporter's stream o
 length-prefixed messages).
 
 Contract: decoding a malformed message raises :class:`OTLPDecodeError` with the reason; :func:`iter_file`
-never raises for bad content, it yields the error with its location and carries on with the next line or
+never raises for bad content, it yields the error with its location and carries on with the next span, line or
 message, so good data always loads.
 """
 
@@ -96,13 +96,21 @@ def _json_attrs(items: Any) -> dict[str, Any]:
     return out
 
 
+#: The last instant a signed 64-bit count of nanoseconds since 1970 can hold (2262-04-11T23:47:16Z): the
+#: ledger's time columns are BIGINT, and OTLP's fixed64 allows twice as much.
+MAX_UNIX_NANOS = 2**63 - 1
+
+
 def _nanos(v: Any, what: str) -> int:
     try:
         n = int(v or 0)
-    except (TypeError, ValueError):
-        raise OTLPDecodeError(f"{what} {v!r} is not an integer number of nanoseconds") from None
+    except (TypeError, ValueError, OverflowError):
+        raise OTLPDecodeError(f"{what} {str(v)[:40]!r} is not an integer number of nanoseconds") from None
     if n < 0:
         raise OTLPDecodeError(f"{what} is negative")
+    if n > MAX_UNIX_NANOS:
+        raise OTLPDecodeError(f"{what} {str(n)[:40]} is out of range (after 2262-04-11, the last time a signed "
+                              "64-bit count of nanoseconds can hold)")
     return n
 
 
@@ -124,17 +132,21 @@ def _list(v: Any, what: str) -> list[Any]:
     return v
 
 
-def records_from_json(obj: Any) -> list[SpanRecord]:
+def records_from_json(obj: Any, errors: list[str] | None = None) -> list[SpanRecord]:
     """Spans of one OTLP/JSON ``ExportTraceServiceRequest`` (or ``TracesData``) object.
 
+    A span that cannot be decoded (bad ids, a time out of range, bad attribute values) fails the whole message
+    by default. With an ``errors`` list it is skipped instead and described there (its path in the message,
+    its spanId, the reason), so one bad span does not cost the others of its message.
+
     Raises:
-        OTLPDecodeError: the object is not OTLP trace data (wrong structure or types, bad ids, bad
-            attribute values); never another exception for any JSON value.
+        OTLPDecodeError: the object is not OTLP trace data (wrong structure or types, or, without ``errors``, a
+            bad span); never another exception for any JSON value.
     """
     if not isinstance(obj, Mapping) or "resourceSpans" not in obj:
         raise OTLPDecodeError("not an OTLP trace message: expected an object with `resourceSpans`")
     try:
-        return _records_from_json(obj)
+        return _records_from_json(obj, errors)
     except OTLPDecodeError:
         raise
     except (AttributeError, TypeError, ValueError, RecursionError) as exc:
@@ -142,39 +154,52 @@ def records_from_json(obj: Any) -> list[SpanRecord]:
         raise OTLPDecodeError(f"malformed OTLP/JSON: {type(exc).__name__}: {exc}") from None
 
 
-def _records_from_json(obj: Mapping[str, Any]) -> list[SpanRecord]:
+def _records_from_json(obj: Mapping[str, Any], errors: list[str] | None) -> list[SpanRecord]:
     out: list[SpanRecord] = []
-    for rs in _list(obj.get("resourceSpans"), "resourceSpans"):
+    for i, rs in enumerate(_list(obj.get("resourceSpans"), "resourceSpans")):
         if not isinstance(rs, Mapping):
             raise OTLPDecodeError("resourceSpans entries must be objects")
         res = _json_attrs(_obj(rs.get("resource"), "resource").get("attributes"))
         service = res.get("service.name")
+        service = service if isinstance(service, str) else None
         scope_spans = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans")
-        for ss in _list(scope_spans, "scopeSpans"):
+        for j, ss in enumerate(_list(scope_spans, "scopeSpans")):
             if not isinstance(ss, Mapping):
                 raise OTLPDecodeError("scopeSpans entries must be objects")
             scope = _obj(ss.get("scope") or ss.get("instrumentationLibrary"), "scope").get("name")
-            for sp in _list(ss.get("spans"), "spans"):
-                if not isinstance(sp, Mapping):
-                    raise OTLPDecodeError("spans entries must be objects")
-                trace_id = _json_id(sp.get("traceId"), 16, "traceId")
-                span_id = _json_id(sp.get("spanId"), 8, "spanId")
-                if not trace_id or not span_id or set(trace_id) == {"0"} or set(span_id) == {"0"}:
-                    raise OTLPDecodeError("every span needs a non-zero traceId and spanId")
-                kind = sp.get("kind", 0)
-                kind = _KINDS.get(kind) if isinstance(kind, int) else _KIND_NAMES.get(str(kind))
-                status = _obj(sp.get("status"), "status").get("code", 0)
-                status = _STATUS.get(status) if isinstance(status, int) else _STATUS_NAMES.get(str(status))
-                out.append(SpanRecord(
-                    trace_id=trace_id, span_id=span_id,
-                    parent_span_id=_json_id(sp.get("parentSpanId"), 8, "parentSpanId") or None,
-                    name=str(sp.get("name", "")), kind=kind or "UNSPECIFIED",
-                    start_ns=_nanos(sp.get("startTimeUnixNano"), "startTimeUnixNano"),
-                    end_ns=_nanos(sp.get("endTimeUnixNano"), "endTimeUnixNano"),
-                    status_code=status or "UNSET", attributes=_json_attrs(sp.get("attributes")),
-                    service_name=service if isinstance(service, str) else None,
-                    scope_name=scope if isinstance(scope, str) else None))
+            scope = scope if isinstance(scope, str) else None
+            for k, sp in enumerate(_list(ss.get("spans"), "spans")):
+                if errors is None:
+                    out.append(_json_span(sp, service, scope))
+                    continue
+                try:
+                    out.append(_json_span(sp, service, scope))
+                except (OTLPDecodeError, AttributeError, TypeError, ValueError, RecursionError) as exc:
+                    sid = sp.get("spanId") if isinstance(sp, Mapping) else None
+                    errors.append(f"resourceSpans[{i}].scopeSpans[{j}].spans[{k}]"
+                                  + (f" (spanId {str(sid)[:40]})" if sid else "") + f": {exc}")
     return out
+
+
+def _json_span(sp: Any, service: str | None, scope: str | None) -> SpanRecord:
+    if not isinstance(sp, Mapping):
+        raise OTLPDecodeError("spans entries must be objects")
+    trace_id = _json_id(sp.get("traceId"), 16, "traceId")
+    span_id = _json_id(sp.get("spanId"), 8, "spanId")
+    if not trace_id or not span_id or set(trace_id) == {"0"} or set(span_id) == {"0"}:
+        raise OTLPDecodeError("every span needs a non-zero traceId and spanId")
+    kind = sp.get("kind", 0)
+    kind = _KINDS.get(kind) if isinstance(kind, int) else _KIND_NAMES.get(str(kind))
+    status = _obj(sp.get("status"), "status").get("code", 0)
+    status = _STATUS.get(status) if isinstance(status, int) else _STATUS_NAMES.get(str(status))
+    return SpanRecord(
+        trace_id=trace_id, span_id=span_id,
+        parent_span_id=_json_id(sp.get("parentSpanId"), 8, "parentSpanId") or None,
+        name=str(sp.get("name", "")), kind=kind or "UNSPECIFIED",
+        start_ns=_nanos(sp.get("startTimeUnixNano"), "startTimeUnixNano"),
+        end_ns=_nanos(sp.get("endTimeUnixNano"), "endTimeUnixNano"),
+        status_code=status or "UNSET", attributes=_json_attrs(sp.get("attributes")),
+        service_name=service, scope_name=scope)
 
 
 # ----------------------------------------------------------------------------------------- protobuf
@@ -202,29 +227,48 @@ def _pb_attrs(items: Any) -> dict[str, Any]:
     return out
 
 
-def records_from_request(req: Any) -> list[SpanRecord]:
-    """Spans of a decoded ``ExportTraceServiceRequest`` protobuf message."""
+def _pb_span(sp: Any, service: str | None, scope: str | None) -> SpanRecord:
+    if len(sp.trace_id) != 16 or len(sp.span_id) != 8 or not any(sp.trace_id) or not any(sp.span_id):
+        raise OTLPDecodeError("every span needs a 16-byte trace_id and an 8-byte span_id, non-zero")
+    for what, n in (("start_time_unix_nano", sp.start_time_unix_nano), ("end_time_unix_nano", sp.end_time_unix_nano)):
+        if n > MAX_UNIX_NANOS:
+            raise OTLPDecodeError(f"{what} {n} is out of range (after 2262-04-11, the last time a signed 64-bit "
+                                  "count of nanoseconds can hold)")
+    return SpanRecord(
+        trace_id=sp.trace_id.hex(), span_id=sp.span_id.hex(),
+        parent_span_id=sp.parent_span_id.hex() if len(sp.parent_span_id) == 8 else None,
+        name=sp.name, kind=_KINDS.get(sp.kind, "UNSPECIFIED"), start_ns=sp.start_time_unix_nano,
+        end_ns=sp.end_time_unix_nano, status_code=_STATUS.get(sp.status.code, "UNSET"),
+        attributes=_pb_attrs(sp.attributes), service_name=service, scope_name=scope)
+
+
+def records_from_request(req: Any, errors: list[str] | None = None) -> list[SpanRecord]:
+    """Spans of a decoded ``ExportTraceServiceRequest`` protobuf message.
+
+    A bad span (ids of the wrong size or zero, a time beyond :data:`MAX_UNIX_NANOS`) raises
+    :class:`OTLPDecodeError` for the message; with an ``errors`` list it is skipped and described there.
+    """
     out: list[SpanRecord] = []
-    for rs in req.resource_spans:
+    for i, rs in enumerate(req.resource_spans):
         res = _pb_attrs(rs.resource.attributes)
         service = res.get("service.name")
-        for ss in rs.scope_spans:
+        service = service if isinstance(service, str) else None
+        for j, ss in enumerate(rs.scope_spans):
             scope = ss.scope.name or None
-            for sp in ss.spans:
-                if len(sp.trace_id) != 16 or len(sp.span_id) != 8 or not any(sp.trace_id) or not any(sp.span_id):
-                    raise OTLPDecodeError("every span needs a 16-byte trace_id and an 8-byte span_id, non-zero")
-                out.append(SpanRecord(
-                    trace_id=sp.trace_id.hex(), span_id=sp.span_id.hex(),
-                    parent_span_id=sp.parent_span_id.hex() if len(sp.parent_span_id) == 8 else None,
-                    name=sp.name, kind=_KINDS.get(sp.kind, "UNSPECIFIED"), start_ns=sp.start_time_unix_nano,
-                    end_ns=sp.end_time_unix_nano, status_code=_STATUS.get(sp.status.code, "UNSET"),
-                    attributes=_pb_attrs(sp.attributes), service_name=service if isinstance(service, str) else None,
-                    scope_name=scope))
+            for k, sp in enumerate(ss.spans):
+                if errors is None:
+                    out.append(_pb_span(sp, service, scope))
+                    continue
+                try:
+                    out.append(_pb_span(sp, service, scope))
+                except OTLPDecodeError as exc:
+                    errors.append(f"resource_spans[{i}].scope_spans[{j}].spans[{k}]"
+                                  + (f" (span_id {sp.span_id.hex()[:16]})" if sp.span_id else "") + f": {exc}")
     return out
 
 
-def records_from_proto(data: bytes) -> list[SpanRecord]:
-    """Spans of one serialized ``ExportTraceServiceRequest``."""
+def records_from_proto(data: bytes, errors: list[str] | None = None) -> list[SpanRecord]:
+    """Spans of one serialized ``ExportTraceServiceRequest`` (``errors``: see :func:`records_from_request`)."""
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -233,7 +277,7 @@ def records_from_proto(data: bytes) -> list[SpanRecord]:
         req.ParseFromString(data)
     except DecodeError as exc:
         raise OTLPDecodeError(f"not a valid OTLP protobuf message: {exc}") from None
-    return records_from_request(req)
+    return records_from_request(req, errors)
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -301,8 +345,25 @@ def _length_prefixed(data: bytes, *, partial_tail: bool = False) -> list[tuple[i
     return out or None
 
 
+def _decoded(where: str, decode: Any, message: Any) -> Iterator[tuple[str, list[SpanRecord] | OTLPDecodeError]]:
+    """One message's good spans, then one error per bad span, all at the message's location."""
+    errors: list[str] = []
+    try:
+        records = decode(message, errors)
+    except OTLPDecodeError as exc:
+        yield where, exc
+        return
+    if records or not errors:
+        yield where, records
+    for e in errors:
+        yield where, OTLPDecodeError(e)
+
+
 def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDecodeError]]:
     """Yield ``(location, records or error)`` for each line (JSON) or message (protobuf) of ``path``.
+
+    A message with bad spans (e.g. a time out of range) yields its good spans, then one error per bad span,
+    at the message's location (``file:line`` or ``file@offset``).
 
     The format is detected from the content: JSON lines start with ``{``; anything else is protobuf.
     Gzip-compressed files are accepted. A truncated gzip file yields the complete lines or messages before the
@@ -330,21 +391,14 @@ def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDe
             except RecursionError:  # json's C decoder recurses per nesting level; one hostile line, not the run
                 yield where, OTLPDecodeError("JSON nested too deeply to decode; OTLP/JSON needs a few levels only")
                 continue
-            try:
-                yield where, records_from_json(obj)
-            except OTLPDecodeError as exc:
-                yield where, exc
+            yield from _decoded(where, records_from_json, obj)
         if damage is not None:
             yield f"{p}:{len(lines) + 1}", OTLPDecodeError(
                 f"{damage}; the {len(lines)} complete line(s) before it were read")
         return
     stream = _length_prefixed(data, partial_tail=damage is not None)
     for offset, msg in stream if stream is not None else [(0, data)]:
-        where = f"{p}@{offset}"
-        try:
-            yield where, records_from_proto(msg)
-        except OTLPDecodeError as exc:
-            yield where, exc
+        yield from _decoded(f"{p}@{offset}", records_from_proto, msg)
     if damage is not None:
         if stream is not None:
             cut = stream[-1][0] + 4 + len(stream[-1][1])

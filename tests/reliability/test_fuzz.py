@@ -662,27 +662,43 @@ def test_one_out_of_range_attribute_does_not_lose_its_batch(tmp_path: Path, attr
         assert status == "unpriced"  # an unknown cost is never summed as $0
 
 
-@pytest.mark.xfail(strict=False, reason="BUG _otlp.py _nanos + _ledger.py write_rows: a start/end time beyond int64 "
-                   "is accepted by the decoder, then fails the Arrow conversion of the whole ingest batch; "
-                   "ingest_files raises OverflowError (`otel-costattr ingest` dies with a traceback) and the good "
-                   "spans of the file are not loaded")
 def test_ingest_reports_an_out_of_range_timestamp_and_loads_the_rest(tmp_path: Path) -> None:
-    """Proves (once fixed): a span with an impossible timestamp is reported (or stored without it), and the
-    other spans of the same file still load."""
+    """Proves: a span with an impossible timestamp (beyond what a signed 64-bit count of nanoseconds holds) is
+    reported with its file, line and place in the message, and the other spans of the same line load.
+    (Before: the decoder accepted it, the Arrow conversion of the whole batch raised OverflowError and
+    `otel-costattr ingest` died with a traceback, loading nothing of the file.)"""
     from otel_costattr._ingest import ingest_files
 
     req = json.loads(encode_otlp_json(_valid_request()))
-    req["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"] = str(10**20)
+    spans = req["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[3]["startTimeUnixNano"] = str(10**20)
     p = tmp_path / "in.jsonl"
     p.write_text(json.dumps(req) + "\n")
     ledger = Ledger(tmp_path / "l.duckdb", book=oc.PriceBook.load(env=False))
     try:
         result = ingest_files([p], ledger, ledger.book)
         stored = ledger.count()
+        (missing,), = ledger.query("SELECT count(*) FROM spans WHERE span_id = ?", [spans[3]["spanId"]])
     finally:
         ledger.close()
-    total = len(req["resourceSpans"][0]["scopeSpans"][0]["spans"])
-    assert stored >= total - 1 and (stored == total or result.errors)
+    assert stored == len(spans) - 1 and missing == 0
+    ((where, why),) = result.errors
+    assert where == f"{p}:1"
+    assert f"spans[3] (spanId {spans[3]['spanId']})" in why and "startTimeUnixNano" in why and "out of range" in why
+
+
+def test_protobuf_span_time_beyond_int64_is_reported_per_span() -> None:
+    """Proves: the same holds for protobuf (fixed64 times can reach 2^64 - 1): the bad span is described in
+    ``errors`` and skipped, or, without ``errors``, the message raises ``OTLPDecodeError`` (never an
+    OverflowError later in the ledger)."""
+    req = _valid_request()
+    req.resource_spans[0].scope_spans[0].spans[5].end_time_unix_nano = 2**64 - 1
+    errors: list[str] = []
+    records = records_from_proto(req.SerializeToString(), errors)
+    assert len(records) == len(req.resource_spans[0].scope_spans[0].spans) - 1
+    assert len(errors) == 1 and "spans[5]" in errors[0] and "end_time_unix_nano" in errors[0]
+    with pytest.raises(OTLPDecodeError, match="out of range"):
+        records_from_proto(req.SerializeToString())
 
 
 @pytest.mark.xfail(strict=False, reason="BUG _pricebook.py read_file: catches TOMLDecodeError/JSONDecodeError/"
