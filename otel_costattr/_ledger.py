@@ -447,7 +447,12 @@ class Ledger:
                                         "(SELECT unnest($1))", [shadowed])
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    try:
+                        con.execute("ROLLBACK")
+                    except Exception:  # noqa: BLE001 - a failed COMMIT has already ended the transaction
+                        # DuckDB answers "no transaction is active"; raising that would hide the real cause
+                        # (disk full, read-only file) from the caller and the exporter's one warning.
+                        logger.debug("ROLLBACK after a failed ledger write also failed", exc_info=True)
                     raise
             finally:
                 con.unregister("_batch")

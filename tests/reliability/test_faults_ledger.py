@@ -209,13 +209,10 @@ def test_disk_full_fails_counted_keeps_committed_and_recovers(tmp_path: Path, fi
     assert failed_batches >= 3
 
 
-@pytest.mark.xfail(strict=False, reason="BUG _ledger.py Ledger.write_rows: when COMMIT fails, DuckDB has already "
-                   "aborted the transaction, the `except BaseException: con.execute('ROLLBACK')` then raises "
-                   "'cannot rollback - no transaction is active', and that replaces the real error (disk full, "
-                   "read-only) in the exception and in the one warning the exporter logs")
 def test_failed_ledger_write_names_the_real_cause(tmp_path: Path) -> None:
-    """Proves (once fixed): the warning logged for a failed ledger write names the storage error that caused
-    it, not a follow-on error of the rollback, so an operator can tell a full disk from a bug."""
+    """Proves: the warning logged for a failed ledger write names the storage error that caused it, not a
+    follow-on error of the rollback, so an operator can tell a full disk from a bug. (Before: after a failed
+    COMMIT the ROLLBACK raised 'cannot rollback - no transaction is active', which replaced the real error.)"""
     book = oc.PriceBook.load(env=False)
     d = tmp_path / "ledger-dir"
     d.mkdir()
@@ -233,6 +230,7 @@ def test_failed_ledger_write_names_the_real_cause(tmp_path: Path) -> None:
     (warning,) = [r.getMessage() for r in logs.records if r.name == "otel_costattr._ledger"
                   and r.levelname == "WARNING"]
     assert "Is a directory" in warning or "costs.duckdb.wal" in warning, warning
+    assert "rollback" not in warning.lower(), warning
 
 
 # ------------------------------------------------------------------------------------------------- SIGKILL
