@@ -677,15 +677,24 @@ def read_file(path: str | Path) -> dict[str, Any]:
                            file=str(path)) from None
     except OSError as exc:
         raise PricingError(f"cannot read file: {exc.strerror}", file=str(path)) from None
+    return decode_document(raw, file=str(path), json_format=p.suffix.lower() == ".json")
+
+
+def decode_document(raw: bytes, *, file: str, json_format: bool) -> Any:
+    """Parse the bytes of a pricing file (JSON or TOML) without validating it.
+
+    Raises:
+        PricingError: the bytes are not valid UTF-8 TOML / JSON, or nest too deeply to parse (both parsers
+            recurse per level, so a hostile file would otherwise raise RecursionError); names ``file``.
+    """
+    kind = "JSON" if json_format else "TOML"
     try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(raw)
-        else:
-            data = tomllib.loads(raw.decode("utf-8"))
+        return json.loads(raw) if json_format else tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PricingError(f"not valid {'JSON' if p.suffix.lower() == '.json' else 'TOML'}: {exc}",
-                           file=str(path)) from None
-    return data
+        raise PricingError(f"not valid {kind}: {exc}", file=file) from None
+    except RecursionError:
+        raise PricingError(f"not a usable {kind} pricing file: tables or arrays nested too deeply to parse",
+                           file=file) from None
 
 
 def load_file(path: str | Path, *, origin: str | None = None) -> Document:

@@ -5,8 +5,8 @@
 Targets and what each accepts as a non-crash (anything else propagates and atheris reports a crash):
 
 * ``read_call``: an attribute map decoded from the input; ``read_call`` must not raise at all.
-* ``pricing``: the input as a TOML or JSON pricing document; ``parse_document`` may raise only
-  ``PricingError`` (undecodable text is skipped: that is the parser's business, not ours).
+* ``pricing``: the input as the bytes of a TOML or JSON pricing file (``decode_document`` then
+  ``parse_document``, as ``load_file`` does); only ``PricingError`` may be raised.
 * ``otlp_proto``: the input as a protobuf export request; only ``OTLPDecodeError`` may be raised.
 * ``otlp_json``: the input as one OTLP/JSON line; ``records_from_json`` may raise only ``OTLPDecodeError``.
 """
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 
 import atheris
 
 with atheris.instrument_imports(include=["otel_costattr"]):
     from otel_costattr._errors import PricingError
     from otel_costattr._otlp import OTLPDecodeError, records_from_json, records_from_proto
-    from otel_costattr._pricebook import parse_document
+    from otel_costattr._pricebook import decode_document, parse_document
     from otel_costattr._usage import read_call
     from otel_costattr.attributes import READ
 
@@ -56,12 +55,9 @@ def t_read_call(data: bytes) -> None:
 def t_pricing(data: bytes) -> None:
     if not data:
         return
+    # The first byte picks the format; the rest is the file's bytes, decoded as read_file does.
     try:
-        text = data[1:].decode("utf-8")
-        doc = json.loads(text) if data[0] & 1 else tomllib.loads(text)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return  # not a document at all (deep nesting is pinned separately as a read_file bug)
-    try:
+        doc = decode_document(data[1:], file="fuzz", json_format=bool(data[0] & 1))
         parse_document(doc, file="fuzz", origin="user:fuzz")
     except PricingError:
         pass

@@ -363,8 +363,6 @@ def test_fuzz_pricing_loader_mutated_real_files(tmp_path: Path, figure) -> None:
             load_file(target)
         except PricingError as exc:
             assert str(exc).startswith(str(target)), str(exc)
-        except RecursionError:
-            byte_camp.known_bug_hits += 1  # pinned by test_deeply_nested_pricing_file_raises_pricing_error
 
     byte_camp.run(byte_level)
     camp.executions += byte_camp.executions
@@ -701,14 +699,23 @@ def test_protobuf_span_time_beyond_int64_is_reported_per_span() -> None:
         records_from_proto(req.SerializeToString())
 
 
-@pytest.mark.xfail(strict=False, reason="BUG _pricebook.py read_file: catches TOMLDecodeError/JSONDecodeError/"
-                   "UnicodeDecodeError but not RecursionError, which tomllib and json raise for deeply nested input; "
-                   "`otel-costattr pricing validate` then dies with a traceback and configure() raises RecursionError "
-                   "instead of ConfigurationError")
 @pytest.mark.parametrize("suffix,text", [(".toml", "a = " + "[" * 50_000), (".json", "[" * 50_000)])
 def test_deeply_nested_pricing_file_raises_pricing_error(tmp_path: Path, suffix: str, text: str) -> None:
-    """Proves (once fixed): a pathologically nested pricing file is refused with ``PricingError`` naming it."""
+    """Proves: a pathologically nested pricing file is refused with ``PricingError`` naming it, by the loader,
+    by ``PriceBook.load`` and by ``pricing validate`` (exit 1, no traceback). (Before: RecursionError from
+    tomllib/json escaped read_file, so the CLI died with a traceback and configure() raised RecursionError.)"""
+    import subprocess
+    import sys
+
     path = tmp_path / f"deep{suffix}"
     path.write_text(text)
-    with pytest.raises(PricingError, match="deep"):
+    with pytest.raises(PricingError, match=f"^{path}: .*nested too deeply"):
         load_file(path)
+    with pytest.raises(PricingError, match="nested too deeply"):
+        oc.PriceBook.load([path], env=False)
+    with pytest.raises(oc.ConfigurationError, match="nested too deeply"):
+        oc.configure(env={}, pricing=[str(path)], tracer_provider=TracerProvider(), set_global=False,
+                     instrument_threading=False)
+    cli = subprocess.run([sys.executable, "-m", "otel_costattr", "pricing", "validate", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr and str(path) in cli.stdout + cli.stderr, cli
