@@ -650,6 +650,8 @@ def parse_document(data: Mapping[str, Any], *, file: str, origin: str, lazy: boo
         provs = data["providers"]
         if not isinstance(provs, Mapping):
             raise ctx.error("must be a table keyed by provider id", "providers")
+        if not provs:  # as for the vendor format: a pricing file that prices nothing is a mistake, not a no-op
+            raise ctx.error("the file defines nothing: `providers` has no provider table", "providers")
         for key in sorted(provs):
             block = provs[key]
             if not isinstance(block, Mapping):
