@@ -19,19 +19,25 @@ import logging
 import math
 import os
 import threading
+import time
+import weakref
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry import metrics
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import attributes as A
 from ._errors import ConfigurationError
 from ._enrich import plain_attributes
 from ._usage import read_call
+from ._version import __version__
 
 __all__ = ["CONTENT_KEYS", "Ledger", "LedgerExporter", "LedgerSpanProcessor", "SpanRecord", "open_ledger"]
 
@@ -124,20 +130,46 @@ class SpanRecord:
                    scope_name=scope.name if scope is not None else None)
 
 
-def _dec(value: Any) -> float | None:
-    """A cost attribute as a float, or None if unusable.
+# What the columns can hold. DECIMAL(38,18) keeps 20 integer digits; one value beyond its column's range
+# used to fail the Arrow conversion or DuckDB's CAST for the whole batch (up to 2,048 spans).
+_MONEY_LIMIT = 1e20
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+_NONE3 = (None, None, None)
+
+
+class _OutOfRange(dict):
+    """Column -> original value, for the values of one row that did not fit their column."""
+
+
+def _dec(value: Any, column: str | None = None, bad: _OutOfRange | None = None) -> float | None:
+    """A cost attribute as a float, or None if unusable (negative, NaN, not a number) or out of range.
 
     Cost crosses the span boundary as a float. The writer turns it into DECIMAL(38,18) in SQL through its
     shortest round-trip text form (``CAST(CAST(x AS VARCHAR) AS DECIMAL)``, the same digits as Python's
     ``repr``), which is the exact cost whenever it has <= 15 significant digits: always, for token counts
-    times published rates.
+    times published rates. A value of 1e20 or more does not fit the column: it becomes None and, when ``bad``
+    is given, is recorded there under ``column``.
     """
     t = type(value)
     if t is float:
-        return value if value >= 0 and value != math.inf and value == value else None
-    if t is int:
-        return float(value) if value >= 0 else None
-    return None
+        if not (value >= 0 and value != math.inf):  # also NaN
+            return None
+    elif t is int:
+        if value < 0:
+            return None
+        if value >= _MONEY_LIMIT:  # compared as int: float() of a huge int would raise
+            if bad is not None:
+                bad[column or "?"] = value
+            return None
+        value = float(value)
+    else:
+        return None
+    if value >= _MONEY_LIMIT:
+        if bad is not None:
+            bad[column or "?"] = value
+        return None
+    return value
 
 
 def _json_safe(v: Any) -> Any:
@@ -164,8 +196,22 @@ _MAPPED = frozenset({n for names in A.READ.values() for n in names} | {
 _PRICED = frozenset({"priced", "partial", "provided"})
 
 
-def _int_or_none(v: Any) -> int | None:
-    return v if type(v) is int and v >= 0 else None
+def _int_or_none(v: Any, column: str | None = None, bad: _OutOfRange | None = None) -> int | None:
+    """A non-negative int that fits BIGINT, else None (recorded in ``bad`` when too big)."""
+    if type(v) is not int or v < 0:
+        return None
+    if v > _INT64[1]:
+        if bad is not None:
+            bad[column or "?"] = v
+        return None
+    return v
+
+
+def _in_range(v: Any, bounds: tuple[int, int], column: str, bad: _OutOfRange) -> int | None:
+    if v is None or bounds[0] <= v <= bounds[1]:
+        return v
+    bad[column] = v
+    return None
 
 
 def _str_or_none(v: Any, limit: int = 256) -> str | None:
@@ -174,22 +220,34 @@ def _str_or_none(v: Any, limit: int = 256) -> str | None:
     return v[:limit] if type(v) is str else str(v)[:limit]
 
 
-def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = None) -> tuple[Any, ...]:
-    """One ledger row (in ``COLUMNS`` order). Never raises on odd attribute values."""
+def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = None,
+                  out_of_range: list[str] | None = None) -> tuple[Any, ...]:
+    """One ledger row (in ``COLUMNS`` order). Never raises on odd attribute values.
+
+    Every value fits its column, so one span can never fail the write of its batch. A value that does not fit
+    (a cost of 1e20 or more for ``DECIMAL(38,18)``, ``http.request.resend_count`` outside INTEGER, a token
+    count or time outside BIGINT) is stored as NULL instead; the row says so in ``cost_flags``
+    (``out_of_range:<column>``) and keeps the original value in ``attributes`` (key
+    ``otel_costattr.out_of_range.<column>``). When the call's total cost is the value that did not fit, its
+    ``cost_status`` becomes ``unpriced``: an unknown cost is counted as unknown, never summed as zero. The
+    names of the affected columns are appended to ``out_of_range`` when given (the ledger counts them).
+    """
     a = rec.attributes
     call = read_call(a)
     is_llm = call.is_llm_call
     status = a.get(A.COST_STATUS)
     if type(status) is not str:
         status = None
-    cost_total = _dec(a.get(A.COST_TOTAL)) if status in _PRICED else None
-    if cost_total is None and status == "provided":
+    bad = _OutOfRange()
+    cost_total = _dec(a.get(A.COST_TOTAL), "cost_total", bad) if status in _PRICED else None
+    if cost_total is None and status == "provided" and "cost_total" not in bad:
         # an upstream cost may arrive as a numeric string (OTLP from other languages); the usage reader took it
-        cost_total = call.provided_cost
-    c_in, c_out = _dec(a.get(A.COST_INPUT)), _dec(a.get(A.COST_OUTPUT))
-    c_cr, c_rs = _dec(a.get(A.COST_CACHE_READ)), _dec(a.get(A.COST_REASONING))
-    c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H)) if A.COST_CACHE_WRITE in a else None
-    c_tool = _dec(a.get(A.COST_TOOL_USAGE)) if A.COST_TOOL_USAGE in a else None
+        cost_total = _dec(call.provided_cost, "cost_total", bad)
+    c_in, c_out = _dec(a.get(A.COST_INPUT), "cost_input", bad), _dec(a.get(A.COST_OUTPUT), "cost_output", bad)
+    c_cr = _dec(a.get(A.COST_CACHE_READ), "cost_cache_read", bad)
+    c_rs = _dec(a.get(A.COST_REASONING), "cost_reasoning", bad)
+    c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H), bad) if A.COST_CACHE_WRITE in a else None
+    c_tool = _dec(a.get(A.COST_TOOL_USAGE), "cost_tool", bad) if A.COST_TOOL_USAGE in a else None
     repriced_provider = None
     if status == "duplicate" and book is not None and call.has_usage and call.model:
         # Re-price the second span of a call so that the more detailed of the pair can be the one counted.
@@ -202,10 +260,12 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
             if cost.priced:
                 repriced_provider = cost.provider
                 w = ("cache_write", "cache_write_1h")
-                cost_total = cost.total_float()
-                c_in = cost.sum_float(("input", "cache_read") + w)
-                c_out = cost.sum_float(("output", "reasoning"))
-                c_cr, c_cw, c_rs = cost.sum_float(("cache_read",)), cost.sum_float(w), cost.sum_float(("reasoning",))
+                cost_total = _dec(cost.total_float(), "cost_total", bad)
+                c_in = _dec(cost.sum_float(("input", "cache_read") + w), "cost_input", bad)
+                c_out = _dec(cost.sum_float(("output", "reasoning")), "cost_output", bad)
+                c_cr = _dec(cost.sum_float(("cache_read",)), "cost_cache_read", bad)
+                c_cw = _dec(cost.sum_float(w), "cost_cache_write", bad)
+                c_rs = _dec(cost.sum_float(("reasoning",)), "cost_reasoning", bad)
         except Exception:  # noqa: BLE001 - a row is still written, without the re-priced figure
             logger.debug("could not re-price duplicate span", exc_info=True)
     flags = a.get(A.COST_FLAGS)
@@ -214,13 +274,34 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     elif type(flags) is not str:
         flags = None
     resend = a.get("http.request.resend_count")
-    if type(resend) is not int:
-        resend = None
-    keep = {k: _json_safe(v) for k, v in a.items() if k not in _MAPPED and (store_content or not _is_content(k))}
+    resend = _in_range(resend, _INT32, "resend_count", bad) if type(resend) is int else None
+    start_ns, end_ns = rec.start_ns, rec.end_ns
+    if not (type(start_ns) is int and 0 <= start_ns <= _INT64[1]):  # the common case costs one test
+        start_ns = _in_range(start_ns, _INT64, "start_ns", bad) if type(start_ns) is int else None
+    if not (type(end_ns) is int and 0 <= end_ns <= _INT64[1]):
+        end_ns = _in_range(end_ns, _INT64, "end_ns", bad) if type(end_ns) is int else None
     get = a.get
+    lp, lt, lm = get(A.COST_LAYER_PROMPT_TOKENS), get(A.COST_LAYER_TOOL_TOKENS), get(A.COST_LAYER_MEMORY_TOKENS)
+    layer_tokens = _NONE3 if lp is None and lt is None and lm is None else (  # most spans carry no layers
+        _int_or_none(lp, "layer_prompt_tokens", bad), _int_or_none(lt, "layer_tool_tokens", bad),
+        _int_or_none(lm, "layer_memory_tokens", bad))
+    lp, lt, lm = get(A.COST_LAYER_PROMPT), get(A.COST_LAYER_TOOL), get(A.COST_LAYER_MEMORY)
+    layer_costs = _NONE3 if lp is None and lt is None and lm is None else (
+        _dec(lp, "cost_layer_prompt", bad), _dec(lt, "cost_layer_tool", bad), _dec(lm, "cost_layer_memory", bad))
+    keep = {k: _json_safe(v) for k, v in a.items() if k not in _MAPPED and (store_content or not _is_content(k))}
+    if bad:
+        marks = ",".join(f"out_of_range:{c}" for c in bad)
+        flags = f"{flags},{marks}" if flags else marks
+        for c, v in bad.items():
+            keep[f"otel_costattr.out_of_range.{c}"] = repr(v)[:64]
+        if "cost_total" in bad and status in _PRICED:
+            status = "unpriced"
+            c_in = c_out = c_cr = c_cw = c_rs = c_tool = None  # parts of a total that is not known
+        if out_of_range is not None:
+            out_of_range.extend(bad)
     return (
         rec.trace_id, rec.span_id, rec.parent_span_id or None, rec.name, rec.kind, rec.service_name, rec.scope_name,
-        rec.start_ns, rec.end_ns, rec.status_code, _str_or_none(get("error.type")),
+        start_ns, end_ns, rec.status_code, _str_or_none(get("error.type")),
         is_llm, call.operation, call.provider, call.request_model,
         get("gen_ai.response.model") if type(get("gen_ai.response.model")) is str else None, call.response_id,
         call.input_tokens, call.output_tokens, call.cache_read_tokens, call.cache_write_tokens,
@@ -233,20 +314,18 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
         is_llm and (status != "duplicate" or (flags is not None and "more_detailed" in flags
                                                and cost_total is not None)),
         repriced_provider or _str_or_none(get(A.COST_PROVIDER)),
-        _int_or_none(get(A.COST_LAYER_PROMPT_TOKENS)), _int_or_none(get(A.COST_LAYER_TOOL_TOKENS)),
-        _int_or_none(get(A.COST_LAYER_MEMORY_TOKENS)), _str_or_none(get(A.COST_LAYER_SOURCE)),
-        _dec(get(A.COST_LAYER_PROMPT)), _dec(get(A.COST_LAYER_TOOL)), _dec(get(A.COST_LAYER_MEMORY)),
+        *layer_tokens, _str_or_none(get(A.COST_LAYER_SOURCE)), *layer_costs,
         *[_str_or_none(get(k)) for k in ATTRIBUTION_COLUMNS],
         json.dumps(keep, default=str) if keep else "{}",
     )
 
 
-def _sum_dec(a: Any, b: Any) -> float | None:
-    da, db = _dec(a), _dec(b)
+def _sum_dec(a: Any, b: Any, bad: _OutOfRange | None = None) -> float | None:
+    da, db = _dec(a, "cost_cache_write", bad), _dec(b, "cost_cache_write", bad)
     if da is None or db is None:
         return da if db is None else db
     # Exact decimal sum, then the nearest float: both halves are short decimals.
-    return float(Decimal(repr(da)) + Decimal(repr(db)))
+    return _dec(float(Decimal(repr(da)) + Decimal(repr(db))), "cost_cache_write", bad)
 
 
 class Ledger:
@@ -266,6 +345,8 @@ class Ledger:
         self.store_content = store_content
         self.book = book
         self._lock = threading.Lock()
+        self.out_of_range_values = 0  # values stored as NULL because they did not fit their column
+        self._warned_range = False
         if not read_only and not self.path.parent.exists():
             raise ConfigurationError(f"ledger folder {self.path.parent} does not exist; create it or choose another "
                                      "path")
@@ -302,9 +383,23 @@ class Ledger:
     # ------------------------------------------------------------------------------------------- writing
 
     def write_records(self, records: Iterable[SpanRecord], *, replace: bool = False) -> int:
-        """Insert records in one transaction (``replace=True``: replacing earlier copies). Returns the count."""
-        rows = [record_to_row(r, store_content=self.store_content, book=self.book) for r in records]
-        return self.write_rows(rows, replace=replace)
+        """Insert records in one transaction (``replace=True``: replacing earlier copies). Returns the count.
+
+        Values that do not fit their column are stored as NULL and marked (see :func:`record_to_row`);
+        they are counted in ``out_of_range_values`` and the first one is logged.
+        """
+        bad: list[str] = []
+        rows = [record_to_row(r, store_content=self.store_content, book=self.book, out_of_range=bad)
+                for r in records]
+        n = self.write_rows(rows, replace=replace)
+        if bad:
+            self.out_of_range_values += len(bad)
+            if not self._warned_range:
+                self._warned_range = True
+                logger.warning("ledger: %d value(s) did not fit their column (first: %s) and were stored as NULL, "
+                               "marked out_of_range:<column> in cost_flags; further ones are only counted "
+                               "(Ledger.out_of_range_values)", len(bad), bad[0])
+        return n
 
     def write_spans(self, spans: Iterable[ReadableSpan]) -> int:
         return self.write_records(SpanRecord.from_readable(s) for s in spans)
@@ -352,7 +447,12 @@ class Ledger:
                                         "(SELECT unnest($1))", [shadowed])
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    try:
+                        con.execute("ROLLBACK")
+                    except Exception:  # noqa: BLE001 - a failed COMMIT has already ended the transaction
+                        # DuckDB answers "no transaction is active"; raising that would hide the real cause
+                        # (disk full, read-only file) from the caller and the exporter's one warning.
+                        logger.debug("ROLLBACK after a failed ledger write also failed", exc_info=True)
                     raise
             finally:
                 con.unregister("_batch")
@@ -435,26 +535,261 @@ class LedgerExporter(SpanExporter):
         return True
 
 
-class LedgerSpanProcessor(BatchSpanProcessor):
-    """A ``BatchSpanProcessor`` into the ledger that also stores *unsampled* spans.
+class LedgerSpanProcessor(SpanProcessor):
+    """Writes every ended span to the ledger in batches, on its own thread, without losing spans to a full queue.
 
-    Spans recorded but not sampled (``CostAwareSampler`` keeps LLM calls that the head sampler dropped) are
-    not exported to backends, but the ledger must see every priced call to stay exact.
+    It stores *unsampled* spans too: spans recorded but not sampled (``CostAwareSampler`` keeps LLM calls that
+    the head sampler dropped) are not exported to backends, but the ledger must see every priced call to stay
+    exact.
+
+    Contract:
+
+    * ``on_end`` never raises. It appends the span to a bounded queue (``max_queue_size``) that a worker
+      thread writes in batches of up to ``max_export_batch_size`` (at once when a batch is full, else every
+      ``schedule_delay_millis``). A batch is acknowledged only after DuckDB committed it (see :class:`Ledger`).
+    * Backpressure instead of loss: when the queue is full (the writer is behind: slow disk, long checkpoint,
+      a burst bigger than the queue), the thread ending the span waits for space, at most
+      ``max_block_millis`` (default 5 s). So under sustained overload the application runs at the speed of
+      the ledger instead of losing spend. The wait blocks the calling thread, which in asyncio code is the
+      event loop; a wait ends as soon as the writer takes the next batch.
+    * Bounded wait, then counted loss: if no space frees up within ``max_block_millis`` the writer is taken to
+      be stalled, that span is dropped, and so is every span that finds the queue full until the writer takes
+      a batch again (so a stalled disk costs the application one bounded wait, not one per span). Spans ended
+      after :meth:`shutdown`, or in a forked child process (DuckDB allows one writing process), are dropped
+      too. Every drop is counted, by reason and by whether the span carried a cost, in :meth:`stats` and the
+      ``otel_costattr.ledger.spans.dropped`` counter (attributes ``reason``, ``gen_ai.cost.status``), and
+      logged once per reason. All spans are treated alike (no priority for priced ones): non-LLM spans are
+      the parents that retry chains and the call tree need.
+    * Memory is bounded: at most ``max_queue_size`` queued spans (plus one per producer thread racing past the
+      check) and one batch being written.
+    * A batch the ledger refuses (disk full, read-only file) is counted in ``exporter.failed_batches`` and
+      logged once; the spans of a failed batch are not retried.
+
+    ``force_flush`` writes everything queued before the call and waits for it (up to ``timeout_millis``).
+    ``shutdown`` stops accepting spans, writes what is queued (up to 30 s), then closes the ledger.
     """
 
     def __init__(self, ledger: Ledger | str | os.PathLike[str], *, max_queue_size: int = 8192,
-                 schedule_delay_millis: float = 1000, max_export_batch_size: int = 2048, **kwargs: Any) -> None:
+                 schedule_delay_millis: float = 1000, max_export_batch_size: int = 2048,
+                 max_block_millis: float = 5000, meter_provider: Any = None, **kwargs: Any) -> None:
+        if max_queue_size < 1 or max_export_batch_size < 1 or max_export_batch_size > max_queue_size:
+            raise ValueError("need 1 <= max_export_batch_size <= max_queue_size")
+        if schedule_delay_millis < 0 or max_block_millis < 0:
+            raise ValueError("schedule_delay_millis and max_block_millis must be >= 0")
         self.exporter = LedgerExporter(ledger, **kwargs)
-        super().__init__(self.exporter, max_queue_size=max_queue_size, schedule_delay_millis=schedule_delay_millis,
-                         max_export_batch_size=max_export_batch_size)
+        self._max_queue = max_queue_size
+        self._batch = max_export_batch_size
+        self._delay = schedule_delay_millis / 1000
+        self._max_block = max_block_millis / 1000
+        # Producers append on the right without a lock (deque appends are atomic); the worker takes from the
+        # left. The lock-free check lets a few racing producers pass the bound by one span each, no more.
+        self._queue: deque[ReadableSpan] = deque()
+        self._wake = threading.Event()  # set by producers when a batch is ready, by flush and shutdown
+        self._space = threading.Condition(threading.Lock())  # producers waiting for room; guards the fields below
+        self._stalled = False  # a producer gave up waiting: drop without waiting until the writer moves again
+        self._flush_requests: list[threading.Event] = []
+        self._closed = False
+        self._forked = False
+        self._counts: dict[str, int] = {}
+        self._logged: set[str] = set()
+        self._waits = 0
+        self._wait_s = 0.0
+        self._longest_wait_s = 0.0
+        meter = (meter_provider.get_meter("otel_costattr", __version__) if meter_provider is not None
+                 else metrics.get_meter("otel_costattr", __version__))
+        self._dropped_metric = meter.create_counter(
+            "otel_costattr.ledger.spans.dropped", unit="{span}",
+            description="Spans the ledger did not store because its writer stalled, it was shut down, or the "
+                        "process forked")
+        self._worker = threading.Thread(target=self._work, name="otel-costattr-ledger", daemon=True)
+        self._worker.start()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def _in_child() -> None:
+                me = ref()
+                if me is not None:  # the worker thread did not survive the fork; a lock it held would not either
+                    me._forked = True
+                    me._space = threading.Condition(threading.Lock())
+                    me._queue.clear()  # the parent's spans: the parent writes them
+
+            os.register_at_fork(after_in_child=_in_child)
 
     @property
     def ledger(self) -> Ledger:
         return self.exporter.ledger
 
+    # ------------------------------------------------------------------------------------ hot path
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
     def on_end(self, span: ReadableSpan) -> None:
-        inner = getattr(self, "_batch_processor", None)
-        if inner is not None and hasattr(inner, "emit"):
-            inner.emit(span)  # no sampled-flag check, unlike the parent class
-        else:  # pragma: no cover - older SDKs: sampled spans only
-            super().on_end(span)
+        """Queue ``span`` for the ledger; waits (bounded) when the queue is full. Never raises."""
+        q = self._queue
+        if len(q) < self._max_queue and not self._closed and not self._forked:
+            q.append(span)
+            if len(q) >= self._batch and not self._wake.is_set():
+                self._wake.set()
+            return
+        try:
+            self._on_end_slow(span)
+        except Exception:  # noqa: BLE001 - a processor never raises into the application
+            logger.debug("ledger on_end failed", exc_info=True)
+
+    def _on_end_slow(self, span: ReadableSpan) -> None:
+        if self._forked:
+            self._drop(span, "forked", "a span ended in a forked child process: the ledger is written only by "
+                       "the process that opened it (DuckDB allows one writer)")
+            return
+        if self._closed:
+            self._drop(span, "shutdown", "a span ended after the ledger processor was shut down")
+            return
+        if threading.current_thread() is self._worker:  # waiting for ourselves would only time out
+            self._drop(span, "queue_full", "the ledger queue is full")
+            return
+        q = self._queue
+        with self._space:
+            if len(q) >= self._max_queue and not self._stalled:
+                self._wake.set()
+                t0 = time.monotonic()
+                deadline = t0 + self._max_block
+                while len(q) >= self._max_queue and not self._closed and not self._stalled:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self._stalled = True
+                        break
+                    self._space.wait(left)
+                waited = time.monotonic() - t0
+                self._waits += 1
+                self._wait_s += waited
+                self._longest_wait_s = max(self._longest_wait_s, waited)
+            if len(q) < self._max_queue and not self._closed:
+                q.append(span)
+                if len(q) >= self._batch:
+                    self._wake.set()
+                return
+            reason = "shutdown" if self._closed else "queue_full"
+        self._drop(span, reason, "a span ended after the ledger processor was shut down" if self._closed else
+                   f"the ledger writer took no batch for {self._max_block:g} s (max_block_millis) while its "
+                   f"queue was full ({self._max_queue} spans)")
+
+    def _drop(self, span: ReadableSpan, reason: str, why: str) -> None:
+        status = None
+        try:
+            status = span.attributes.get(A.COST_STATUS) if span.attributes else None
+        except Exception:  # noqa: BLE001
+            pass
+        priced = status in _PRICED
+        with self._space:
+            self._counts[reason] = self._counts.get(reason, 0) + 1
+            if priced:
+                self._counts["priced"] = self._counts.get("priced", 0) + 1
+            first = reason not in self._logged
+            self._logged.add(reason)
+        try:
+            self._dropped_metric.add(1, {"reason": reason, A.COST_STATUS: status if type(status) is str else "none"})
+        except Exception:  # noqa: BLE001 - a broken meter must not break tracing
+            pass
+        if first:
+            logger.warning("otel-costattr ledger: dropping spans: %s. Spend in the ledger is incomplete; drops are "
+                           "counted in LedgerSpanProcessor.stats() and the otel_costattr.ledger.spans.dropped "
+                           "metric (logged once per reason).", why)
+
+    # ------------------------------------------------------------------------------------ worker
+
+    def _take(self, limit: int) -> list[ReadableSpan]:
+        q = self._queue
+        batch = []
+        try:
+            for _ in range(min(limit, len(q))):
+                batch.append(q.popleft())
+        except IndexError:  # pragma: no cover - only the worker takes
+            pass
+        if batch:
+            with self._space:  # room again: waiting producers go on, and a stall is over
+                self._stalled = False
+                self._space.notify_all()
+        return batch
+
+    def _export(self, batch: list[ReadableSpan]) -> None:
+        try:
+            self.exporter.export(batch)
+        except Exception as exc:  # noqa: BLE001 - LedgerExporter does not raise; a replaced exporter might
+            self.exporter.failed_batches += 1
+            logger.warning("ledger export raised %s: %s; the batch of %d span(s) was not stored",
+                           type(exc).__name__, exc, len(batch))
+
+    def _work(self) -> None:
+        # Nothing the ledger does while writing may create spans of its own (an instrumented driver would).
+        attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        delay = max(self._delay, 0.001)  # a zero delay would spin on an empty queue
+        while True:
+            woken = self._wake.wait(delay)
+            self._wake.clear()
+            with self._space:
+                flushes, self._flush_requests = self._flush_requests, []
+                closing = self._closed
+            if flushes or closing:
+                n = len(self._queue)  # everything queued before the request; later spans wait their turn
+                while n > 0:
+                    batch = self._take(min(n, self._batch))
+                    if not batch:
+                        break
+                    n -= len(batch)
+                    self._export(batch)
+                for done in flushes:
+                    done.set()
+                if closing:
+                    return
+                continue
+            # Full batches while there are any; when the delay ran out, also the partial one.
+            while len(self._queue) >= self._batch:
+                self._export(self._take(self._batch))
+            if not woken and self._queue:
+                self._export(self._take(self._batch))
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Write everything queued before this call; True once written (or refused and counted) in time."""
+        if self._closed or not self._worker.is_alive() or threading.current_thread() is self._worker:
+            return False
+        done = threading.Event()
+        with self._space:
+            self._flush_requests.append(done)
+        self._wake.set()
+        return done.wait(timeout_millis / 1000)
+
+    def shutdown(self, timeout_millis: int = 30000) -> None:
+        """Stop accepting spans, write what is queued (up to ``timeout_millis``), close the ledger."""
+        with self._space:
+            if self._closed:
+                return
+            self._closed = True
+            self._space.notify_all()  # producers waiting for room stop waiting (and drop, counted)
+        if self._forked:
+            return  # the parent's ledger: a checkpoint from this copy of its connection could corrupt the file
+        self._wake.set()
+        if threading.current_thread() is not self._worker:
+            self._worker.join(timeout_millis / 1000)
+        left = len(self._queue)
+        if left:
+            with self._space:
+                self._counts["shutdown"] = self._counts.get("shutdown", 0) + left
+            logger.warning("otel-costattr ledger: %d span(s) still queued when shutdown timed out were not stored",
+                           left)
+        self.exporter.shutdown()  # Ledger.close waits for a write still in progress (its lock)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``queued``, ``written``, ``failed_batches``, ``dropped`` (total) and
+        ``dropped_priced`` (spans that carried a cost), ``dropped_queue_full`` / ``dropped_shutdown`` /
+        ``dropped_forked``, and the backpressure waits (``waits``, ``wait_s``, ``longest_wait_s``)."""
+        with self._space:
+            counts = dict(self._counts)
+            waits, wait_s, longest = self._waits, self._wait_s, self._longest_wait_s
+        by_reason = {f"dropped_{r}": counts.get(r, 0) for r in ("queue_full", "shutdown", "forked")}
+        return {"queued": len(self._queue), "written": self.exporter.written,
+                "failed_batches": self.exporter.failed_batches, "dropped": sum(by_reason.values()),
+                "dropped_priced": counts.get("priced", 0), **by_reason, "waits": waits,
+                "wait_s": round(wait_s, 3), "longest_wait_s": round(longest, 3)}

@@ -11,6 +11,9 @@ Instruments (meter ``otel_costattr``):
   still exported unchanged), plus downstream processors that raised.
 * ``otel_costattr.spans.unattributed`` (counter): LLM spans missing a required attribution key.
 
+The ledger's processor has its own counter, ``otel_costattr.ledger.spans.dropped`` (by ``reason`` and
+``gen_ai.cost.status``), see :class:`~otel_costattr._ledger.LedgerSpanProcessor`.
+
 Recording never raises. Without a configured ``MeterProvider`` the API is a no-op and costs nothing.
 """
 

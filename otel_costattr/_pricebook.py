@@ -650,6 +650,8 @@ def parse_document(data: Mapping[str, Any], *, file: str, origin: str, lazy: boo
         provs = data["providers"]
         if not isinstance(provs, Mapping):
             raise ctx.error("must be a table keyed by provider id", "providers")
+        if not provs:  # as for the vendor format: a pricing file that prices nothing is a mistake, not a no-op
+            raise ctx.error("the file defines nothing: `providers` has no provider table", "providers")
         for key in sorted(provs):
             block = provs[key]
             if not isinstance(block, Mapping):
@@ -677,15 +679,24 @@ def read_file(path: str | Path) -> dict[str, Any]:
                            file=str(path)) from None
     except OSError as exc:
         raise PricingError(f"cannot read file: {exc.strerror}", file=str(path)) from None
+    return decode_document(raw, file=str(path), json_format=p.suffix.lower() == ".json")
+
+
+def decode_document(raw: bytes, *, file: str, json_format: bool) -> Any:
+    """Parse the bytes of a pricing file (JSON or TOML) without validating it.
+
+    Raises:
+        PricingError: the bytes are not valid UTF-8 TOML / JSON, or nest too deeply to parse (both parsers
+            recurse per level, so a hostile file would otherwise raise RecursionError); names ``file``.
+    """
+    kind = "JSON" if json_format else "TOML"
     try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(raw)
-        else:
-            data = tomllib.loads(raw.decode("utf-8"))
+        return json.loads(raw) if json_format else tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PricingError(f"not valid {'JSON' if p.suffix.lower() == '.json' else 'TOML'}: {exc}",
-                           file=str(path)) from None
-    return data
+        raise PricingError(f"not valid {kind}: {exc}", file=file) from None
+    except RecursionError:
+        raise PricingError(f"not a usable {kind} pricing file: tables or arrays nested too deeply to parse",
+                           file=file) from None
 
 
 def load_file(path: str | Path, *, origin: str | None = None) -> Document:

@@ -181,3 +181,75 @@ def test_sigkill_mid_write_loses_no_committed_span_and_never_corrupts(tmp_path: 
     assert n >= committed and n % 500 == 0  # every acknowledged batch is there, no partial batch
     (total,), = ledger.query("SELECT sum(cost_total) FROM calls")
     assert total == Decimal("0.001") * n
+
+
+def test_ledger_processor_flush_writes_what_was_queued_and_drops_after_shutdown_are_counted(tmp_path: Path,
+                                                                                           caplog) -> None:
+    led = LedgerSpanProcessor(tmp_path / "l.duckdb", book=BOOK, schedule_delay_millis=60_000)  # timer never fires
+    tp = TracerProvider()
+    tp.add_span_processor(oc.CostSpanProcessor(led, book=BOOK))
+    tracer = tp.get_tracer("t")
+    for _ in range(5):
+        with tracer.start_as_current_span("chat", attributes=CHAT) as s:
+            s.set_attributes({"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 1})
+    assert led.stats()["queued"] == 5
+    assert led.force_flush(10_000) and led.ledger.count() == 5 and led.stats()["queued"] == 0
+    tp.shutdown()
+    with caplog.at_level("WARNING", logger="otel_costattr._ledger"):
+        for _ in range(3):
+            with tracer.start_as_current_span("chat", attributes=CHAT) as s:
+                s.set_attributes({"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 1})
+    stats = led.stats()
+    assert stats["dropped"] == stats["dropped_shutdown"] == 3 and stats["dropped_priced"] == 3
+    assert len([r for r in caplog.records if "dropping spans" in r.getMessage()]) == 1  # logged once
+    assert Ledger(tmp_path / "l.duckdb", read_only=True).count() == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_ledger_processor_in_a_forked_child_drops_counted_and_leaves_the_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "l.duckdb"
+    led = LedgerSpanProcessor(path, book=BOOK, schedule_delay_millis=50)
+    tp = TracerProvider()
+    tp.add_span_processor(oc.CostSpanProcessor(led, book=BOOK))
+    tracer = tp.get_tracer("t")
+    with tracer.start_as_current_span("before fork"):
+        pass
+    assert led.force_flush()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: end two spans, shut down, report the counters, never return into pytest
+        code = 1
+        try:
+            for _ in range(2):
+                with tracer.start_as_current_span("in child"):
+                    pass
+            tp.shutdown()
+            os.write(w, json.dumps(led.stats()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r) as f:
+        child_stats = json.loads(f.read() or "{}")
+    assert os.waitpid(pid, 0)[1] == 0
+    assert child_stats["dropped_forked"] == 2 and child_stats["written"] == 1
+    with tracer.start_as_current_span("after fork"):
+        pass
+    tp.shutdown()
+    assert [n for (n,) in Ledger(path, read_only=True).query("SELECT name FROM spans ORDER BY name")] == [
+        "after fork", "before fork"]
+
+
+def test_values_that_do_not_fit_their_column_are_nulled_marked_and_counted(tmp_path: Path) -> None:
+    good = _rec("1" * 16, "msg_a", False, "priced", 0.01245)
+    bad = _rec("2" * 16, "msg_b", False, "provided", 1e20)
+    bad.attributes.update({"http.request.resend_count": 2**40, "gen_ai.cost.input_cost": 10**25})
+    bad.end_ns = 2**63
+    ledger = Ledger(tmp_path / "l.duckdb", book=BOOK)
+    assert ledger.write_records([good, bad]) == 2  # the good span is not lost with the bad one
+    row = ledger.query("SELECT cost_status, cost_total, cost_input, resend_count, end_ns, cost_flags FROM spans "
+                       "WHERE span_id = '2222222222222222'")
+    assert row == [("unpriced", None, None, None, None,
+                    "out_of_range:cost_total,out_of_range:cost_input,out_of_range:resend_count,out_of_range:end_ns")]
+    assert ledger.out_of_range_values == 4
+    assert ledger.query("SELECT sum(cost_total) FROM calls") == [(Decimal("0.01245"),)]

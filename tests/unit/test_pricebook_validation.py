@@ -126,3 +126,11 @@ def test_overlay_from_environment_is_validated(tmp_path: Path, monkeypatch: pyte
 def test_empty_overlay_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(PricingError, match="defines nothing"):
         validate_file(write(tmp_path, "# nothing here\n"))
+
+
+def test_empty_imported_layer_is_rejected(tmp_path: Path) -> None:
+    # Found by the reliability suite's pricing fuzzer: the imported format with no provider loaded as a no-op.
+    path = tmp_path / "empty.json"
+    path.write_text('{"meta": {"source": "litellm"}, "providers": {}}')
+    with pytest.raises(PricingError, match=r"empty.json.*providers.*defines nothing"):
+        validate_file(path)
