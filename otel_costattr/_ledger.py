@@ -194,6 +194,12 @@ _MAPPED = frozenset({n for names in A.READ.values() for n in names} | {
     A.COST_LAYER_PROMPT, A.COST_LAYER_TOOL, A.COST_LAYER_MEMORY,
     *ATTRIBUTION_COLUMNS})
 _PRICED = frozenset({"priced", "partial", "provided"})
+_LAYER_ATTRS = frozenset({A.COST_LAYER_PROMPT_TOKENS, A.COST_LAYER_TOOL_TOKENS, A.COST_LAYER_MEMORY_TOKENS,
+                          A.COST_LAYER_PROMPT, A.COST_LAYER_TOOL, A.COST_LAYER_MEMORY})
+_COST_TEXT = frozenset({A.COST_MODEL, A.COST_PRICING_VERSION, A.COST_DUPLICATE_OF, A.COST_PROVIDER,
+                        A.COST_LAYER_SOURCE})
+_COST_MONEY = frozenset({A.COST_TOTAL, A.COST_INPUT, A.COST_OUTPUT, A.COST_CACHE_READ, A.COST_REASONING,
+                         A.COST_CACHE_WRITE, A.COST_CACHE_WRITE_1H, A.COST_TOOL_USAGE})
 
 
 def _int_or_none(v: Any, column: str | None = None, bad: _OutOfRange | None = None) -> int | None:
@@ -220,6 +226,28 @@ def _str_or_none(v: Any, limit: int = 256) -> str | None:
     return v[:limit] if type(v) is str else str(v)[:limit]
 
 
+def _unmapped(a: Mapping[str, Any], store_content: bool) -> dict[str, Any]:
+    """The attributes no column holds (content only when ``store_content``), JSON-safe, in span order."""
+    if a.keys() <= _MAPPED:  # set operations in C: most spans have nothing left over
+        return {}
+    keep = {}
+    for k, v in a.items():
+        if k in _MAPPED or (not store_content and (k in CONTENT_KEYS or k.startswith(_CONTENT_PREFIXES))):
+            continue
+        t = type(v)
+        keep[k] = v if t is str or t is int or t is bool else _json_safe(v)
+    return keep
+
+
+def _attribution_values(a: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The attribution columns' values: strings cut to 256 characters, other values as their text."""
+    values = tuple(map(a.get, ATTRIBUTION_COLUMNS))
+    for v in values:
+        if v is not None and (type(v) is not str or len(v) > 256):
+            return tuple(map(_str_or_none, values))  # some value needs converting or cutting
+    return values  # all short strings or absent: the common case
+
+
 def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = None,
                   out_of_range: list[str] | None = None) -> tuple[Any, ...]:
     """One ledger row (in ``COLUMNS`` order). Never raises on odd attribute values.
@@ -239,15 +267,19 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     if type(status) is not str:
         status = None
     bad = _OutOfRange()
-    cost_total = _dec(a.get(A.COST_TOTAL), "cost_total", bad) if status in _PRICED else None
+    if _COST_MONEY.isdisjoint(a):  # no money on the span (most spans): skip eight look-ups and checks
+        cost_total = c_in = c_out = c_cr = c_rs = c_cw = c_tool = None
+    else:
+        cost_total = _dec(a.get(A.COST_TOTAL), "cost_total", bad) if status in _PRICED else None
+        c_in, c_out = _dec(a.get(A.COST_INPUT), "cost_input", bad), _dec(a.get(A.COST_OUTPUT), "cost_output", bad)
+        c_cr = _dec(a.get(A.COST_CACHE_READ), "cost_cache_read", bad)
+        c_rs = _dec(a.get(A.COST_REASONING), "cost_reasoning", bad)
+        c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H), bad) \
+            if A.COST_CACHE_WRITE in a else None
+        c_tool = _dec(a.get(A.COST_TOOL_USAGE), "cost_tool", bad) if A.COST_TOOL_USAGE in a else None
     if cost_total is None and status == "provided" and "cost_total" not in bad:
         # an upstream cost may arrive as a numeric string (OTLP from other languages); the usage reader took it
         cost_total = _dec(call.provided_cost, "cost_total", bad)
-    c_in, c_out = _dec(a.get(A.COST_INPUT), "cost_input", bad), _dec(a.get(A.COST_OUTPUT), "cost_output", bad)
-    c_cr = _dec(a.get(A.COST_CACHE_READ), "cost_cache_read", bad)
-    c_rs = _dec(a.get(A.COST_REASONING), "cost_reasoning", bad)
-    c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H), bad) if A.COST_CACHE_WRITE in a else None
-    c_tool = _dec(a.get(A.COST_TOOL_USAGE), "cost_tool", bad) if A.COST_TOOL_USAGE in a else None
     repriced_provider = None
     if status == "duplicate" and book is not None and call.has_usage and call.model:
         # Re-price the second span of a call so that the more detailed of the pair can be the one counted.
@@ -281,14 +313,26 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     if not (type(end_ns) is int and 0 <= end_ns <= _INT64[1]):
         end_ns = _in_range(end_ns, _INT64, "end_ns", bad) if type(end_ns) is int else None
     get = a.get
-    lp, lt, lm = get(A.COST_LAYER_PROMPT_TOKENS), get(A.COST_LAYER_TOOL_TOKENS), get(A.COST_LAYER_MEMORY_TOKENS)
-    layer_tokens = _NONE3 if lp is None and lt is None and lm is None else (  # most spans carry no layers
-        _int_or_none(lp, "layer_prompt_tokens", bad), _int_or_none(lt, "layer_tool_tokens", bad),
-        _int_or_none(lm, "layer_memory_tokens", bad))
-    lp, lt, lm = get(A.COST_LAYER_PROMPT), get(A.COST_LAYER_TOOL), get(A.COST_LAYER_MEMORY)
-    layer_costs = _NONE3 if lp is None and lt is None and lm is None else (
-        _dec(lp, "cost_layer_prompt", bad), _dec(lt, "cost_layer_tool", bad), _dec(lm, "cost_layer_memory", bad))
-    keep = {k: _json_safe(v) for k, v in a.items() if k not in _MAPPED and (store_content or not _is_content(k))}
+    if _LAYER_ATTRS.isdisjoint(a):  # most spans carry no layers
+        layer_tokens = layer_costs = _NONE3
+    else:
+        lp, lt, lm = get(A.COST_LAYER_PROMPT_TOKENS), get(A.COST_LAYER_TOOL_TOKENS), get(A.COST_LAYER_MEMORY_TOKENS)
+        layer_tokens = _NONE3 if lp is None and lt is None and lm is None else (
+            _int_or_none(lp, "layer_prompt_tokens", bad), _int_or_none(lt, "layer_tool_tokens", bad),
+            _int_or_none(lm, "layer_memory_tokens", bad))
+        lp, lt, lm = get(A.COST_LAYER_PROMPT), get(A.COST_LAYER_TOOL), get(A.COST_LAYER_MEMORY)
+        layer_costs = _NONE3 if lp is None and lt is None and lm is None else (
+            _dec(lp, "cost_layer_prompt", bad), _dec(lt, "cost_layer_tool", bad),
+            _dec(lm, "cost_layer_memory", bad))
+    if _COST_TEXT.isdisjoint(a):
+        model = version = dup_of = provider = source = None
+    else:
+        model, version = _str_or_none(get(A.COST_MODEL)), _str_or_none(get(A.COST_PRICING_VERSION))
+        dup_of, provider = _str_or_none(get(A.COST_DUPLICATE_OF)), _str_or_none(get(A.COST_PROVIDER))
+        source = _str_or_none(get(A.COST_LAYER_SOURCE))
+    response_model = get("gen_ai.response.model")
+    error_type = get("error.type")
+    keep = _unmapped(a, store_content)
     if bad:
         marks = ",".join(f"out_of_range:{c}" for c in bad)
         flags = f"{flags},{marks}" if flags else marks
@@ -301,21 +345,20 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
             out_of_range.extend(bad)
     return (
         rec.trace_id, rec.span_id, rec.parent_span_id or None, rec.name, rec.kind, rec.service_name, rec.scope_name,
-        start_ns, end_ns, rec.status_code, _str_or_none(get("error.type")),
+        start_ns, end_ns, rec.status_code, None if error_type is None else _str_or_none(error_type),
         is_llm, call.operation, call.provider, call.request_model,
-        get("gen_ai.response.model") if type(get("gen_ai.response.model")) is str else None, call.response_id,
+        response_model if type(response_model) is str else None, call.response_id,
         call.input_tokens, call.output_tokens, call.cache_read_tokens, call.cache_write_tokens,
         call.cache_write_1h_tokens, call.reasoning_tokens, call.detail if is_llm else None,
         status if is_llm else None, cost_total, c_in, c_out, c_cr, c_cw, c_rs, c_tool,
-        _str_or_none(get(A.COST_MODEL)), _str_or_none(get(A.COST_PRICING_VERSION)),
-        _str_or_none(get(A.COST_DUPLICATE_OF)), flags, resend,
+        model, version, dup_of, flags, resend,
         # A duplicate is counted instead of the first span only when it is the more detailed of the pair (the
         # writer then un-counts the other one, see Ledger.write_rows).
         is_llm and (status != "duplicate" or (flags is not None and "more_detailed" in flags
                                                and cost_total is not None)),
-        repriced_provider or _str_or_none(get(A.COST_PROVIDER)),
-        *layer_tokens, _str_or_none(get(A.COST_LAYER_SOURCE)), *layer_costs,
-        *[_str_or_none(get(k)) for k in ATTRIBUTION_COLUMNS],
+        repriced_provider or provider,
+        *layer_tokens, source, *layer_costs,
+        *_attribution_values(a),
         json.dumps(keep, default=str) if keep else "{}",
     )
 
@@ -388,10 +431,12 @@ class Ledger:
         Values that do not fit their column are stored as NULL and marked (see :func:`record_to_row`);
         they are counted in ``out_of_range_values`` and the first one is logged.
         """
+        return self.write_rows(self._rows(records), replace=replace)
+
+    def _rows(self, records: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
         bad: list[str] = []
         rows = [record_to_row(r, store_content=self.store_content, book=self.book, out_of_range=bad)
                 for r in records]
-        n = self.write_rows(rows, replace=replace)
         if bad:
             self.out_of_range_values += len(bad)
             if not self._warned_range:
@@ -399,7 +444,47 @@ class Ledger:
                 logger.warning("ledger: %d value(s) did not fit their column (first: %s) and were stored as NULL, "
                                "marked out_of_range:<column> in cost_flags; further ones are only counted "
                                "(Ledger.out_of_range_values)", len(bad), bad[0])
-        return n
+        return rows
+
+    def write_batches(self, batches: Iterable[Iterable[SpanRecord]], *, replace: bool = False) -> int:
+        """:meth:`write_records` for a stream of batches, two at a time: while DuckDB writes one batch (it
+        releases the GIL while it works), this thread converts the next. Returns the number of spans written.
+
+        Each batch is its own transaction and batches are written in order, so a crash keeps a prefix of them.
+        At most three batches are in memory (being written, queued, being converted). If a write fails, no
+        later batch is written and the error is raised here once the writer has stopped.
+        """
+        import queue
+
+        todo: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(maxsize=1)
+        failed: list[BaseException] = []
+        written = 0
+
+        def writer() -> None:
+            nonlocal written
+            while True:
+                rows = todo.get()
+                if rows is None:
+                    return
+                if not failed:
+                    try:
+                        written += self.write_rows(rows, replace=replace)
+                    except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                        failed.append(exc)
+
+        thread = threading.Thread(target=writer, name="otel-costattr-ledger-writer", daemon=True)
+        thread.start()
+        try:
+            for batch in batches:
+                if failed:
+                    break
+                todo.put(self._rows(batch))
+        finally:
+            todo.put(None)
+            thread.join()
+        if failed:
+            raise failed[0]
+        return written
 
     def write_spans(self, spans: Iterable[ReadableSpan]) -> int:
         return self.write_records(SpanRecord.from_readable(s) for s in spans)

@@ -253,3 +253,43 @@ def test_values_that_do_not_fit_their_column_are_nulled_marked_and_counted(tmp_p
                     "out_of_range:cost_total,out_of_range:cost_input,out_of_range:resend_count,out_of_range:end_ns")]
     assert ledger.out_of_range_values == 4
     assert ledger.query("SELECT sum(cost_total) FROM calls") == [(Decimal("0.01245"),)]
+
+
+def _plain(i: int, cost: float = 0.25) -> SpanRecord:
+    return SpanRecord(trace_id=f"{i // 3:032x}", span_id=f"{i:016x}", parent_span_id=None, name="chat",
+                      kind="CLIENT", start_ns=1_763_000_000_000_000_000 + i, end_ns=1_763_000_000_000_000_100 + i,
+                      status_code="UNSET", service_name="t",
+                      attributes={"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                                  "gen_ai.request.model": "gpt-4o", "gen_ai.response.id": f"r{i}",
+                                  "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5,
+                                  "gen_ai.cost.status": "priced", "gen_ai.cost.total_cost": cost,
+                                  "customer_id": f"c{i % 4}"})
+
+
+def test_pipelined_batches_store_exactly_what_sequential_writes_store(tmp_path: Path) -> None:
+    batches = [[_plain(i) for i in range(j, j + 700)] for j in range(0, 7000, 700)]
+    seq, pipe = Ledger(tmp_path / "seq.duckdb"), Ledger(tmp_path / "pipe.duckdb")
+    for b in batches:
+        seq.write_records(b)
+    assert pipe.write_batches(iter(batches)) == 7000
+    q = "SELECT span_id, cost_total, customer_id, counted FROM spans ORDER BY span_id"
+    assert pipe.query(q) == seq.query(q)
+    assert pipe.query("SELECT sum(cost_total) FROM calls")[0][0] == Decimal("1750")
+
+
+def test_pipelined_batches_stop_at_the_first_failed_write_and_raise_it(tmp_path: Path, monkeypatch) -> None:
+    led = Ledger(tmp_path / "l.duckdb")
+    real = led.write_rows
+    calls = []
+
+    def flaky(rows, *, replace=False):  # noqa: ANN001
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise OSError("No space left on device")
+        return real(rows, replace=replace)
+
+    monkeypatch.setattr(led, "write_rows", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        led.write_batches([_plain(i) for i in range(j, j + 10)] for j in range(0, 100, 10))
+    assert led.count() == 10  # the first batch, and nothing after the failed one
+    assert len(calls) <= 3  # at most the batch already queued behind the failing one was converted
