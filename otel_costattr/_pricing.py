@@ -241,7 +241,7 @@ class _Plan:
     in one period: the per-span fast path. Built by the general path, never by hand."""
 
     __slots__ = ("entry", "period", "start_ns", "end_ns", "max_prompt", "rates", "scale", "fallbacks", "flags",
-                 "fb", "r0", "r1", "r2", "r3", "r4", "r5")
+                 "fb", "r0", "r1", "r2", "r3", "r4", "r5", "f1", "f2", "f5", "fb_other")
 
     def __init__(self, entry: ModelEntry, period: Period, max_prompt: int, rates: tuple[int, ...], scale: int,
                  fallbacks: frozenset[str], flags: tuple[str, ...]) -> None:
@@ -256,6 +256,11 @@ class _Plan:
         self.flags = flags
         # (position in the disjoint-count tuple, flag) for each of the six common classes that falls back
         self.fb = tuple((i, _FALLBACK_FLAGS[c]) for i, c in enumerate(TOKEN_CLASSES[:6]) if c in fallbacks)
+        # The same, unrolled for price()'s inlined path (no 1h writes there): cache read, cache write and
+        # reasoning are the classes that can borrow another class's rate; `fb_other` covers anything else.
+        by_index = dict(self.fb)
+        self.f1, self.f2, self.f5 = ((by_index[i],) if i in by_index else None for i in (1, 2, 5))
+        self.fb_other = any(i not in (1, 2, 3, 5) for i in by_index)
         self.r0, self.r1, self.r2, self.r3, self.r4, self.r5 = rates[:6]
 
 
@@ -623,17 +628,18 @@ class PriceBook:
                 if plan.start_ns <= at_ns < plan.end_ns and input_tokens <= plan.max_prompt:
                     uncached = input_tokens - cache_read_tokens - cache_write_tokens - cache_write_1h_tokens
                     text_out = output_tokens - reasoning_tokens
-                    if uncached < 0 or text_out < 0 or cache_write_1h_tokens:
+                    if uncached < 0 or text_out < 0 or cache_write_1h_tokens or plan.fb_other:
                         return _price_planned(plan, model, input_tokens, output_tokens, cache_read_tokens,
                                               cache_write_tokens, cache_write_1h_tokens, reasoning_tokens)
                     # _price_planned inlined for the commonest shape (no clamping, no 1h writes): this is the
-                    # per-span hot path.
+                    # per-span hot path. "fallback:" flags sort last, in class order, as on the general path.
                     flags = plan.flags
-                    if plan.fb:
-                        counts = (uncached, cache_read_tokens, cache_write_tokens, 0, text_out, reasoning_tokens)
-                        for i, f in plan.fb:
-                            if counts[i]:
-                                flags += (f,)  # "fallback:" flags sort last, as on the general path
+                    if cache_read_tokens and plan.f1:
+                        flags += plan.f1
+                    if cache_write_tokens and plan.f2:
+                        flags += plan.f2
+                    if reasoning_tokens and plan.f5:
+                        flags += plan.f5
                     a = uncached * plan.r0
                     b = cache_read_tokens * plan.r1
                     c = cache_write_tokens * plan.r2
