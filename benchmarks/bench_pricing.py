@@ -1,7 +1,7 @@
 """Pricing engine: price() against litellm.cost_per_token in the same run; import + table load; GC objects.
 
 Targets (issue 2): <= 3 us per call, >= 50x faster than LiteLLM, import + table load <= 250 ms, and the loaded
-table adds < 50,000 GC-tracked objects.
+table adds < 50,000 GC-tracked objects. Per-call times are this thread's CPU time (the VM is shared).
 """
 
 from __future__ import annotations
