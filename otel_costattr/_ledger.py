@@ -404,7 +404,6 @@ class Ledger:
         if not read_only:
             self._migrate()
         self.read_only = read_only
-        self._threads = self.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
 
     def _migrate(self) -> None:
         cols = ",\n  ".join(f"{n} {t}" for n, t in COLUMNS)
@@ -508,9 +507,6 @@ class Ledger:
         with self._lock:
             con = self.con
             con.register("_batch", table)
-            # One DuckDB thread for the write: for batches of this size its thread pool costs more than it gives
-            # (measured: ~30% more spans/s with one thread on this 2-core VM). Queries keep every thread.
-            con.execute("SET threads = 1")
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -545,7 +541,6 @@ class Ledger:
                     raise
             finally:
                 con.unregister("_batch")
-                con.execute(f"SET threads = {int(self._threads)}")
         return len(rows)
 
     # ------------------------------------------------------------------------------------------- reading
