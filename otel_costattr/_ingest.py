@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,28 +57,23 @@ def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook) -
     """
     enricher = Enricher(book, langfuse=False)
     result = IngestResult()
-
-    def batches() -> Iterator[list[SpanRecord]]:
-        pending: list[SpanRecord] = []
-        for path in paths:
-            p = Path(path)
-            if not p.is_file():
-                result.errors.append((str(p), "no such file"))
+    pending: list[SpanRecord] = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            result.errors.append((str(p), "no such file"))
+            continue
+        result.files += 1
+        for where, got in iter_file(p):
+            if isinstance(got, OTLPDecodeError):
+                result.errors.append((where, str(got)))
                 continue
-            result.files += 1
-            for where, got in iter_file(p):
-                if isinstance(got, OTLPDecodeError):
-                    result.errors.append((where, str(got)))
-                    continue
-                pending.extend(got)
-                if len(pending) >= _BATCH:
-                    result.priced_now += _price_missing(pending, enricher)
-                    yield pending
-                    pending = []
-        if pending:
-            result.priced_now += _price_missing(pending, enricher)
-            yield pending
-
-    # Decoding and pricing the next batch overlaps with DuckDB writing the previous one.
-    result.spans = ledger.write_batches(batches(), replace=True)
+            pending.extend(got)
+            if len(pending) >= _BATCH:
+                result.priced_now += _price_missing(pending, enricher)
+                result.spans += ledger.write_records(pending, replace=True)
+                pending = []
+    if pending:
+        result.priced_now += _price_missing(pending, enricher)
+        result.spans += ledger.write_records(pending, replace=True)
     return result

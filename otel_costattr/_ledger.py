@@ -446,46 +446,6 @@ class Ledger:
                                "(Ledger.out_of_range_values)", len(bad), bad[0])
         return rows
 
-    def write_batches(self, batches: Iterable[Iterable[SpanRecord]], *, replace: bool = False) -> int:
-        """:meth:`write_records` for a stream of batches, two at a time: while DuckDB writes one batch (it
-        releases the GIL while it works), this thread converts the next. Returns the number of spans written.
-
-        Each batch is its own transaction and batches are written in order, so a crash keeps a prefix of them.
-        At most three batches are in memory (being written, queued, being converted). If a write fails, no
-        later batch is written and the error is raised here once the writer has stopped.
-        """
-        import queue
-
-        todo: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(maxsize=1)
-        failed: list[BaseException] = []
-        written = 0
-
-        def writer() -> None:
-            nonlocal written
-            while True:
-                rows = todo.get()
-                if rows is None:
-                    return
-                if not failed:
-                    try:
-                        written += self.write_rows(rows, replace=replace)
-                    except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                        failed.append(exc)
-
-        thread = threading.Thread(target=writer, name="otel-costattr-ledger-writer", daemon=True)
-        thread.start()
-        try:
-            for batch in batches:
-                if failed:
-                    break
-                todo.put(self._rows(batch))
-        finally:
-            todo.put(None)
-            thread.join()
-        if failed:
-            raise failed[0]
-        return written
-
     def write_spans(self, spans: Iterable[ReadableSpan]) -> int:
         return self.write_records(SpanRecord.from_readable(s) for s in spans)
 

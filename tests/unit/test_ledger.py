@@ -264,32 +264,3 @@ def _plain(i: int, cost: float = 0.25) -> SpanRecord:
                                   "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5,
                                   "gen_ai.cost.status": "priced", "gen_ai.cost.total_cost": cost,
                                   "customer_id": f"c{i % 4}"})
-
-
-def test_pipelined_batches_store_exactly_what_sequential_writes_store(tmp_path: Path) -> None:
-    batches = [[_plain(i) for i in range(j, j + 700)] for j in range(0, 7000, 700)]
-    seq, pipe = Ledger(tmp_path / "seq.duckdb"), Ledger(tmp_path / "pipe.duckdb")
-    for b in batches:
-        seq.write_records(b)
-    assert pipe.write_batches(iter(batches)) == 7000
-    q = "SELECT span_id, cost_total, customer_id, counted FROM spans ORDER BY span_id"
-    assert pipe.query(q) == seq.query(q)
-    assert pipe.query("SELECT sum(cost_total) FROM calls")[0][0] == Decimal("1750")
-
-
-def test_pipelined_batches_stop_at_the_first_failed_write_and_raise_it(tmp_path: Path, monkeypatch) -> None:
-    led = Ledger(tmp_path / "l.duckdb")
-    real = led.write_rows
-    calls = []
-
-    def flaky(rows, *, replace=False):  # noqa: ANN001
-        calls.append(len(rows))
-        if len(calls) == 2:
-            raise OSError("No space left on device")
-        return real(rows, replace=replace)
-
-    monkeypatch.setattr(led, "write_rows", flaky)
-    with pytest.raises(OSError, match="No space left"):
-        led.write_batches([_plain(i) for i in range(j, j + 10)] for j in range(0, 100, 10))
-    assert led.count() == 10  # the first batch, and nothing after the failed one
-    assert len(calls) <= 3  # at most the batch already queued behind the failing one was converted
