@@ -96,8 +96,6 @@ def test_load_no_exception_reaches_the_app_and_memory_is_bounded(load_run: dict[
     assert r["flushed"]
     assert r["stats"].get("enrichment_failed", 0) == 0 and r["stats"].get("downstream_failed", 0) == 0
     assert r["stats"]["priced"] == r["spans_started"] // W.SPANS_PER_UNIT * W.PRICED_PER_UNIT
-    # The peak is the child's own high-water mark, so it can never be below a sample taken during the run.
-    assert r["peak_rss_mb"] >= max(by_phase.values()) - 0.1, (r["peak_rss_mb"], by_phase)
     assert r["peak_rss_mb"] < PEAK_RSS_BOUND_MB, r["peak_rss_mb"]
     assert growth < RSS_GROWTH_BOUND_MB, (growth, highs, lows, by_phase)
 
