@@ -74,6 +74,9 @@ _RPC_CODE = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 404:
 # ------------------------------------------------------------------------------------------ configuration
 
 
+_DISCARD_MAX = 64 * 1024  # bytes of a refused request body read before closing (see _traces)
+
+
 @dataclass
 class ServeConfig:
     """Everything ``serve`` needs. :meth:`validate` fails fast with a :class:`ConfigurationError` naming the fix.
@@ -260,6 +263,18 @@ class OTLPApp:
             extra.append((b"connection", b"close"))
         await self._reply(send, 401, _status_body(401, "missing or wrong bearer token", ctype), ctype, extra)
 
+    @staticmethod
+    async def _discard_body(receive: Any, length: int | None) -> None:
+        """Read and drop a refused request's body, if it is announced and small (at most 64 KiB)."""
+        if length is None or length > _DISCARD_MAX:
+            return
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            more = msg.get("more_body", False)
+
     async def _traces(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         content_type = encoding = ""
         length: int | None = None
@@ -276,18 +291,22 @@ class OTLPApp:
         reply_type = PROTOBUF if content_type == PROTOBUF else JSON
         self.stats.add(requests_received=1)
 
-        # Refusals decided by the headers alone answer before reading the body, and close the connection
-        # (its unread body would otherwise have to be consumed first).
+        # Refusals decided by the headers alone read (and discard) a small body before answering, then close
+        # the connection. Closing a socket with unread bytes makes the kernel send a reset, which a client can
+        # see instead of our answer; a large body is not worth reading, so it may still get one.
         if not self._authorized(scope):
+            await self._discard_body(receive, length)
             await self._unauthorized(send, reply_type, close=True)
             return
         if content_type not in (PROTOBUF, JSON):
             self.stats.add(requests_unsupported=1)
+            await self._discard_body(receive, length)
             await self._error(send, 415, f"unsupported content type {content_type or '(none)'!r}; send "
                               f"{PROTOBUF} or {JSON}", JSON, close=True)
             return
         if encoding not in ("", "identity", "gzip"):
             self.stats.add(requests_unsupported=1)
+            await self._discard_body(receive, length)
             await self._error(send, 415, f"unsupported content encoding {encoding!r}; send gzip or none",
                               reply_type, close=True)
             return
