@@ -262,6 +262,7 @@ class Pipeline:
         self._n_workers = workers
         self._warned_enrich = False
         self._warned_ledger = False
+        self._warned_ledger_span = False
 
     # -------------------------------------------------------------------------------------- producer side
 
@@ -361,8 +362,11 @@ class Pipeline:
     def _write_ledger(self, req: Any, spans: int) -> None:
         from ._otlp import records_from_request
 
+        bad: list[str] = []
         try:
-            written = self.ledger.write_records(records_from_request(req))
+            # A span the ledger cannot hold (a time beyond int64 nanoseconds) is skipped and counted; the rest
+            # of the batch is still stored.
+            written = self.ledger.write_records(records_from_request(req, bad))
         except Exception as exc:  # noqa: BLE001 - counted and logged; forwarding goes on
             self.stats.add(ledger_failed_batches=1, ledger_dropped_spans=spans)
             if not self._warned_ledger:
@@ -371,3 +375,9 @@ class Pipeline:
                              "counted.", type(exc).__name__, exc, spans)
             return
         self.stats.add(ledger_spans_written=written)
+        if bad:
+            self.stats.add(ledger_dropped_spans=len(bad))
+            if not self._warned_ledger_span:
+                self._warned_ledger_span = True
+                logger.warning("%d span(s) not stored in the ledger: %s. Further ones are only counted.", len(bad),
+                               bad[0])

@@ -216,6 +216,26 @@ def test_ledger_rows_written(tmp_path: Path, receiver: OTLPReceiver) -> None:
     assert rows[2][1] is None  # not an LLM span, stored all the same
 
 
+def test_one_span_the_ledger_cannot_hold_does_not_lose_its_batch(tmp_path: Path) -> None:
+    from otel_costattr._ledger import Ledger
+
+    db = tmp_path / "costs.duckdb"
+    srv = CostServer(ServeConfig(port=0, ledger=str(db), token_env=None)).start()
+    try:
+        req = make_request((1, MINI), (2, MINI), (3, {"http.route": "/x"}))
+        req.resource_spans[0].scope_spans[0].spans[1].end_time_unix_nano = 2**64 - 1  # beyond int64 ns
+        assert post(srv.traces_url, req.SerializeToString()).status_code == 200
+    finally:
+        srv.stop()
+    assert srv.stats.get("ledger_dropped_spans") == 1 and srv.stats.get("ledger_failed_batches") == 0
+    led = Ledger(db, read_only=True)
+    try:
+        ids = [r[0] for r in led.query("SELECT span_id FROM spans ORDER BY span_id")]
+    finally:
+        led.close()
+    assert ids == [(1).to_bytes(8, "big").hex(), (3).to_bytes(8, "big").hex()]
+
+
 def test_ledger_and_forward_together(tmp_path: Path, make_server: Any, receiver: OTLPReceiver) -> None:
     from otel_costattr._ledger import Ledger
 
