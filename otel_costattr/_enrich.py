@@ -41,8 +41,7 @@ __all__ = ["Enricher", "clone_span", "plain_attributes"]
 
 _DEFAULT_DEDUP = 16_384
 _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
-_OUTPUT_SIDE = ("output", "reasoning", "output_audio", "output_image")
-_TOOL_SIDE = ("web_search", "compute")
+_FIVE = frozenset({"input", "cache_read", "cache_write", "output", "reasoning"})
 _INPUT_ONLY_OPS = frozenset({"embeddings", "embedding"})
 _MISSING = object()
 # Any of these on a span means it arrived with cost attributes (which we replace when we price it).
@@ -249,70 +248,37 @@ class Enricher:
         u = cost._units  # noqa: SLF001 - same package; the public accessors each rebuild a dict
         d = 10 ** cost._scale  # noqa: SLF001
         entry = cost._entry  # noqa: SLF001
-        ui = u["input"]
-        ucr = u["cache_read"]
-        ucw = u["cache_write"]
-        uo = u["output"]
-        ur = u["reasoning"]
-        fi = ui / d
-        fcr = ucr / d
-        fcw = ucw / d
-        fo = uo / d
-        fr = ur / d
+        ui, ucr, ucw, uo, ur = u["input"], u["cache_read"], u["cache_write"], u["output"], u["reasoning"]
+        extra = len(u) > 5  # classes beyond the five every priced call has (1h writes, audio, tools)
+        in_u, out_u = ui + ucr + ucw, uo + ur
+        if extra:
+            in_u += u.get("cache_write_1h", 0) + u.get("input_audio", 0) + u.get("input_image", 0)
+            out_u += u.get("output_audio", 0) + u.get("output_image", 0)
+        fi, fcr, fcw, fo, fr = ui / d, ucr / d, ucw / d, uo / d, ur / d
         total = cost._total / d  # noqa: SLF001
-        if len(u) == 5:  # the five classes every priced call has, and nothing else
-            out: dict[str, Any] = {
-                A.COST_STATUS: status, A.COST_TOTAL: total, A.COST_INPUT: (ui + ucr + ucw) / d,
-                A.COST_OUTPUT: (uo + ur) / d, A.COST_UNCACHED_INPUT: fi, A.COST_CACHE_READ: fcr,
-                A.COST_CACHE_WRITE: fcw, A.COST_TEXT_OUTPUT: fo, A.COST_REASONING: fr, A.COST_CURRENCY: "USD",
-                A.COST_PROVIDER: entry.provider, A.COST_MODEL: entry.id, A.COST_PRICING_VERSION: entry.version,
-            }
-            if cost.flags:
-                out[A.COST_FLAGS] = cost.flags
-            if self.langfuse:
-                # Each float is the nearest double to the exact component; repr (what json writes) is its
-                # shortest decimal, i.e. the exact figure for every realistic cost. Built by hand: hot path.
-                parts = []
-                if ui:
-                    parts.append(f'"input": {fi!r}')
-                if ucr:
-                    parts.append(f'"cache_read": {fcr!r}')
-                if ucw:
-                    parts.append(f'"cache_write": {fcw!r}')
-                if uo:
-                    parts.append(f'"output": {fo!r}')
-                if ur:
-                    parts.append(f'"reasoning": {fr!r}')
-                parts.append(f'"total": {total!r}')
-                out[A.LANGFUSE_COST_DETAILS] = "{" + ", ".join(parts) + "}"
-            return out
-        uw1 = u.get("cache_write_1h", 0)
-        extra_in = u.get("input_audio", 0) + u.get("input_image", 0)
-        extra_out = u.get("output_audio", 0) + u.get("output_image", 0)
-        out = {
-            A.COST_STATUS: status,
-            A.COST_TOTAL: total,
-            A.COST_INPUT: (ui + ucr + ucw + uw1 + extra_in) / d,
-            A.COST_OUTPUT: (uo + ur + extra_out) / d,
-            A.COST_UNCACHED_INPUT: fi,
-            A.COST_CACHE_READ: fcr,
-            A.COST_CACHE_WRITE: fcw,
-            A.COST_TEXT_OUTPUT: fo,
-            A.COST_REASONING: fr,
-            A.COST_CURRENCY: "USD",
-            A.COST_PROVIDER: entry.provider,
-            A.COST_MODEL: entry.id,
+        out: dict[str, Any] = {
+            A.COST_STATUS: status, A.COST_TOTAL: total, A.COST_INPUT: in_u / d, A.COST_OUTPUT: out_u / d,
+            A.COST_UNCACHED_INPUT: fi, A.COST_CACHE_READ: fcr, A.COST_CACHE_WRITE: fcw, A.COST_TEXT_OUTPUT: fo,
+            A.COST_REASONING: fr, A.COST_CURRENCY: "USD", A.COST_PROVIDER: entry.provider, A.COST_MODEL: entry.id,
             A.COST_PRICING_VERSION: entry.version,
         }
-        if "cache_write_1h" in u:
-            out[A.COST_CACHE_WRITE_1H] = uw1 / d
-        tool = u.get("web_search", 0) + u.get("compute", 0)
-        if tool:
-            out[A.COST_TOOL_USAGE] = tool / d
+        if extra:
+            if "cache_write_1h" in u:
+                out[A.COST_CACHE_WRITE_1H] = u["cache_write_1h"] / d
+            tool = u.get("web_search", 0) + u.get("compute", 0)
+            if tool:
+                out[A.COST_TOOL_USAGE] = tool / d
         if cost.flags:
             out[A.COST_FLAGS] = cost.flags
         if self.langfuse:
-            parts = [f'"{k}": {v / d!r}' for k, v in u.items() if v]
+            # Each float is the nearest double to the exact component; repr (what json writes) is its shortest
+            # decimal, i.e. the exact figure for every realistic cost. Built by hand, in component order, from
+            # the floats above: this is the hot path.
+            parts = [f'"{k}": {v!r}' for k, v, n in (("input", fi, ui), ("cache_read", fcr, ucr),
+                                                      ("cache_write", fcw, ucw), ("output", fo, uo),
+                                                      ("reasoning", fr, ur)) if n]
+            if extra:
+                parts += [f'"{k}": {v / d!r}' for k, v in u.items() if v and k not in _FIVE]
             parts.append(f'"total": {total!r}')
             out[A.LANGFUSE_COST_DETAILS] = "{" + ", ".join(parts) + "}"
         return out
