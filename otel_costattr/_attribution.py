@@ -36,6 +36,7 @@ from opentelemetry.propagators.textmap import CarrierT, Getter, Setter, TextMapP
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ._errors import ConfigurationError
+from ._enrich import plain_attributes
 from ._layers import context_attributes as _layer_hints
 from .attributes import DEFAULT_ATTRIBUTION_KEYS
 
@@ -189,9 +190,7 @@ class AttributionBaggageProcessor(BaggageSpanProcessor):
             hints = _layer_hints()  # token-layer hints live in a context variable, never in baggage
             if not entries and not hints:
                 return
-            inner = getattr(span, "_attributes", None)
-            existing = inner._dict if type(inner) is _BA and type(getattr(inner, "_dict", None)) is dict \
-                else (span.attributes or {})  # noqa: SLF001
+            existing = plain_attributes(span)
             add = {k: v for k, v in hints.items() if k not in existing} if hints else {}
             if entries:
                 allowed = self._fixed if self._fixed is not None else _keys
