@@ -57,7 +57,10 @@ def _synthetic_calls(ledger: Ledger, n: int) -> None:
 def main(long: bool = True) -> list[str]:
     out = ["ledger (issue 4)"]
     tmp = Path(tempfile.mkdtemp(prefix="costattr-bench-"))
-    recs = _records(200_000)
+    # Enough spans to pass several DuckDB checkpoints: a short run hides their cost, and the time includes
+    # close() (the last checkpoint), so no work is left outside the measurement.
+    n_ingest = 600_000 if long else 100_000
+    recs = _records(n_ingest)
     batches = [recs[j:j + 8192] for j in range(0, len(recs), 8192)]
     rates = []
     for k in range(3):  # best of three: the VM is shared
@@ -65,12 +68,14 @@ def main(long: bool = True) -> list[str]:
         t = time.perf_counter()
         for b in batches:
             led.write_records(b)
+        led.close()
         rates.append(len(recs) / (time.perf_counter() - t))
+        led = Ledger(tmp / f"ingest-{k}.duckdb", read_only=True)
         assert led.count() == len(recs)
         led.close()
     rate = max(rates)
-    out.append(line("ingest: SpanRecord -> DuckDB, batches of 8192 (50% LLM spans)", f"{rate:,.0f} spans/s",
-                    "target >= 50,000", rate >= 50_000))
+    out.append(line(f"ingest: SpanRecord -> DuckDB, {n_ingest:,} spans in batches of 8192 (50% LLM), incl. close",
+                    f"{rate:,.0f} spans/s", "target >= 50,000", rate >= 50_000))
 
     n = 10_000_000 if long else 1_000_000
     led = Ledger(tmp / "rollup.duckdb")
