@@ -62,20 +62,31 @@ def main(long: bool = True) -> list[str]:
     n_ingest = 600_000 if long else 100_000
     recs = _records(n_ingest)
     batches = [recs[j:j + 8192] for j in range(0, len(recs), 8192)]
-    rates = []
-    for k in range(3):  # best of three: the VM is shared
-        led = Ledger(tmp / f"ingest-{k}.duckdb")
-        t = time.perf_counter()
+
+    def by_batch(led: Ledger) -> None:  # what LedgerExporter does: one transaction per exported batch
         for b in batches:
             led.write_records(b)
-        led.close()
-        rates.append(len(recs) / (time.perf_counter() - t))
-        led = Ledger(tmp / f"ingest-{k}.duckdb", read_only=True)
-        assert led.count() == len(recs)
-        led.close()
-    rate = max(rates)
-    out.append(line(f"ingest: SpanRecord -> DuckDB, {n_ingest:,} spans in batches of 8192 (50% LLM), incl. close",
-                    f"{rate:,.0f} spans/s", "target >= 50,000", rate >= 50_000))
+
+    def stream(led: Ledger) -> None:  # bulk loads (otel-costattr ingest): convert and write overlap
+        led.write_stream(iter(recs))
+
+    rates: dict[str, list[float]] = {"batch": [], "stream": []}
+    for k in range(3):  # best of three, interleaved: the VM is shared
+        for name, how in (("batch", by_batch), ("stream", stream)):
+            path = tmp / f"ingest-{name}-{k}.duckdb"
+            led = Ledger(path)
+            t = time.perf_counter()
+            how(led)
+            led.close()
+            rates[name].append(len(recs) / (time.perf_counter() - t))
+            led = Ledger(path, read_only=True)
+            assert led.count() == len(recs)
+            led.close()
+    batch, stream_rate = max(rates["batch"]), max(rates["stream"])
+    out.append(line(f"ingest: Ledger.write_stream, {n_ingest:,} spans (50% LLM), incl. close",
+                    f"{stream_rate:,.0f} spans/s", "target >= 50,000", stream_rate >= 50_000))
+    out.append(line("  write_records per 8192-span batch (the exporter's path), same run", f"{batch:,.0f} spans/s",
+                    f"stream {stream_rate / batch:.2f}x"))
 
     n = 10_000_000 if long else 1_000_000
     led = Ledger(tmp / "rollup.duckdb")

@@ -57,23 +57,28 @@ def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook) -
     """
     enricher = Enricher(book, langfuse=False)
     result = IngestResult()
-    pending: list[SpanRecord] = []
-    for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            result.errors.append((str(p), "no such file"))
-            continue
-        result.files += 1
-        for where, got in iter_file(p):
-            if isinstance(got, OTLPDecodeError):
-                result.errors.append((where, str(got)))
+
+    def priced() -> Iterable[SpanRecord]:
+        # Runs on the caller's thread inside Ledger.write_stream, while the previous batch is being written.
+        pending: list[SpanRecord] = []
+        for path in paths:
+            p = Path(path)
+            if not p.is_file():
+                result.errors.append((str(p), "no such file"))
                 continue
-            pending.extend(got)
-            if len(pending) >= _BATCH:
-                result.priced_now += _price_missing(pending, enricher)
-                result.spans += ledger.write_records(pending, replace=True)
-                pending = []
-    if pending:
-        result.priced_now += _price_missing(pending, enricher)
-        result.spans += ledger.write_records(pending, replace=True)
+            result.files += 1
+            for where, got in iter_file(p):
+                if isinstance(got, OTLPDecodeError):
+                    result.errors.append((where, str(got)))
+                    continue
+                pending.extend(got)
+                if len(pending) >= _BATCH:
+                    result.priced_now += _price_missing(pending, enricher)
+                    yield from pending
+                    pending = []
+        if pending:
+            result.priced_now += _price_missing(pending, enricher)
+            yield from pending
+
+    result.spans = ledger.write_stream(priced(), replace=True)
     return result

@@ -264,3 +264,54 @@ def _plain(i: int, cost: float = 0.25) -> SpanRecord:
                                   "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5,
                                   "gen_ai.cost.status": "priced", "gen_ai.cost.total_cost": cost,
                                   "customer_id": f"c{i % 4}"})
+
+
+def _recs(n: int, start: int = 0) -> list[SpanRecord]:
+    return [SpanRecord(f"{i // 3:032x}", f"{i:016x}", None, "chat", "CLIENT", 10 + i, 20 + i, "UNSET",
+                       {**CHAT, "gen_ai.usage.input_tokens": i, "gen_ai.usage.output_tokens": 1,
+                        "gen_ai.response.id": f"r{i}", "gen_ai.cost.status": "priced",
+                        "gen_ai.cost.total_cost": i * 3e-6 + 15e-6, "customer_id": f"c{i % 5}"})
+            for i in range(start, start + n)]
+
+
+def test_write_stream_stores_what_write_records_stores(tmp_path: Path) -> None:
+    recs = _recs(1000)
+    a, b = Ledger(tmp_path / "a.duckdb"), Ledger(tmp_path / "b.duckdb")
+    for j in range(0, 1000, 300):
+        a.write_records(recs[j:j + 300])
+    assert b.write_stream(iter(recs), batch_size=128) == 1000
+    q = "SELECT * FROM spans ORDER BY span_id"
+    assert a.query(q) == b.query(q)
+    (total,), = b.query("SELECT sum(cost_total) FROM calls")
+    assert total == sum(Decimal(i) * 3 / 10**6 + Decimal(15) / 10**6 for i in range(1000))
+    # replace=True through the stream is idempotent too, also when a copy falls in a later batch
+    assert b.write_stream(iter(recs[:500] + recs[:10]), replace=True, batch_size=7) == 510
+    assert b.count() == 1000 and a.query(q) == b.query(q)
+
+
+def test_write_stream_failure_keeps_earlier_batches_and_raises(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.duckdb")
+
+    def records():
+        yield from _recs(250)
+        raise RuntimeError("decoder broke")
+
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        led.write_stream(records(), batch_size=100)
+    assert led.count() == 200  # two whole batches committed, the half-filled third never written
+
+    real, calls = led._write_prepared, []
+
+    def flaky(prepared, replace):
+        calls.append(prepared[1])
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(prepared, replace)
+
+    led._write_prepared = flaky  # the writer thread's failure reaches the caller, and writing stops there
+    with pytest.raises(OSError, match="disk full"):
+        led.write_stream(iter(_recs(1000, start=10_000)), batch_size=100)
+    assert led.count() == 300
+    assert calls == [100, 100]  # a batch already queued is drained unwritten; nothing after it is converted
+    with pytest.raises(ValueError, match="batch_size"):
+        led.write_stream(iter(()), batch_size=0)
