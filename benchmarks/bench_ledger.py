@@ -6,6 +6,9 @@ Targets (issue 4): ingest >= 50,000 spans/s (batched); rollup <= 2 s over 10M ca
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import sys
 import tempfile
 import time
@@ -54,6 +57,47 @@ def _synthetic_calls(ledger: Ledger, n: int) -> None:
         FROM range({n}) t(i)""")
 
 
+def _otlp_json_file(path: Path, recs: list[SpanRecord]) -> None:
+    """The collector's file exporter format: one ExportTraceServiceRequest per line, 512 spans each."""
+    def value(v: object) -> dict[str, object]:
+        if isinstance(v, bool):
+            return {"boolValue": v}
+        if isinstance(v, int):
+            return {"intValue": str(v)}
+        return {"doubleValue": v} if isinstance(v, float) else {"stringValue": v}
+
+    with path.open("w") as f:
+        for j in range(0, len(recs), 512):
+            spans = [{"traceId": r.trace_id, "spanId": r.span_id, "parentSpanId": r.parent_span_id or "",
+                      "name": r.name, "kind": 3 if r.kind == "CLIENT" else 1, "startTimeUnixNano": str(r.start_ns),
+                      "endTimeUnixNano": str(r.end_ns),
+                      "attributes": [{"key": k, "value": value(v)} for k, v in r.attributes.items()]}
+                     for r in recs[j:j + 512] if int(r.trace_id, 16)]  # an all-zero trace id is invalid OTLP
+            f.write(json.dumps({"resourceSpans": [{
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bench"}}]},
+                "scopeSpans": [{"scope": {"name": "bench"}, "spans": spans}]}]}) + "\n")
+
+
+def _cli_ingest(tmp: Path, recs: list[SpanRecord]) -> str:
+    """`otel-costattr ingest` end to end on an OTLP/JSON file: decode, price check, idempotent write."""
+    from otel_costattr._cli import main as cli
+
+    src = tmp / "spans.jsonl"
+    _otlp_json_file(src, recs)
+    n = sum(1 for r in recs if int(r.trace_id, 16))
+    best = 0.0
+    for k in range(2):
+        db = tmp / f"cli-{k}.duckdb"
+        t = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            code = cli(["ingest", str(src), "--db", str(db)])
+        best = max(best, n / (time.perf_counter() - t))
+        assert code == 0 and f"loaded {n} span(s)" in said.getvalue(), said.getvalue()
+    src.unlink()
+    return line(f"  otel-costattr ingest, OTLP/JSON file of {n:,} spans, end to end (JSON decode bound)",
+                f"{best:,.0f} spans/s")
+
+
 def main(long: bool = True) -> list[str]:
     out = ["ledger (issue 4)"]
     tmp = Path(tempfile.mkdtemp(prefix="costattr-bench-"))
@@ -87,6 +131,8 @@ def main(long: bool = True) -> list[str]:
                     f"{stream_rate:,.0f} spans/s", "target >= 50,000", stream_rate >= 50_000))
     out.append(line("  write_records per 8192-span batch (the exporter's path), same run", f"{batch:,.0f} spans/s",
                     f"stream {stream_rate / batch:.2f}x"))
+
+    out.append(_cli_ingest(tmp, recs[:100_000 if long else 20_000]))
 
     n = 10_000_000 if long else 1_000_000
     led = Ledger(tmp / "rollup.duckdb")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
@@ -34,13 +35,16 @@ class OTLPDecodeError(ValueError):
 # --------------------------------------------------------------------------------------------- JSON
 
 
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
 def _json_id(value: Any, size: int, what: str) -> str:
     if value in (None, ""):
         return ""
     if not isinstance(value, str):
         raise OTLPDecodeError(f"{what} must be a hex string")
     v = value.strip()
-    if len(v) == size * 2 and all(c in "0123456789abcdefABCDEF" for c in v):
+    if len(v) == size * 2 and _HEX.fullmatch(v):
         return v.lower()
     try:  # some tools write proto3-JSON (base64) instead of OTLP/JSON (hex)
         raw = base64.b64decode(v, validate=True)
@@ -88,6 +92,22 @@ def _json_attrs(items: Any) -> dict[str, Any]:
         raise OTLPDecodeError("attributes must be a list of {key, value}")
     out: dict[str, Any] = {}
     for kv in items:
+        if type(kv) is dict:  # what json.loads gives: the common value shapes without the general checks
+            key, val = kv.get("key"), kv.get("value")
+            if type(key) is str and type(val) is dict:
+                sv = val.get("stringValue")
+                if type(sv) is str:  # stringValue comes first in _json_value too
+                    out[key] = sv
+                    continue
+                if len(val) == 1:
+                    iv = val.get("intValue")
+                    if type(iv) is str and iv.isdigit() and iv.isascii():
+                        out[key] = int(iv)
+                        continue
+                    dv = val.get("doubleValue")
+                    if type(dv) is float:
+                        out[key] = dv
+                        continue
         if not isinstance(kv, Mapping) or not isinstance(kv.get("key"), str):
             raise OTLPDecodeError("each attribute needs a string `key`")
         val = _json_value(kv.get("value", {}))
@@ -118,7 +138,7 @@ def _obj(v: Any, what: str) -> Mapping[str, Any]:
     """``v`` as an object; an absent value (None) is an empty one."""
     if v is None:
         return {}
-    if not isinstance(v, Mapping):
+    if type(v) is not dict and not isinstance(v, Mapping):
         raise OTLPDecodeError(f"{what} must be an object, got {type(v).__name__}")
     return v
 
@@ -182,11 +202,11 @@ def _records_from_json(obj: Mapping[str, Any], errors: list[str] | None) -> list
 
 
 def _json_span(sp: Any, service: str | None, scope: str | None) -> SpanRecord:
-    if not isinstance(sp, Mapping):
+    if type(sp) is not dict and not isinstance(sp, Mapping):
         raise OTLPDecodeError("spans entries must be objects")
     trace_id = _json_id(sp.get("traceId"), 16, "traceId")
     span_id = _json_id(sp.get("spanId"), 8, "spanId")
-    if not trace_id or not span_id or set(trace_id) == {"0"} or set(span_id) == {"0"}:
+    if not trace_id.strip("0") or not span_id.strip("0"):  # absent or all zeros
         raise OTLPDecodeError("every span needs a non-zero traceId and spanId")
     kind = sp.get("kind", 0)
     kind = _KINDS.get(kind) if isinstance(kind, int) else _KIND_NAMES.get(str(kind))

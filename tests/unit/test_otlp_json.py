@@ -1,0 +1,50 @@
+"""OTLP/JSON attribute decoding: the fast path for the common value shapes agrees with the general decoder."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otel_costattr._otlp import OTLPDecodeError, _json_attrs, _json_value
+
+_scalars = st.one_of(st.text(max_size=8), st.integers(-10**20, 10**20), st.floats(allow_nan=True),
+                     st.booleans(), st.none(), st.sampled_from(["12", "007", "-3", "+4", " 5", "٣", "1e3", "NaN"]))
+_keys = st.sampled_from(["stringValue", "intValue", "doubleValue", "boolValue", "bytesValue", "other"])
+_values = st.dictionaries(_keys, _scalars, max_size=3)
+
+
+def _reference(items: list) -> dict | type:
+    """The general decoder applied entry by entry (what _json_attrs did before its fast path)."""
+    out = {}
+    try:
+        for kv in items:
+            if not isinstance(kv.get("key"), str):
+                return OTLPDecodeError
+            v = _json_value(kv.get("value", {}))
+            if v is not None:
+                out[kv["key"]] = v
+    except OTLPDecodeError:
+        return OTLPDecodeError
+    return out
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"key": st.one_of(st.sampled_from(["a", "b", "c"]), st.integers(0, 2))},
+                                      optional={"value": _values}), max_size=5))
+def test_fast_path_decodes_exactly_like_the_general_decoder(items: list) -> None:
+    want = _reference(items)
+    try:
+        got = _json_attrs(items)
+    except OTLPDecodeError:
+        assert want is OTLPDecodeError
+        return
+    assert want is not OTLPDecodeError and got.keys() == want.keys()
+    assert all(_same(got[k], want[k]) for k in got), (got, want)
