@@ -161,9 +161,11 @@ def drop_invalid_spans(req: ExportTraceServiceRequest) -> tuple[int, int]:
     for rs in req.resource_spans:
         for ss in rs.scope_spans:
             spans = ss.spans
-            bad = [i for i, sp in enumerate(spans)
-                   if len(sp.trace_id) != 16 or len(sp.span_id) != 8
-                   or sp.trace_id == _ZERO_TRACE or sp.span_id == _ZERO_SPAN]
+            bad = []
+            for i, sp in enumerate(spans):
+                t, s = sp.trace_id, sp.span_id  # each read builds a bytes object: once each
+                if len(t) != 16 or len(s) != 8 or t == _ZERO_TRACE or s == _ZERO_SPAN:
+                    bad.append(i)
             for i in reversed(bad):
                 del spans[i]
             rejected += len(bad)
@@ -252,10 +254,31 @@ def _field(tag: bytes, payload: bytes) -> bytes:
     return tag + _varint(len(payload)) + payload
 
 
+_VARINT1 = [bytes((i,)) for i in range(0x80)]  # one-byte varints, the usual length prefix here
+_KEY_FIELDS: dict[str, bytes] = {}  # attribute key -> its KeyValue.key field bytes; bounded, see below
+
+
+def _encode_string_attribute(key: str, value: str) -> bytes:
+    """``_encode_attribute`` for a string value, with the key's bytes cached (the cost keys are a few dozen)."""
+    kf = _KEY_FIELDS.get(key)
+    if kf is None:
+        kf = _field(_KEY_TAG, key.encode())
+        if len(_KEY_FIELDS) < _STRING_CACHE_MAX:  # keys come from our own Enricher, but bound it anyway
+            _KEY_FIELDS[key] = kf
+    b = value.encode()
+    n = len(b)
+    vn = _VARINT1[n] if n < 0x80 else _varint(n)
+    any_len = 1 + len(vn) + n
+    va = _VARINT1[any_len] if any_len < 0x80 else _varint(any_len)
+    kv_len = len(kf) + 1 + len(va) + any_len
+    return b"".join((_SPAN_ATTRIBUTE_TAG, _VARINT1[kv_len] if kv_len < 0x80 else _varint(kv_len), kf, _VALUE_TAG,
+                     va, _STRING_TAG, vn, b))
+
+
 def _encode_attribute(key: str, value: Any) -> bytes:
     """One ``Span.attributes`` entry (tag, length, KeyValue) as wire bytes."""
     if type(value) is str:
-        any_value = _field(_STRING_TAG, value.encode())
+        return _encode_string_attribute(key, value)
     else:
         kv = KeyValue()
         _set_value(kv.value, value)
@@ -351,15 +374,10 @@ class ProtoEnricher:
         if layout is None:
             layout = self._layout(keys, extra)
         if layout is not False:
-            types, before, pack, after = layout
+            types, encode = layout
             values = tuple(extra.values())
             if tuple(map(type, values)) == types:
-                one = self._encode_one
-                parts = [one(keys[i], values[i]) for i in before]
-                parts.append(pack(values))
-                for i in after:
-                    parts.append(one(keys[i], values[i]))
-                return b"".join(parts)
+                return encode(values)
         return b"".join([self._encode_one(k, v) for k, v in extra.items()])
 
     def _layout(self, keys: tuple[str, ...], extra: Mapping[str, Any]) -> Any:
@@ -371,17 +389,29 @@ class ProtoEnricher:
             # no doubles, or other values between them: packing them together would reorder attributes
             self._layouts[keys] = False
             return False
-        # Each double is its constant prefix (tag, lengths, key, value tags) followed by 8 bytes: one struct
-        # with a "<N>s" field per prefix and a "d" per value packs them all in a single call. The argument list
-        # is generated once per layout; only positions and our own prefix names go into the source.
+        # One generated function per layout, in attribute order: the run of doubles is one "<N>s" prefix per key
+        # plus a "d" per value, packed by a single struct call; short strings come from the (key, value) cache,
+        # others go through _encode_one. Only positions and our own names go into the source; keys and values
+        # are passed in the namespace, never pasted into it.
         prefixes = [_encode_attribute(keys[i], 0.0)[:-8] for i in double_at]
         fmt = struct.Struct("<" + "".join(f"{len(p)}sd" for p in prefixes))
-        names = {f"p{j}": p for j, p in enumerate(prefixes)}
-        args = ", ".join(f"p{j}, v[{i}]" for j, i in enumerate(double_at))
-        namespace: dict[str, Any] = {"_pack": fmt.pack, **names}
-        exec(f"def pack(v):\n return _pack({args})", namespace)  # noqa: S102 - see comment above
-        pack = namespace["pack"]
-        layout = (types, tuple(range(double_at[0])), pack, tuple(range(double_at[-1] + 1, len(types))))
+        namespace: dict[str, Any] = {"_pack": fmt.pack, "_one": self._encode_one, "_get": self._strings.get}
+        namespace.update({f"p{j}": p for j, p in enumerate(prefixes)})
+        namespace.update({f"k{i}": k for i, k in enumerate(keys)})
+        lines, parts = [], []
+        for i, t in enumerate(types):
+            if i == double_at[0]:
+                parts.append("_pack(" + ", ".join(f"p{j}, v[{d}]" for j, d in enumerate(double_at)) + ")")
+            elif i in double_at:
+                continue
+            elif t is str:
+                lines.append(f" s{i} = _get((k{i}, v[{i}])) or _one(k{i}, v[{i}])")
+                parts.append(f"s{i}")
+            else:
+                parts.append(f"_one(k{i}, v[{i}])")
+        src = "def encode(v):\n" + "".join(line + "\n" for line in lines) + f" return b''.join(({', '.join(parts)},))"
+        exec(src, namespace)  # noqa: S102 - see comment above
+        layout = (types, namespace["encode"])
         self._layouts[keys] = layout
         return layout
 

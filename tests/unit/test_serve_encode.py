@@ -40,3 +40,16 @@ def test_layout_encoder_matches_the_general_one(extra: dict) -> None:
             assert got[k].string_value == v
         else:
             assert tuple(x.string_value for x in got[k].array_value.values) == v
+
+
+@pytest.mark.parametrize("value", ["", "USD", "é" * 70, "x" * 127, "y" * 128, '{"total": 1}' * 1500, "z" * 20000])
+@pytest.mark.parametrize("key", ["gen_ai.cost.status", "k" * 130])
+def test_string_attributes_are_the_bytes_protobuf_writes(key: str, value: str) -> None:
+    """The hand-built string encoding (cached key bytes, multi-byte length prefixes) against protobuf's own."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    from otel_costattr._serve_codec import _encode_attribute
+
+    want = Span(attributes=[KeyValue(key=key, value=AnyValue(string_value=value))]).SerializeToString()
+    assert _encode_attribute(key, value) == want
+    assert _encode_attribute(key, value) == want  # second time from the key cache
