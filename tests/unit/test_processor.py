@@ -50,6 +50,32 @@ def test_priced_span_carries_exact_cost_and_langfuse_details() -> None:
     assert proc.stats.snapshot() == {"priced": 1}
 
 
+@pytest.mark.parametrize("mask", range(32))
+def test_langfuse_details_list_exactly_the_non_zero_components_in_order(mask: int) -> None:
+    """Every combination of the five components: keys in component order then total, each the span's float."""
+    from otel_costattr._enrich import Enricher
+
+    book = oc.PriceBook.load(imported=False, env=False)
+    on = [bool(mask >> i & 1) for i in range(5)]  # input, cache_read, cache_write, output, reasoning
+    cache_read, cache_write = 2_000 * on[1], 700 * on[2]
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic",
+             "gen_ai.request.model": "claude-sonnet-4-5",
+             "gen_ai.usage.input_tokens": 3_000 * on[0] + cache_read + cache_write,
+             "gen_ai.usage.cache_read_input_tokens": cache_read, "gen_ai.usage.cache_creation_input_tokens": cache_write,
+             "gen_ai.usage.output_tokens": 500 * on[3] + 90 * on[4], "gen_ai.usage.reasoning_tokens": 90 * on[4]}
+    out, status, _, _ = Enricher(book).compute_attributes(attrs, span_id=None, start_ns=1_760_000_000_000_000_000,
+                                                          end_ns=None)
+    assert status == "priced", out
+    text = out[A.LANGFUSE_COST_DETAILS]
+    details = json.loads(text)
+    names = ["input", "cache_read", "cache_write", "output", "reasoning"]
+    floats = [out[A.COST_UNCACHED_INPUT], out[A.COST_CACHE_READ], out[A.COST_CACHE_WRITE], out[A.COST_TEXT_OUTPUT],
+              out[A.COST_REASONING]]
+    want = {n: f for n, f, o in zip(names, floats, on) if o} | {"total": out[A.COST_TOTAL]}
+    assert list(details.items()) == list(want.items())
+    assert text == "{" + ", ".join(f'"{k}": {v!r}' for k, v in want.items()) + "}"  # shortest repr, no drift
+
+
 def test_non_llm_spans_pass_through_untouched() -> None:
     tracer, exp, proc = pipeline()
     emit(tracer, "db query", start={"db.system": "postgresql"})
