@@ -482,7 +482,7 @@ class Ledger:
         """Insert many records, ``batch_size`` per transaction; returns the count. For bulk loads.
 
         Records are converted on the calling thread while a second thread writes the previous batch: DuckDB
-        releases the GIL while it writes, so on two cores conversion and writing overlap (1.3-1.5x the rate of
+        releases the GIL while it writes, so on two cores conversion and writing overlap (1.7x the rate of
         :meth:`write_records` in a loop, ``benchmarks/bench_ledger.py``). Large batches matter here: each return
         from DuckDB waits for the GIL, up to the interpreter's switch interval (5 ms), and fewer transactions
         mean fewer waits. Memory holds at most three batches (one filling, one queued, one writing).
