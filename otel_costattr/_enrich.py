@@ -42,11 +42,11 @@ __all__ = ["Enricher", "clone_span", "plain_attributes"]
 
 _DEFAULT_DEDUP = 16_384
 _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
-_FIVE = frozenset({"input", "cache_read", "cache_write", "output", "reasoning"})
-
+# The five components every priced call has, in the order Langfuse cost details list them.
+_DETAIL_NAMES = ("input", "cache_read", "cache_write", "output", "reasoning")
+_FIVE = frozenset(_DETAIL_NAMES)
 # Langfuse cost-details templates by which of the five components are non-zero: (template, picker), where the
 # picker takes (input, cache_read, cache_write, output, reasoning, total) floats to the template's arguments.
-_DETAIL_NAMES = ("input", "cache_read", "cache_write", "output", "reasoning")
 _DETAIL_SHAPES: dict[tuple[bool, ...], tuple[str, Any]] = {}
 
 
@@ -57,6 +57,8 @@ def _detail_shape(which: tuple[bool, ...]) -> tuple[str, Any]:
     shape = (template, operator.itemgetter(*idx))  # one index: a lone float, which `%` takes as well
     _DETAIL_SHAPES[which] = shape  # at most 2**5 keys
     return shape
+
+
 _INPUT_ONLY_OPS = frozenset({"embeddings", "embedding"})
 _MISSING = object()
 # Any of these on a span means it arrived with cost attributes (which we replace when we price it).
@@ -296,9 +298,8 @@ class Enricher:
                 shape = _DETAIL_SHAPES.get(which) or _detail_shape(which)
                 out[A.LANGFUSE_COST_DETAILS] = shape[0] % shape[1]((fi, fcr, fcw, fo, fr, total))
             else:
-                parts = [f'"{k}": {v!r}' for k, v, n in (("input", fi, ui), ("cache_read", fcr, ucr),
-                                                          ("cache_write", fcw, ucw), ("output", fo, uo),
-                                                          ("reasoning", fr, ur)) if n]
+                parts = [f'"{k}": {v!r}' for k, v, n in zip(_DETAIL_NAMES, (fi, fcr, fcw, fo, fr),
+                                                              (ui, ucr, ucw, uo, ur)) if n]
                 parts += [f'"{k}": {v / d!r}' for k, v in u.items() if v and k not in _FIVE]
                 parts.append(f'"total": {total!r}')
                 out[A.LANGFUSE_COST_DETAILS] = "{" + ", ".join(parts) + "}"

@@ -245,7 +245,7 @@ def _unmapped(a: Mapping[str, Any], store_content: bool) -> dict[str, Any]:
         return {}
     keep = {}
     for k, v in a.items():
-        if k in _MAPPED or (not store_content and (k in CONTENT_KEYS or k.startswith(_CONTENT_PREFIXES))):
+        if k in _MAPPED or (not store_content and _is_content(k)):
             continue
         t = type(v)
         keep[k] = v if t is str or t is int or t is bool else _json_safe(v)
@@ -410,10 +410,10 @@ class Ledger:
             raise ConfigurationError(f"ledger {self.path} does not exist; run `otel-costattr demo` or pass the path "
                                      "your application writes (configure(ledger=...))")
         try:
-            # 64 MB instead of DuckDB's 16 MB WAL before a checkpoint: with 8192-span batches the default
-            # checkpoints every few batches and re-compresses the open row group each time, so ingest slowed
-            # to half speed as the file grew (24 vs 11-12 us/span at 2M spans, batches stalling 2 s); 64 MB
-            # holds steady and bounds both the WAL and DuckDB's memory (~75 MB measured) -- benchmarks/bench_ledger.py.
+            # 64 MB instead of DuckDB's 16 MB of WAL before a checkpoint: with the default, 8192-span batches
+            # checkpointed every few batches and ingest slowed to half speed as the file grew (24 vs 11-12 us
+            # per span at 2M spans, single batches stalling 2 s; measured, cause inside DuckDB not traced).
+            # 64 MB holds steady and still bounds the WAL and DuckDB's memory (~75 MB measured).
             config = {} if read_only else {"checkpoint_threshold": "64MB"}
             self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except duckdb.Error as exc:

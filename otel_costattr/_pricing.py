@@ -240,7 +240,7 @@ class _Plan:
     """Everything needed to price a (model, provider, service tier, region) below any long-context threshold
     in one period: the per-span fast path. Built by the general path, never by hand."""
 
-    __slots__ = ("entry", "period", "start_ns", "end_ns", "max_prompt", "rates", "scale", "fallbacks", "flags",
+    __slots__ = ("entry", "period", "start_ns", "end_ns", "max_prompt", "scale", "flags",
                  "fb", "r0", "r1", "r2", "r3", "r4", "r5", "f1", "f2", "f5", "fb_other")
 
     def __init__(self, entry: ModelEntry, period: Period, max_prompt: int, rates: tuple[int, ...], scale: int,
@@ -250,9 +250,7 @@ class _Plan:
         self.start_ns = period.start_ns
         self.end_ns = period.end_ns if period.end_ns is not None else 1 << 126
         self.max_prompt = max_prompt
-        self.rates = rates
         self.scale = scale
-        self.fallbacks = fallbacks
         self.flags = flags
         # (position in the disjoint-count tuple, flag) for each of the six common classes that falls back
         self.fb = tuple((i, _FALLBACK_FLAGS[c]) for i, c in enumerate(TOKEN_CLASSES[:6]) if c in fallbacks)
@@ -833,9 +831,10 @@ class PriceBook:
             if len(self._plans) >= _RESOLVE_CACHE_MAX:
                 old = next(iter(self._plans))
                 del self._plans[old]
-                if old[2] is None and old[3] is None:
-                    self._std_plans.get(old[0], {}).pop(old[1], None)
-                    if not self._std_plans.get(old[0], True):
+                by_provider = self._std_plans.get(old[0]) if old[2] is None and old[3] is None else None
+                if by_provider is not None:  # keep the model -> provider view in step with _plans
+                    by_provider.pop(old[1], None)
+                    if not by_provider:
                         del self._std_plans[old[0]]
                 self.evictions["plans"] += 1
             plan = _Plan(entry, period, max_prompt, rates, scale, fallbacks, base_flags)
