@@ -241,6 +241,9 @@ class OTLPApp:
                 snap = self.stats.snapshot()
                 snap["queue_depth"] = self.pipeline.depth()
                 snap["queue_capacity"] = self.pipeline.capacity
+                # what the bounded caches dropped: a growing figure means more distinct calls than they hold
+                snap["attribute_cache_clears"] = self.pipeline.enricher.entry_cache_clears
+                snap["dedup_evictions"] = self.pipeline.enricher.enricher.dedup.evicted
                 await self._reply(send, 200, json.dumps(snap).encode(), JSON)
             return
         await self._reply(send, 404, _status_body(404, f"no such path {path[:200]}", JSON), JSON)

@@ -1,0 +1,189 @@
+"""serve's wire view: span attributes read from their serialized bytes must read exactly as protobuf reads them.
+
+The reader takes the layout protobuf writers produce (key, then value) itself and hands anything else to
+protobuf; these tests hold both routes to what the standard message classes say, and check that the
+entry cache is bounded and never changes a result.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from otel_costattr import attributes as A
+from otel_costattr._serve_codec import (
+    _SKIP,
+    _WANTED,
+    PROTOBUF,
+    ProtoEnricher,
+    _read_entry,
+    _value,
+    _wire_value,
+    decode_body,
+    to_message,
+)
+
+WANTED_KEYS = sorted(_WANTED)
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+SCALARS = st.one_of(
+    st.text(max_size=40), st.text(min_size=120, max_size=300), INT64, st.integers(0, 2**22),
+    st.floats(allow_nan=True), st.booleans(),
+)
+
+
+def _any(v: object) -> AnyValue:
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    if isinstance(v, str):
+        return AnyValue(string_value=v)
+    if isinstance(v, bytes):
+        return AnyValue(bytes_value=v)
+    if isinstance(v, tuple):
+        return AnyValue(array_value=ArrayValue(values=[_any(x) for x in v]))
+    if isinstance(v, dict):
+        return AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=_any(x)) for k, x in v.items()]))
+    return AnyValue()  # None: no value set
+
+
+VALUES = st.one_of(
+    SCALARS, st.none(), st.binary(max_size=20), st.tuples(SCALARS, SCALARS), st.dictionaries(st.text(max_size=5),
+                                                                                               SCALARS, max_size=2),
+)
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=400, deadline=None)
+@given(VALUES)
+def test_any_value_bytes_read_as_protobuf_reads_them(v: object) -> None:
+    av = _any(v)
+    assert _same(_wire_value(av.SerializeToString()), _value(av))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.sampled_from(WANTED_KEYS), st.text(max_size=20), st.text(min_size=128, max_size=200)), VALUES)
+def test_key_value_entries_read_as_protobuf_reads_them(key: str, v: object) -> None:
+    kv = KeyValue(key=key, value=_any(v))
+    got = _read_entry(kv.SerializeToString())
+    if key in _WANTED:
+        assert got[0] == key and _same(got[1], _value(kv.value))
+    else:
+        assert got is _SKIP
+
+
+def _field(num: int, payload: bytes) -> bytes:
+    assert len(payload) < 0x80
+    return bytes((num << 3 | 2, len(payload))) + payload
+
+
+def test_unusual_but_valid_layouts_go_to_protobuf() -> None:
+    key = "gen_ai.usage.input_tokens"
+    value = AnyValue(int_value=1234).SerializeToString()
+    # the value before the key
+    assert _read_entry(_field(2, value) + _field(1, key.encode())) == (key, 1234)
+    # an unknown field after the value (a newer schema)
+    assert _read_entry(_field(1, key.encode()) + _field(2, value) + _field(9, b"x")) == (key, 1234)
+    # the value field twice: protobuf merges them, and for a oneof scalar the last one wins
+    second = AnyValue(int_value=99).SerializeToString()
+    assert _read_entry(_field(1, key.encode()) + _field(2, value) + _field(2, second)) == (key, 99)
+    # a value of 16 kB and more (a three-byte length)
+    long = "m" * 20_000
+    assert _read_entry(KeyValue(key="gen_ai.request.model", value=AnyValue(string_value=long)).SerializeToString()) \
+        == ("gen_ai.request.model", long)
+    # an empty key is absent from the wire: not an attribute the Enricher reads
+    assert _read_entry(KeyValue(key="", value=AnyValue(int_value=5)).SerializeToString()) is _SKIP
+    assert _read_entry(b"") is _SKIP
+    # ints that need more than three varint bytes, and negative ones
+    for n in (2**21, 2**40, -1, -(2**63)):
+        assert _read_entry(KeyValue(key=key, value=AnyValue(int_value=n)).SerializeToString()) == (key, n)
+    # a double and a non-canonical bool
+    assert _read_entry(_field(1, b"gen_ai.cost.total_cost") + b"\x12\x09\x21" + struct.pack("<d", 0.5)) == \
+        ("gen_ai.cost.total_cost", 0.5)
+    assert _read_entry(_field(1, b"gen_ai.request.stream") + _field(2, b"\x10\x02")) == ("gen_ai.request.stream", True)
+
+
+class _Recorder:
+    """An Enricher stand-in that records the attributes serve hands it."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+
+    def compute_attributes(self, attrs: dict, **_: object) -> tuple:
+        self.seen.append(dict(attrs))
+        return None, None, None, None
+
+
+def _request(spans: list[list[tuple[str, object]]]) -> bytes:
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    for i, attrs in enumerate(spans):
+        sp = ss.spans.add(trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"), name="s")
+        sp.attributes.extend(KeyValue(key=k, value=_any(v)) for k, v in attrs)
+    return req.SerializeToString()
+
+
+ATTRS = st.lists(st.tuples(st.sampled_from([*WANTED_KEYS[:12], A.READ["operation"][0], "customer_id", "http.route"]),
+                           VALUES), max_size=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.just("gen_ai.operation.name"), st.just("chat")), min_size=1, max_size=1)
+                .flatmap(lambda head: ATTRS.map(lambda rest: head + rest)), min_size=1, max_size=6))
+def test_serve_reads_the_attributes_the_standard_message_has(spans: list) -> None:
+    body = _request(spans)
+    rec = _Recorder()
+    pe = ProtoEnricher(rec)  # type: ignore[arg-type]
+    for _ in range(2):  # the second pass reads through the entry cache
+        rec.seen.clear()
+        pe.enrich(decode_body(body, PROTOBUF))
+        want = []
+        for sp in ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans:
+            d = {}
+            for kv in sp.attributes:  # duplicate keys: the last one wins, as in a dict
+                if kv.key in _WANTED:
+                    d[kv.key] = _value(kv.value)
+            want.append(d)
+        assert len(rec.seen) == len(want)
+        for got, exp in zip(rec.seen, want):
+            assert got.keys() == exp.keys() and all(_same(got[k], exp[k]) for k in exp)
+
+
+def test_entry_cache_is_bounded_and_counts_clears(monkeypatch) -> None:  # noqa: ANN001
+    import otel_costattr._serve_codec as codec
+
+    monkeypatch.setattr(codec, "_ENTRY_CACHE_MAX", 50)
+    spans = [[("gen_ai.operation.name", "chat"), ("gen_ai.usage.input_tokens", i), ("url.path", f"/o/{i}"),
+              ("prompt", "p" * 400)] for i in range(200)]
+    rec = _Recorder()
+    pe = ProtoEnricher(rec)  # type: ignore[arg-type]
+    pe.enrich(decode_body(_request(spans), PROTOBUF))
+    assert len(pe._entries) <= 50
+    # two new short entries per span (the operation repeats; the 400-byte one is never held)
+    assert pe.entry_cache_clears >= (200 * 2) // 50 - 1
+    assert all(len(k) <= codec._ENTRY_CACHE_ENTRY_MAX for k in pe._entries)
+    assert [s["gen_ai.usage.input_tokens"] for s in rec.seen] == list(range(200))
+
+
+def test_wire_request_round_trips_the_bytes() -> None:
+    body = _request([[("gen_ai.operation.name", "chat"), ("gen_ai.usage.input_tokens", 7), ("k", (1, "a"))]])
+    req = decode_body(body, PROTOBUF)
+    assert req.SerializeToString() == body
+    assert to_message(req) == ExportTraceServiceRequest.FromString(body)
+    span = to_message(req).resource_spans[0].scope_spans[0].spans[0]
+    assert isinstance(span, Span) and span.attributes[1].value.int_value == 7
