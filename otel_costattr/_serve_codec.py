@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import threading
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -122,11 +123,6 @@ def _wire_view_class() -> Any:
 #: The request class :func:`decode_body` returns: the OTLP message with each span attribute kept as the bytes
 #: of its ``KeyValue`` (see :func:`_wire_view_class`). Same field names as ``ExportTraceServiceRequest``.
 WireRequest = _wire_view_class()
-
-
-def to_message(req: Any) -> ExportTraceServiceRequest:
-    """A :data:`WireRequest` as the standard ``ExportTraceServiceRequest`` message (for readers that want one)."""
-    return ExportTraceServiceRequest.FromString(req.SerializeToString())
 
 
 # ----------------------------------------------------------------------------------------------- decode
@@ -242,7 +238,7 @@ _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"}
 # KeyValue starts 0x0A <one-byte length> <key>, which is what the reader below relies on.
 _WANTED_BYTES = {name.encode(): name for name in _WANTED}
 assert all(len(k) < 0x80 for k in _WANTED_BYTES)
-_unpack_double = struct.Struct("<d").unpack_from
+_DOUBLE = struct.Struct("<d")
 
 
 def _wire_value(b: bytes) -> Any:
@@ -273,7 +269,7 @@ def _wire_value(b: bytes) -> Any:
                 return (b[1] & 0x7F) | ((b[2] & 0x7F) << 7) | (b[3] << 14)
         elif tag == 0x21:  # double_value (field 4, fixed64)
             if n == 9:
-                return _unpack_double(b, 1)[0]
+                return _DOUBLE.unpack_from(b, 1)[0]
         elif tag == 0x10 and n == 2 and b[1] < 2:  # bool_value (field 2, varint)
             return b[1] == 1
     elif not n:
@@ -312,7 +308,6 @@ def _set_value(target: Any, v: Any) -> None:
             _set_value(values.add(), item)
     else:
         target.string_value = str(v)
-
 
 
 #: What :func:`_read_entry` returns for an attribute the Enricher does not read.
@@ -358,7 +353,7 @@ def _read_entry(kv: bytes) -> tuple[str, Any]:
 _SPAN_ATTRIBUTE_TAG = b"\x4a"  # Span.attributes: field 9, length-delimited
 _KEY_TAG, _VALUE_TAG = b"\x0a", b"\x12"  # KeyValue.key (1), KeyValue.value (2)
 _STRING_TAG, _DOUBLE_TAG = b"\x0a", b"\x21"  # AnyValue.string_value (1), AnyValue.double_value (4, fixed64)
-_pack_double = struct.Struct("<d").pack
+_pack_double = _DOUBLE.pack
 _STRING_CACHE_MAX = 4096
 _STRING_CACHE_VALUE_MAX = 128
 _LAYOUTS_MAX = 256
@@ -429,7 +424,8 @@ class ProtoEnricher:
     """Adds ``gen_ai.cost.*`` attributes to the spans of an ``ExportTraceServiceRequest``, in place.
 
     Thread-safe as long as each message is enriched by one thread (the Enricher's index has its own lock; the
-    encoding caches here are only ever added to, which is atomic for a dict under the GIL).
+    caches here are only added to, atomic for a dict under the GIL, or emptied under a lock; their values are
+    immutable).
     """
 
     def __init__(self, enricher: Enricher) -> None:
@@ -445,7 +441,15 @@ class ProtoEnricher:
         # short entries, and emptied when full (counted in ``entry_cache_clears``), so values that never
         # repeat (ids, token counts) cannot hold it.
         self._entries: dict[bytes, tuple[str, Any]] = {}
+        self._clear_lock = threading.Lock()
         self.entry_cache_clears = 0
+
+    def _clear_entries(self) -> None:
+        # Rare (once per ~8k distinct entries): the lock keeps the count exact when two workers fill the cache.
+        with self._clear_lock:
+            if len(self._entries) >= _ENTRY_CACHE_MAX:
+                self._entries.clear()
+                self.entry_cache_clears += 1
 
     def enrich(self, req: Any) -> EnrichCounts:
         """Price every LLM span of ``req`` and append the cost attributes it lacks. Returns what was done."""
@@ -470,20 +474,15 @@ class ProtoEnricher:
                     attrs: dict[str, Any] = {}
                     for kv in sp.attributes:
                         short = len(kv) <= entry_max
-                        if short:
-                            hit = entries_get(kv)
-                            if hit is not None:
-                                if hit is not skip:
-                                    attrs[hit[0]] = hit[1]
-                                continue
-                        hit = read_entry(kv)
+                        hit = entries_get(kv) if short else None
+                        if hit is None:
+                            hit = read_entry(kv)
+                            if short:
+                                if len(entries) >= entry_cap:
+                                    self._clear_entries()
+                                entries[kv] = hit
                         if hit is not skip:
                             attrs[hit[0]] = hit[1]
-                        if short:
-                            if len(entries) >= entry_cap:
-                                entries.clear()
-                                self.entry_cache_clears += 1
-                            entries[kv] = hit
                     if trigger.isdisjoint(attrs):
                         continue
                     if status_key in attrs:

@@ -360,14 +360,13 @@ class Pipeline:
         self.stats.add(batches_processed=1)
 
     def _write_ledger(self, req: Any, spans: int) -> None:
-        from ._otlp import records_from_request
-        from ._serve_codec import to_message
+        from ._otlp import records_from_proto
 
         bad: list[str] = []
         try:
             # A span the ledger cannot hold (a time beyond int64 nanoseconds) is skipped and counted; the rest
             # of the batch is still stored.
-            written = self.ledger.write_records(records_from_request(to_message(req), bad))
+            written = self.ledger.write_records(records_from_proto(req.SerializeToString(), bad))
         except Exception as exc:  # noqa: BLE001 - counted and logged; forwarding goes on
             self.stats.add(ledger_failed_batches=1, ledger_dropped_spans=spans)
             if not self._warned_ledger:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -26,7 +27,6 @@ from otel_costattr._serve_codec import (
     _value,
     _wire_value,
     decode_body,
-    to_message,
 )
 
 WANTED_KEYS = sorted(_WANTED)
@@ -164,7 +164,7 @@ def test_serve_reads_the_attributes_the_standard_message_has(spans: list) -> Non
             assert got.keys() == exp.keys() and all(_same(got[k], exp[k]) for k in exp)
 
 
-def test_entry_cache_is_bounded_and_counts_clears(monkeypatch) -> None:  # noqa: ANN001
+def test_entry_cache_is_bounded_and_counts_clears(monkeypatch: pytest.MonkeyPatch) -> None:
     import otel_costattr._serve_codec as codec
 
     monkeypatch.setattr(codec, "_ENTRY_CACHE_MAX", 50)
@@ -184,6 +184,7 @@ def test_wire_request_round_trips_the_bytes() -> None:
     body = _request([[("gen_ai.operation.name", "chat"), ("gen_ai.usage.input_tokens", 7), ("k", (1, "a"))]])
     req = decode_body(body, PROTOBUF)
     assert req.SerializeToString() == body
-    assert to_message(req) == ExportTraceServiceRequest.FromString(body)
-    span = to_message(req).resource_spans[0].scope_spans[0].spans[0]
+    standard = ExportTraceServiceRequest.FromString(req.SerializeToString())
+    assert standard == ExportTraceServiceRequest.FromString(body)
+    span = standard.resource_spans[0].scope_spans[0].spans[0]
     assert isinstance(span, Span) and span.attributes[1].value.int_value == 7
