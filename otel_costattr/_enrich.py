@@ -38,7 +38,7 @@ from ._layers import _LAYER_INPUTS, layer_costs, split_layers
 from ._pricing import Cost, PriceBook, _units_to_decimal
 from ._usage import Call, read_call
 
-__all__ = ["Enricher", "clone_span", "plain_attributes"]
+__all__ = ["UNRENDERED", "Enricher", "clone_span", "plain_attributes"]
 
 _DEFAULT_DEDUP = 16_384
 _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
@@ -61,6 +61,22 @@ def _detail_shape(which: tuple[bool, ...]) -> tuple[str, Any]:
 
 _INPUT_ONLY_OPS = frozenset({"embeddings", "embedding"})
 _MISSING = object()
+
+
+class _Unrendered(dict):  # an empty dict, so that code unaware of it still sees "no attributes to add"
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNRENDERED"
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError("UNRENDERED is a marker, not a mapping to fill")
+
+
+#: Returned by ``Enricher.compute_attributes(..., render=False)`` in place of the attribute dict for a call whose
+#: attributes are the standard priced set: the caller renders them itself from the ``Cost`` (see
+#: :meth:`Enricher.standard_figures`). Identity is the contract: test with ``is``.
+UNRENDERED: dict[str, Any] = _Unrendered()
 # Any of these on a span means it arrived with cost attributes (which we replace when we price it).
 _COST_KEYS = frozenset(v for k, v in vars(A).items() if k.startswith("COST_") and isinstance(v, str)) | {
     A.LANGFUSE_COST_DETAILS}
@@ -162,16 +178,23 @@ class Enricher:
 
     def compute_attributes(self, attrs: Mapping[str, Any], *, span_id: str | None, start_ns: int | None,
                            end_ns: int | None, trace_id: str | None = None, parent_span_id: str | None = None,
-                           scope: str = "") -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+                           scope: str = "", render: bool = True,
+                           ) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
         """:meth:`compute` for a span given as plain data (OTLP ingest, ``serve``).
 
         ``trace_id``, ``parent_span_id`` and ``scope`` (instrumentation scope name) let two spans of one failed
         call, which have no response id, be recognised as one call.
+
+        With ``render=False``, a priced or partial call whose attributes are the standard set (the five standard
+        components, no flags, no token layers, no cost attributes already on the span) returns :data:`UNRENDERED`
+        in place of the dict, for a caller that encodes attributes itself: it must write what
+        :meth:`standard_figures` gives, in the order of ``_priced_attributes``. Everything else is as with
+        ``render=True``.
         """
-        return self._compute(attrs, span_id, start_ns, end_ns, (trace_id, parent_span_id, scope))
+        return self._compute(attrs, span_id, start_ns, end_ns, (trace_id, parent_span_id, scope), render)
 
     def _compute(self, attrs: Mapping[str, Any], span_id: str | None, start_ns: int | None, end_ns: int | None,
-                 ids: Any) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+                 ids: Any, render: bool = True) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
         # ``ids`` is the span (its trace, parent and scope are only formatted when a call has no response id)
         # or a (trace_id, parent_span_id, scope) tuple.
         call = read_call(attrs)
@@ -240,6 +263,9 @@ class Enricher:
                 out[A.COST_MODEL] = cost.model
             return out, "unpriced", call, cost
         status = "partial" if partial else "priced"
+        if not render and len(cost._units) == 5 and not cost.flags and _COST_KEYS.isdisjoint(attrs) \
+                and (not n_in or _LAYER_INPUTS.isdisjoint(attrs)):
+            return UNRENDERED, status, call, cost
         out = self._priced_attributes(cost, status)
         if n_in and not _LAYER_INPUTS.isdisjoint(attrs):
             self._add_layers(out, attrs, n_in, cost)
@@ -259,27 +285,63 @@ class Enricher:
                 self._providers[name] = found
         return found
 
-    def _priced_attributes(self, cost: Cost, status: str) -> dict[str, Any]:
-        # Read the exact integer components once (this runs for every priced span). Side totals are summed
-        # exactly as integers, then rounded to a float once: adding floats would drift in the last digit.
-        u = cost._units  # noqa: SLF001 - same package; the public accessors each rebuild a dict
+    def standard_figures(self, cost: Cost) -> tuple[float, float, float, float, float, float, float, float,
+                                                      str | None]:
+        """For a priced ``cost`` with exactly the five standard components: the values of
+        ``total_cost, input_cost, output_cost, uncached_input_cost, cache_read_cost, cache_write_cost,
+        text_output_cost, reasoning_cost`` and the Langfuse cost details (``None`` when ``langfuse`` is off).
+
+        Exactly what :meth:`compute` writes for such a call; a caller that encodes attributes itself (``serve``)
+        uses this so that both renderings agree to the bit.
+        """
+        u = cost._units  # noqa: SLF001
         d = 10 ** cost._scale  # noqa: SLF001
-        entry = cost._entry  # noqa: SLF001
         ui, ucr, ucw, uo, ur = u["input"], u["cache_read"], u["cache_write"], u["output"], u["reasoning"]
-        extra = len(u) > 5  # classes beyond the five every priced call has (1h writes, audio, tools)
-        in_u, out_u = ui + ucr + ucw, uo + ur
-        if extra:
-            in_u += u.get("cache_write_1h", 0) + u.get("input_audio", 0) + u.get("input_image", 0)
-            out_u += u.get("output_audio", 0) + u.get("output_image", 0)
         fi, fcr, fcw, fo, fr = ui / d, ucr / d, ucw / d, uo / d, ur / d
         total = cost._total / d  # noqa: SLF001
+        details = None
+        if self.langfuse:
+            # Each float is the nearest double to the exact component; repr (what %r writes, as json would) is its
+            # shortest decimal. One %-template per set of non-zero components (at most 32), the floats picked in
+            # C: half the cost of joining per-component f-strings, the same text.
+            which = (ui != 0, ucr != 0, ucw != 0, uo != 0, ur != 0)
+            shape = _DETAIL_SHAPES.get(which) or _detail_shape(which)
+            details = shape[0] % shape[1]((fi, fcr, fcw, fo, fr, total))
+        return total, (ui + ucr + ucw) / d, (uo + ur) / d, fi, fcr, fcw, fo, fr, details
+
+    def _priced_attributes(self, cost: Cost, status: str) -> dict[str, Any]:
+        # Side totals are summed exactly as integers, then rounded to a float once: adding floats would drift
+        # in the last digit.
+        u = cost._units  # noqa: SLF001 - same package; the public accessors each rebuild a dict
+        entry = cost._entry  # noqa: SLF001
+        extra = len(u) > 5  # classes beyond the five every priced call has (1h writes, audio, tools)
+        if not extra:
+            total, f_in, f_out, fi, fcr, fcw, fo, fr, details = self.standard_figures(cost)
+        else:
+            d = 10 ** cost._scale  # noqa: SLF001
+            ui, ucr, ucw, uo, ur = u["input"], u["cache_read"], u["cache_write"], u["output"], u["reasoning"]
+            fi, fcr, fcw, fo, fr = ui / d, ucr / d, ucw / d, uo / d, ur / d
+            total = cost._total / d  # noqa: SLF001
+            f_in = (ui + ucr + ucw + u.get("cache_write_1h", 0) + u.get("input_audio", 0)
+                    + u.get("input_image", 0)) / d
+            f_out = (uo + ur + u.get("output_audio", 0) + u.get("output_image", 0)) / d
+            details = None
+            if self.langfuse:
+                # Each float is the nearest double to the exact component; repr (what json writes) is its
+                # shortest decimal, i.e. the exact figure for every realistic cost.
+                parts = [f'"{k}": {v!r}' for k, v, n in zip(_DETAIL_NAMES, (fi, fcr, fcw, fo, fr),
+                                                              (ui, ucr, ucw, uo, ur)) if n]
+                parts += [f'"{k}": {v / d!r}' for k, v in u.items() if v and k not in _FIVE]
+                parts.append(f'"total": {total!r}')
+                details = "{" + ", ".join(parts) + "}"
         out: dict[str, Any] = {
-            A.COST_STATUS: status, A.COST_TOTAL: total, A.COST_INPUT: in_u / d, A.COST_OUTPUT: out_u / d,
+            A.COST_STATUS: status, A.COST_TOTAL: total, A.COST_INPUT: f_in, A.COST_OUTPUT: f_out,
             A.COST_UNCACHED_INPUT: fi, A.COST_CACHE_READ: fcr, A.COST_CACHE_WRITE: fcw, A.COST_TEXT_OUTPUT: fo,
             A.COST_REASONING: fr, A.COST_CURRENCY: "USD", A.COST_PROVIDER: entry.provider, A.COST_MODEL: entry.id,
             A.COST_PRICING_VERSION: entry.version,
         }
         if extra:
+            d = 10 ** cost._scale  # noqa: SLF001
             if "cache_write_1h" in u:
                 out[A.COST_CACHE_WRITE_1H] = u["cache_write_1h"] / d
             tool = u.get("web_search", 0) + u.get("compute", 0)
@@ -287,22 +349,8 @@ class Enricher:
                 out[A.COST_TOOL_USAGE] = tool / d
         if cost.flags:
             out[A.COST_FLAGS] = cost.flags
-        if self.langfuse:
-            # Each float is the nearest double to the exact component; repr (what json writes) is its shortest
-            # decimal, i.e. the exact figure for every realistic cost. Built by hand, in component order, from
-            # the floats above: this is the hot path.
-            if not extra:
-                # One %-template per set of non-zero components (at most 32), and the matching floats picked
-                # in C: half the cost of joining per-component f-strings, the same text.
-                which = (ui != 0, ucr != 0, ucw != 0, uo != 0, ur != 0)
-                shape = _DETAIL_SHAPES.get(which) or _detail_shape(which)
-                out[A.LANGFUSE_COST_DETAILS] = shape[0] % shape[1]((fi, fcr, fcw, fo, fr, total))
-            else:
-                parts = [f'"{k}": {v!r}' for k, v, n in zip(_DETAIL_NAMES, (fi, fcr, fcw, fo, fr),
-                                                              (ui, ucr, ucw, uo, ur)) if n]
-                parts += [f'"{k}": {v / d!r}' for k, v in u.items() if v and k not in _FIVE]
-                parts.append(f'"total": {total!r}')
-                out[A.LANGFUSE_COST_DETAILS] = "{" + ", ".join(parts) + "}"
+        if details is not None:
+            out[A.LANGFUSE_COST_DETAILS] = details
         return out
 
     @staticmethod

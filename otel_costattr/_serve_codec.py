@@ -41,7 +41,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from . import attributes as A
-from ._enrich import Enricher
+from ._enrich import UNRENDERED, Enricher
 from ._otlp import OTLPDecodeError
 
 __all__ = ["BodyTooLarge", "EnrichCounts", "ProtoEnricher", "decode_body", "drop_invalid_spans",
@@ -408,6 +408,15 @@ def _encode_attribute(key: str, value: Any) -> bytes:
     return _field(_SPAN_ATTRIBUTE_TAG, _field(_KEY_TAG, key.encode()) + _field(_VALUE_TAG, any_value))
 
 
+# The eight doubles of the standard priced set, in the Enricher's order, and the struct that packs them after
+# their constant key prefixes; the two statuses that set has, pre-encoded (see ProtoEnricher._render).
+_STANDARD_DOUBLES = (A.COST_TOTAL, A.COST_INPUT, A.COST_OUTPUT, A.COST_UNCACHED_INPUT, A.COST_CACHE_READ,
+                     A.COST_CACHE_WRITE, A.COST_TEXT_OUTPUT, A.COST_REASONING)
+_STANDARD_PREFIXES = tuple(_encode_attribute(k, 0.0)[:-8] for k in _STANDARD_DOUBLES)
+_pack_standard = struct.Struct("<" + "".join(f"{len(p)}sd" for p in _STANDARD_PREFIXES)).pack
+_STATUS_ENTRIES = {s: _encode_attribute(A.COST_STATUS, s) for s in ("priced", "partial")}
+
+
 class EnrichCounts:
     """What :meth:`ProtoEnricher.enrich` did to one message. ``statuses`` maps status -> spans."""
 
@@ -443,6 +452,9 @@ class ProtoEnricher:
         self._entries: dict[bytes, tuple[str, Any]] = {}
         self._clear_lock = threading.Lock()
         self.entry_cache_clears = 0
+        # id(pricing entry) -> (entry, wire bytes of its currency, provider, model and version attributes), for
+        # _render. Holding the entry keeps its id from being reused while cached. Bounded: emptied when full.
+        self._entry_tails: dict[int, tuple[Any, bytes]] = {}
 
     def _clear_entries(self) -> None:
         # Rare (once per ~8k distinct entries): the lock keeps the count exact when two workers fill the cache.
@@ -488,18 +500,44 @@ class ProtoEnricher:
                     if status_key in attrs:
                         counts.passthrough += 1
                         continue
-                    extra, status, _call, _cost = compute(
+                    extra, status, _call, cost = compute(
                         # the span id only serves de-duplication, which needs a response id
                         attrs, span_id=sp.span_id.hex() if response_id in attrs else None,
                         start_ns=sp.start_time_unix_nano or None,
-                        end_ns=sp.end_time_unix_nano or None)
+                        end_ns=sp.end_time_unix_nano or None, render=False)
                     if extra is None or status is None:
                         continue
                     statuses[status] = statuses.get(status, 0) + 1
+                    if extra is UNRENDERED:  # the standard priced set, none of it on the span yet
+                        sp.MergeFromString(self._render(cost, status))
+                        continue
                     if not _WRITTEN_NAMES.isdisjoint(attrs):
                         extra = _keep_existing(extra, attrs, counts)
                     sp.MergeFromString(self._encode(extra))
         return counts
+
+    def _render(self, cost: Any, status: str) -> bytes:
+        """The wire bytes of what ``compute_attributes`` returns as :data:`UNRENDERED`: the same attributes in the
+        same order as ``_encode(Enricher._priced_attributes(cost, status))`` (a test holds them equal), without
+        building the dict. The run of eight doubles is one struct call; the strings that follow depend only on
+        the pricing entry and are cached per entry."""
+        entry = cost._entry  # noqa: SLF001
+        tail = self._entry_tails.get(id(entry))
+        if tail is None or tail[0] is not entry:
+            if len(self._entry_tails) >= _STRING_CACHE_MAX:
+                self._entry_tails.clear()
+            tail = (entry, b"".join([self._encode_one(A.COST_CURRENCY, "USD"),
+                                     self._encode_one(A.COST_PROVIDER, entry.provider),
+                                     self._encode_one(A.COST_MODEL, entry.id),
+                                     self._encode_one(A.COST_PRICING_VERSION, entry.version)]))
+            self._entry_tails[id(entry)] = tail
+        total, f_in, f_out, fi, fcr, fcw, fo, fr, details = self.enricher.standard_figures(cost)
+        p = _STANDARD_PREFIXES
+        head = _STATUS_ENTRIES.get(status) or self._encode_one(A.COST_STATUS, status)
+        run = _pack_standard(p[0], total, p[1], f_in, p[2], f_out, p[3], fi, p[4], fcr, p[5], fcw, p[6], fo, p[7], fr)
+        if details is None:
+            return b"".join((head, run, tail[1]))
+        return b"".join((head, run, tail[1], _encode_string_attribute(A.LANGFUSE_COST_DETAILS, details)))
 
     def _encode(self, extra: Mapping[str, Any]) -> bytes:
         """``extra`` as ``Span.attributes`` wire bytes, in order.

@@ -18,6 +18,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_costattr import attributes as A
+from otel_costattr._enrich import UNRENDERED, Enricher
+from otel_costattr._pricing import default_book
 from otel_costattr._serve_codec import (
     _SKIP,
     _WANTED,
@@ -188,3 +190,83 @@ def test_wire_request_round_trips_the_bytes() -> None:
     assert standard == ExportTraceServiceRequest.FromString(body)
     span = standard.resource_spans[0].scope_spans[0].spans[0]
     assert isinstance(span, Span) and span.attributes[1].value.int_value == 7
+
+
+# ------------------------------------------------------------------ the standard priced set, rendered directly
+
+class _RenderAlways(Enricher):
+    """The library's Enricher with ``render=False`` ignored: serve then encodes every result from its dict."""
+
+    def compute_attributes(self, attrs, **kw):  # noqa: ANN001, ANN003, ANN201
+        kw["render"] = True
+        return super().compute_attributes(attrs, **kw)
+
+
+MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5"),
+          ("openai", "gpt-4.1-mini"), ("anthropic", "claude-3-5-haiku-20241022"), ("openai", "o3-mini")]
+COUNTS = st.one_of(st.none(), st.integers(0, 3_000_000))
+CALLS = st.tuples(st.sampled_from(MODELS), COUNTS, COUNTS, COUNTS, COUNTS, COUNTS, st.booleans(), COUNTS)
+
+
+def _call_attrs(call: tuple, i: int) -> list[tuple[str, object]]:
+    (provider, model), n_in, n_out, cache_read, cache_write, reasoning, embed, write_1h = call
+    attrs: list[tuple[str, object]] = [
+        ("gen_ai.operation.name", "embeddings" if embed else "chat"), ("gen_ai.provider.name", provider),
+        ("gen_ai.request.model", model), ("gen_ai.response.id", f"r-{i}")]
+    for key, n in (("gen_ai.usage.input_tokens", n_in), ("gen_ai.usage.output_tokens", n_out),
+                   ("gen_ai.usage.cache_read.input_tokens", cache_read),
+                   ("gen_ai.usage.cache_creation.input_tokens", cache_write),
+                   ("gen_ai.usage.reasoning.output_tokens", reasoning),
+                   ("anthropic.usage.cache_creation.ephemeral_1h_input_tokens", write_1h)):
+        if n is not None:
+            attrs.append((key, n))
+    return attrs
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(CALLS, min_size=1, max_size=8), st.booleans())
+def test_rendered_priced_set_equals_the_encoded_dict(calls: list, langfuse: bool) -> None:
+    book = default_book()
+    body = _request([_call_attrs(c, i) for i, c in enumerate(calls)])
+    fast, slow = ProtoEnricher(Enricher(book, langfuse=langfuse)), ProtoEnricher(_RenderAlways(book, langfuse=langfuse))
+    got, want = decode_body(body, PROTOBUF), decode_body(body, PROTOBUF)
+    c1, c2 = fast.enrich(got), slow.enrich(want)
+    assert c1.statuses == c2.statuses
+    assert got.SerializeToString() == want.SerializeToString()
+
+
+def test_render_is_taken_for_the_standard_set_and_only_then() -> None:
+    book = default_book()
+    e = Enricher(book)
+    base = dict(_call_attrs((("openai", "gpt-4o"), 1200, 300, 1024, None, None, False, None), 0))
+    extra, status, _, cost = e.compute_attributes(base, span_id="00000000000000aa", start_ns=1_760_000_000 * 10**9,
+                                                  end_ns=None, render=False)
+    assert extra is UNRENDERED and status == "priced"
+    pe = ProtoEnricher(e)
+    rendered = pe._render(cost, status)
+    assert rendered == pe._encode(e._priced_attributes(cost, status))
+    kv = Span.FromString(rendered).attributes
+    assert [a.key for a in kv][:2] == [A.COST_STATUS, A.COST_TOTAL] and kv[-1].key == A.LANGFUSE_COST_DETAILS
+    # an upstream cost on the span, token layers, a 1h cache write or a flag: the dict, as before
+    for more in ({A.COST_TOTAL: "bad"}, {"gen_ai.cost.layer_tool_tokens": 10},
+                 {"anthropic.usage.cache_creation.ephemeral_1h_input_tokens": 100},
+                 {"anthropic.response.service_tier": "batch"}):
+        attrs = {**base, "gen_ai.response.id": f"r-{more}", "gen_ai.provider.name": "anthropic",
+                 "gen_ai.request.model": "claude-sonnet-4-5", **more}
+        extra, status, _, _ = e.compute_attributes(attrs, span_id="00000000000000ab", start_ns=1_760_000_000 * 10**9,
+                                                   end_ns=None, render=False)
+        assert extra is not UNRENDERED and status in ("priced", "partial"), (more, status)
+    # callers that do not ask never see the marker
+    extra, *_ = e.compute_attributes({**base, "gen_ai.response.id": "r-x"}, span_id="00000000000000ac",
+                                     start_ns=1_760_000_000 * 10**9, end_ns=None)
+    assert extra is not UNRENDERED and extra[A.COST_STATUS] == "priced"
+
+
+def test_render_entry_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import otel_costattr._serve_codec as codec
+
+    monkeypatch.setattr(codec, "_STRING_CACHE_MAX", 2)
+    pe = ProtoEnricher(Enricher(default_book()))
+    body = _request([_call_attrs((m, 1000, 10, None, None, None, False, None), i) for i, m in enumerate(MODELS * 2)])
+    pe.enrich(decode_body(body, PROTOBUF))
+    assert len(pe._entry_tails) <= 2
