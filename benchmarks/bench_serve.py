@@ -42,12 +42,13 @@ from _harness import interleaved, line, median, ratio
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from otel_costattr._enrich import Enricher
+from otel_costattr._enrich import UNRENDERED, Enricher
 from otel_costattr._pricing import PriceBook
 from otel_costattr._serve_codec import ProtoEnricher, decode_body, drop_invalid_spans
 
 BATCH = 512
 TARGET = 30_000
+PERF_MD_NAIVE_US = 17.4  # research/perf.md §4: the naive floor when the target was set
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"),
           ("openai", "gpt-4.1-mini")]
 
@@ -167,11 +168,14 @@ def main(rounds: int = 15) -> list[str]:
                   "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1200,
                   "gen_ai.usage.output_tokens": 300, "gen_ai.usage.cache_read.input_tokens": 1024}
         fixed = enricher.enricher.compute_attributes(priced, span_id=None, start_ns=1_760_000_000_000_000_000,
-                                                     end_ns=1_760_000_001_000_000_000)
+                                                     end_ns=1_760_000_001_000_000_000, render=False)
+        assert fixed[0] is UNRENDERED, fixed  # the stub must take the path real priced spans take
 
         class _StubEnricher:
             def compute_attributes(self, attrs: object, **_: object) -> object:
                 return fixed
+
+            standard_figures = enricher.enricher.standard_figures
 
         stubbed = ProtoEnricher(_StubEnricher())  # type: ignore[arg-type]
 
@@ -206,7 +210,7 @@ def main(rounds: int = 15) -> list[str]:
             for _ in range(reps):
                 for attrs, sid, start, end in span_data:
                     if "gen_ai.operation.name" in attrs:
-                        compute(attrs, span_id=sid, start_ns=start, end_ns=end)
+                        compute(attrs, span_id=sid, start_ns=start, end_ns=end, render=False)  # as serve does
             return (time.thread_time_ns() - t) / (reps * len(span_data)) / 1000
 
         # Sanity: the enriched message carries the cost (a benchmark of a no-op would be meaningless).
@@ -233,7 +237,14 @@ def main(rounds: int = 15) -> list[str]:
         out.append(line("  serve's own work (pricing stubbed - baseline)", f"{st - b:.2f} us/span"))
         out.append(line("naive floor (perf.md §4 shape)", f"{n:.2f} us/span", f"({1e6 / n:,.0f} spans/s)"))
         out.append(line("ratio serve / baseline (same rounds)", f"{ratio(samples, 'serve', 'baseline'):.1f}x"))
-        out.append(line("ratio serve / naive floor", f"{ratio(samples, 'serve', 'naive'):.2f}x"))
+        rn = ratio(samples, "serve", "naive")
+        out.append(line("ratio serve / naive floor", f"{rn:.2f}x"))
+        if workload == "llm":
+            # The VM's speed varies by 2x; the naive floor calibrates it. At the speed research/perf.md measured
+            # (naive floor 17.4 us/span), serve would run at:
+            calibrated = 1e6 / (rn * PERF_MD_NAIVE_US)
+            out.append(line(f"  at perf.md's machine speed (naive {PERF_MD_NAIVE_US} us/span)",
+                            f"{calibrated:,.0f} spans/s", "per core", ok=calibrated >= TARGET))
         out.append(line("ratio serve_gzip / baseline", f"{ratio(samples, 'serve_gzip', 'baseline'):.1f}x"))
     out.append(f"  target: >= {TARGET:,} spans/s per core for decode + enrich + encode on the 'llm' workload")
     return out
