@@ -29,6 +29,7 @@ import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -62,21 +63,11 @@ def _detail_shape(which: tuple[bool, ...]) -> tuple[str, Any]:
 _INPUT_ONLY_OPS = frozenset({"embeddings", "embedding"})
 _MISSING = object()
 
-
-class _Unrendered(dict):  # an empty dict, so that code unaware of it still sees "no attributes to add"
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "UNRENDERED"
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        raise TypeError("UNRENDERED is a marker, not a mapping to fill")
-
-
 #: Returned by ``Enricher.compute_attributes(..., render=False)`` in place of the attribute dict for a call whose
 #: attributes are the standard priced set: the caller renders them itself from the ``Cost`` (see
-#: :meth:`Enricher.standard_figures`). Identity is the contract: test with ``is``.
-UNRENDERED: dict[str, Any] = _Unrendered()
+#: :meth:`Enricher.standard_figures`). Identity is the contract: test with ``is``. (An empty read-only mapping, so
+#: that code which does not expect it adds nothing rather than failing.)
+UNRENDERED: Mapping[str, Any] = MappingProxyType({})
 # Any of these on a span means it arrived with cost attributes (which we replace when we price it).
 _COST_KEYS = frozenset(v for k, v in vars(A).items() if k.startswith("COST_") and isinstance(v, str)) | {
     A.LANGFUSE_COST_DETAILS}
@@ -179,7 +170,7 @@ class Enricher:
     def compute_attributes(self, attrs: Mapping[str, Any], *, span_id: str | None, start_ns: int | None,
                            end_ns: int | None, trace_id: str | None = None, parent_span_id: str | None = None,
                            scope: str = "", render: bool = True,
-                           ) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+                           ) -> tuple[Mapping[str, Any] | None, str | None, Call | None, Cost | None]:
         """:meth:`compute` for a span given as plain data (OTLP ingest, ``serve``).
 
         ``trace_id``, ``parent_span_id`` and ``scope`` (instrumentation scope name) let two spans of one failed
@@ -194,7 +185,8 @@ class Enricher:
         return self._compute(attrs, span_id, start_ns, end_ns, (trace_id, parent_span_id, scope), render)
 
     def _compute(self, attrs: Mapping[str, Any], span_id: str | None, start_ns: int | None, end_ns: int | None,
-                 ids: Any, render: bool = True) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+                 ids: Any, render: bool = True,
+                 ) -> tuple[Mapping[str, Any] | None, str | None, Call | None, Cost | None]:
         # ``ids`` is the span (its trace, parent and scope are only formatted when a call has no response id)
         # or a (trace_id, parent_span_id, scope) tuple.
         call = read_call(attrs)

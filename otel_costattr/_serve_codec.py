@@ -453,7 +453,8 @@ class ProtoEnricher:
         self._clear_lock = threading.Lock()
         self.entry_cache_clears = 0
         # id(pricing entry) -> (entry, wire bytes of its currency, provider, model and version attributes), for
-        # _render. Holding the entry keeps its id from being reused while cached. Bounded: emptied when full.
+        # _render. Holding the entry keeps its id from being reused while cached. Keys come from the price book,
+        # not from spans, so the book's size bounds it; the cap (emptied when reached) guards a book that grows.
         self._entry_tails: dict[int, tuple[Any, bytes]] = {}
 
     def _clear_entries(self) -> None:

@@ -236,6 +236,11 @@ def test_rendered_priced_set_equals_the_encoded_dict(calls: list, langfuse: bool
 
 
 def test_render_is_taken_for_the_standard_set_and_only_then() -> None:
+    # serve skips its "already on the span" check for UNRENDERED results: the Enricher's check must cover it
+    from otel_costattr._enrich import _COST_KEYS
+    from otel_costattr._serve_codec import _WRITTEN_NAMES
+
+    assert _WRITTEN_NAMES <= _COST_KEYS
     book = default_book()
     e = Enricher(book)
     base = dict(_call_attrs((("openai", "gpt-4o"), 1200, 300, 1024, None, None, False, None), 0))
