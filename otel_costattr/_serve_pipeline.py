@@ -169,9 +169,9 @@ class Forwarder:
                 self._sessions.append(s)
         return s
 
-    def encode(self, request: Any) -> bytes:
-        """Serialize and gzip ``request``."""
-        return gzip.compress(request.SerializeToString(), compresslevel=self.compresslevel, mtime=0)
+    def encode(self, data: bytes) -> bytes:
+        """The request body for the serialized request ``data``: gzipped."""
+        return gzip.compress(data, compresslevel=self.compresslevel, mtime=0)
 
     def stop_retrying_at(self, deadline: float) -> None:
         """From ``deadline`` (a ``time.monotonic()`` value) on, no retry waits: each batch gets its attempt.
@@ -347,10 +347,11 @@ class Pipeline:
                 self._warned_enrich = True
                 logger.exception("enrichment failed for a batch; it is forwarded as it is (logged once, counted "
                                  "in enrich_errors)")
+        data = req.SerializeToString()  # once, for the ledger and the forward target alike
         if self.ledger is not None:
-            self._write_ledger(req, batch.spans)
+            self._write_ledger(data, batch.spans)
         if self.forwarder is not None:
-            body = self.forwarder.encode(req)
+            body = self.forwarder.encode(data)
             if self.forwarder.send(body, self.stats):
                 self.stats.add(requests_forwarded=1, spans_forwarded=batch.spans)
             else:
@@ -359,14 +360,14 @@ class Pipeline:
                              batch.spans)
         self.stats.add(batches_processed=1)
 
-    def _write_ledger(self, req: Any, spans: int) -> None:
+    def _write_ledger(self, data: bytes, spans: int) -> None:
         from ._otlp import records_from_proto
 
         bad: list[str] = []
         try:
             # A span the ledger cannot hold (a time beyond int64 nanoseconds) is skipped and counted; the rest
             # of the batch is still stored.
-            written = self.ledger.write_records(records_from_proto(req.SerializeToString(), bad))
+            written = self.ledger.write_records(records_from_proto(data, bad))
         except Exception as exc:  # noqa: BLE001 - counted and logged; forwarding goes on
             self.stats.add(ledger_failed_batches=1, ledger_dropped_spans=spans)
             if not self._warned_ledger:
