@@ -4,7 +4,8 @@ re-encode of the same bytes in the same run.
 Cases, per batch of ``BATCH`` spans (one ``ExportTraceServiceRequest``, as an SDK or collector sends it):
 
 * baseline:        ``FromString`` + ``SerializeToString`` (what any OTLP proxy pays)
-* serve:           ``FromString`` + id validation + cost enrichment in the message + ``SerializeToString``
+* serve:           ``ProtoEnricher.decode`` (parse, validation, ids, attributes read) + cost enrichment in the
+                   message + ``SerializeToString``: what serve does with each request
 * serve_gzip:      serve + the gzip (level 1) of the forwarded body, i.e. the whole CPU path of a forward
 * enricher_only:   ``Enricher.compute_attributes`` alone on the same spans' attributes, already read into dicts:
                    the library's pricing step, which serve calls once per LLM span (not serve's own code)
@@ -44,7 +45,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from otel_costattr._enrich import UNRENDERED, Enricher
 from otel_costattr._pricing import PriceBook
-from otel_costattr._serve_codec import ProtoEnricher, decode_body, drop_invalid_spans
+from otel_costattr._serve_codec import ProtoEnricher
 
 BATCH = 512
 TARGET = 30_000
@@ -156,10 +157,9 @@ def main(rounds: int = 15) -> list[str]:
             t = time.thread_time_ns()
             for _ in range(reps):
                 for b in bodies:
-                    req = decode_body(b, "application/x-protobuf")
-                    drop_invalid_spans(req)
-                    enricher.enrich(req)
-                    data = req.SerializeToString()
+                    decoded = enricher.decode(b, "application/x-protobuf")
+                    enricher.enrich(decoded)
+                    data = decoded.request.SerializeToString()
                     if gz:
                         gzip.compress(data, compresslevel=1, mtime=0)
             return (time.thread_time_ns() - t) / (reps * len(bodies) * BATCH) / 1000
@@ -183,10 +183,9 @@ def main(rounds: int = 15) -> list[str]:
             t = time.thread_time_ns()
             for _ in range(reps):
                 for b in bodies:
-                    req = decode_body(b, "application/x-protobuf")
-                    drop_invalid_spans(req)
-                    stubbed.enrich(req)
-                    req.SerializeToString()
+                    decoded = stubbed.decode(b, "application/x-protobuf")
+                    stubbed.enrich(decoded)
+                    decoded.request.SerializeToString()
             return (time.thread_time_ns() - t) / (reps * len(bodies) * BATCH) / 1000
 
         def naive_case(_: int) -> float:
@@ -214,8 +213,7 @@ def main(rounds: int = 15) -> list[str]:
             return (time.thread_time_ns() - t) / (reps * len(span_data)) / 1000
 
         # Sanity: the enriched message carries the cost (a benchmark of a no-op would be meaningless).
-        probe = decode_body(bodies[0], "application/x-protobuf")
-        counts = enricher.enrich(probe)
+        counts = enricher.enrich(enricher.decode(bodies[0], "application/x-protobuf"))
         llm_spans = BATCH if workload == "llm" else (BATCH + 4) // 5
         assert counts.statuses.get("priced") == llm_spans, counts.statuses
 

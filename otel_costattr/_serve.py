@@ -52,7 +52,7 @@ from google.rpc import code_pb2, status_pb2
 
 from ._errors import ConfigurationError
 from ._otlp import OTLPDecodeError
-from ._serve_codec import JSON, PROTOBUF, BodyTooLarge, decode_body, drop_invalid_spans, encode_response, gunzip
+from ._serve_codec import JSON, PROTOBUF, BodyTooLarge, encode_response, gunzip
 from ._serve_pipeline import Batch, Forwarder, Pipeline, Stats, redact_url
 
 __all__ = ["DEFAULT_PORT", "TOKEN_ENV", "CostServer", "ServeConfig", "serve"]
@@ -346,7 +346,7 @@ class OTLPApp:
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             payload = gunzip(body, limit) if encoding == "gzip" else body
-            request = decode_body(payload, content_type)
+            decoded = self.pipeline.enricher.decode(payload, content_type)
         except BodyTooLarge as exc:
             self.stats.add(requests_too_large=1)
             await self._error(send, 413, str(exc), reply_type)
@@ -355,9 +355,9 @@ class OTLPApp:
             self.stats.add(requests_bad=1)
             await self._error(send, 400, str(exc), reply_type)
             return
-        accepted, rejected = drop_invalid_spans(request)
+        accepted, rejected = decoded.accepted, decoded.rejected
         self.stats.add(spans_received=accepted + rejected)
-        if accepted and not self.pipeline.offer(Batch(request, accepted)):
+        if accepted and not self.pipeline.offer(Batch(decoded, accepted)):
             await self._overloaded(send, reply_type)
             return
         self.stats.add(spans_accepted=accepted, spans_rejected=rejected)

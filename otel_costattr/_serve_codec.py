@@ -8,9 +8,9 @@ its spans. Attributes a span already has are never overwritten, and a span that 
 
 Contracts:
 
-* :func:`decode_body` raises :class:`~otel_costattr._otlp.OTLPDecodeError` (with the reason) for anything
-  that is not a valid OTLP trace message, :class:`BodyTooLarge` when decompression would exceed the limit,
-  and never anything else.
+* :meth:`ProtoEnricher.decode` raises :class:`~otel_costattr._otlp.OTLPDecodeError` (with the reason) for
+  anything that is not a valid OTLP trace message, and never anything else; :func:`gunzip` raises
+  :class:`BodyTooLarge` when decompression would exceed the limit.
 * :meth:`ProtoEnricher.enrich` never raises on span data; it raises only on bugs, which the caller counts
   while still forwarding the batch.
 
@@ -44,8 +44,7 @@ from . import attributes as A
 from ._enrich import UNRENDERED, Enricher
 from ._otlp import OTLPDecodeError
 
-__all__ = ["BodyTooLarge", "EnrichCounts", "ProtoEnricher", "decode_body", "drop_invalid_spans",
-           "encode_response", "gunzip", "span_count"]
+__all__ = ["BodyTooLarge", "DecodedRequest", "EnrichCounts", "ProtoEnricher", "encode_response", "gunzip"]
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -154,20 +153,20 @@ def _json_ids_to_b64(node: Any) -> None:
             stack.extend(c for c in cur if isinstance(c, (dict, list)))
 
 
-def decode_body(payload: bytes, content_type: str) -> Any:
+def _parse_body(payload: bytes, content_type: str) -> Any:
     """Parse an uncompressed body of ``content_type`` (protobuf or OTLP/JSON) into a :data:`WireRequest`.
 
-    The body is first parsed as the standard message, which validates all of it (nested attribute values
-    and UTF-8 included), so a malformed body is refused here and never reaches the queue. Raises
-    :class:`OTLPDecodeError` with the reason for anything malformed.
+    Validates the whole message except the inside of each span attribute entry, which the wire view keeps as
+    bytes: :meth:`ProtoEnricher.decode` validates those as it reads them. (Parsing the body a second time as the
+    standard message only to validate them cost as much as all the rest of decoding.) Raises
+    :class:`OTLPDecodeError` with the reason.
     """
     if content_type == PROTOBUF:
         try:
-            ExportTraceServiceRequest.FromString(payload)
+            return WireRequest.FromString(payload)
         except (DecodeError, RecursionError, ValueError) as exc:
             raise OTLPDecodeError(f"not a valid OTLP protobuf message: {exc}") from None
-        return WireRequest.FromString(payload)
-    message = _decode_json(payload)
+    message = _decode_json(payload)  # validated in full by the JSON parser
     try:
         return WireRequest.FromString(message.SerializeToString())
     except (DecodeError, RecursionError, ValueError) as exc:  # e.g. nesting deeper than protobuf parses
@@ -190,34 +189,6 @@ def _decode_json(payload: bytes) -> ExportTraceServiceRequest:
         # ParseError is the documented failure; the others are what odd shapes (a list where a message is
         # expected, huge numbers, deep nesting) raise from inside json_format.
         raise OTLPDecodeError(f"not a valid OTLP/JSON trace message: {str(exc)[:300]}") from None
-
-
-def drop_invalid_spans(req: Any) -> tuple[int, int]:
-    """Remove spans without a usable id (16-byte trace id, 8-byte span id, both non-zero) from ``req``.
-
-    Returns ``(accepted, rejected)`` span counts. Such spans cannot be stored or de-duplicated anywhere
-    downstream (Langfuse rejects the whole batch for one of them), so they are reported back to the client
-    in ``partial_success`` instead.
-    """
-    accepted = rejected = 0
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            spans = ss.spans
-            bad = []
-            for i, sp in enumerate(spans):
-                t, s = sp.trace_id, sp.span_id  # each read builds a bytes object: once each
-                if len(t) != 16 or len(s) != 8 or t == _ZERO_TRACE or s == _ZERO_SPAN:
-                    bad.append(i)
-            for i in reversed(bad):
-                del spans[i]
-            rejected += len(bad)
-            accepted += len(spans)
-    return accepted, rejected
-
-
-def span_count(req: Any) -> int:
-    """Number of spans in ``req``."""
-    return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
 
 
 def encode_response(content_type: str, rejected: int = 0, message: str = "") -> bytes:
@@ -317,11 +288,12 @@ _SKIP = ("", None)
 def _read_entry(kv: bytes) -> tuple[str, Any]:
     """One serialized ``KeyValue`` as ``(key, value)`` if the Enricher reads that key, else :data:`_SKIP`.
 
-    Protobuf writers put the key first, then the value: ``0x0A <key length> <key> 0x12 <value length>
-    <AnyValue>``. That layout is read here, with the value's length checked against the entry's; anything
-    else (an empty key, a value of 16 kB or more, fields in another order) is parsed by protobuf. The body
-    was validated as a whole when it was decoded, so an entry that protobuf cannot parse does not occur; it
-    would be skipped, never raised.
+    Also validates it: raises :class:`OTLPDecodeError` for bytes that are not a valid ``KeyValue`` (invalid
+    UTF-8 in the key or a string value included), as parsing the standard message would. Protobuf writers put
+    the key first, then the value: ``0x0A <key length> <key> 0x12 <value length> <AnyValue>``. For a key the
+    Enricher reads, that layout is read here, with the value's length checked against the entry's and the
+    value fully decoded (which validates it); everything else (keys it does not read, an empty key, a value of
+    16 kB or more, fields in another order) is parsed by protobuf.
     """
     try:
         if kv[0] == 0x0A:
@@ -329,22 +301,21 @@ def _read_entry(kv: bytes) -> tuple[str, Any]:
             i = kl + 2
             if kv[i] == 0x12:
                 name = _WANTED_BYTES.get(kv[2:i])
-                if name is None:
-                    return _SKIP
-                vl = kv[i + 1]
-                if vl < 0x80:
-                    if len(kv) == i + 2 + vl:
-                        return name, _wire_value(kv[i + 2:])
-                elif kv[i + 2] < 0x80 and len(kv) == i + 3 + ((vl & 0x7F) | (kv[i + 2] << 7)):
-                    return name, _wire_value(kv[i + 3:])
-    except IndexError:  # an entry shorter than its prefix claims: let protobuf say what it is
-        pass
+                if name is not None:
+                    vl = kv[i + 1]
+                    if vl < 0x80:
+                        if len(kv) == i + 2 + vl:
+                            return name, _wire_value(kv[i + 2:])
+                    elif kv[i + 2] < 0x80 and len(kv) == i + 3 + ((vl & 0x7F) | (kv[i + 2] << 7)):
+                        return name, _wire_value(kv[i + 3:])
+    except (IndexError, UnicodeDecodeError, DecodeError, RecursionError):
+        pass  # shorter than its prefix claims, or a value that does not decode: protobuf says what it is
     try:
         m = KeyValue.FromString(kv)
-        key = m.key
-        return (key, _value(m.value)) if key in _WANTED else _SKIP
-    except Exception:  # noqa: BLE001 - never raise on span data
-        return _SKIP
+    except (DecodeError, RecursionError, ValueError) as exc:
+        raise OTLPDecodeError(f"a span attribute is not a valid KeyValue ({exc}): {bytes(kv[:60])!r}") from None
+    key = m.key
+    return (key, _value(m.value)) if key in _WANTED else _SKIP
 
 
 # Appending attributes as protobuf wire bytes: a span's serialized form followed by more `attributes` entries
@@ -429,12 +400,31 @@ class EnrichCounts:
         self.statuses: dict[str, int] = {}
 
 
-class ProtoEnricher:
-    """Adds ``gen_ai.cost.*`` attributes to the spans of an ``ExportTraceServiceRequest``, in place.
+class DecodedRequest:
+    """A request :meth:`ProtoEnricher.decode` accepted, for :meth:`ProtoEnricher.enrich`.
 
-    Thread-safe as long as each message is enriched by one thread (the Enricher's index has its own lock; the
-    caches here are only added to, atomic for a dict under the GIL, or emptied under a lock; their values are
-    immutable).
+    ``request`` is the :data:`WireRequest` (spans with unusable ids already removed), ``accepted`` and
+    ``rejected`` count spans, and ``calls`` holds, for each span that may be an LLM call, ``(span, span id,
+    the attributes the Enricher reads)``, read while the body was validated so that they are read once;
+    ``enrich`` empties it.
+    """
+
+    __slots__ = ("accepted", "calls", "rejected", "request")
+
+    def __init__(self, request: Any, accepted: int, rejected: int, calls: list[tuple[Any, bytes, dict[str, Any]]]
+                 ) -> None:
+        self.request = request
+        self.accepted = accepted
+        self.rejected = rejected
+        self.calls = calls
+
+
+class ProtoEnricher:
+    """Decodes OTLP trace requests and adds ``gen_ai.cost.*`` attributes to their spans, in place.
+
+    :meth:`decode` runs on one thread (serve's event loop); :meth:`enrich` on any, each request by one thread
+    at a time (the Enricher's index has its own lock; the caches here are only added to, atomic for a dict
+    under the GIL, or emptied under a lock; their values are immutable).
     """
 
     def __init__(self, enricher: Enricher) -> None:
@@ -464,57 +454,89 @@ class ProtoEnricher:
                 self._entries.clear()
                 self.entry_cache_clears += 1
 
-    def enrich(self, req: Any) -> EnrichCounts:
-        """Price every LLM span of ``req`` and append the cost attributes it lacks. Returns what was done."""
-        counts = EnrichCounts()
-        statuses = counts.statuses
-        compute = self.enricher.compute_attributes
+    def decode(self, payload: bytes, content_type: str) -> DecodedRequest:
+        """Parse and validate an uncompressed body of ``content_type`` (protobuf or OTLP/JSON).
+
+        Raises :class:`OTLPDecodeError` with the reason for anything malformed, nested attribute values and
+        UTF-8 included, so a malformed body is refused before it reaches the queue. Spans without a usable id
+        (16-byte trace id, 8-byte span id, both non-zero) are removed and counted in ``rejected``: they cannot
+        be stored or de-duplicated anywhere downstream (Langfuse rejects a whole batch for one of them), so the
+        client hears of them in ``partial_success`` instead.
+
+        The attributes of every other span are validated and read here, in the one pass that validation needs
+        anyway, through a cache of the entries seen before (a cached entry is a valid one).
+        """
+        req = _parse_body(payload, content_type)
+        calls: list[tuple[Any, bytes, dict[str, Any]]] = []
+        add_call = calls.append
         trigger = _TRIGGER
         entries = self._entries
         entries_get = entries.get
         entry_max, entry_cap = _ENTRY_CACHE_ENTRY_MAX, _ENTRY_CACHE_MAX
         read_entry = _read_entry
         skip = _SKIP
-        status_key = A.COST_STATUS
-        response_id = A.READ["response_id"][0]
+        zero_trace, zero_span = _ZERO_TRACE, _ZERO_SPAN
+        accepted = rejected = 0
         for rs in req.resource_spans:
             for ss in rs.scope_spans:
                 spans = ss.spans
-                counts.spans += len(spans)
-                for sp in spans:
-                    # One pass over the span's serialized attributes, decoding only the ones the Enricher reads:
-                    # every key it checks for presence is among them, so `attrs` answers those checks exactly.
+                bad: list[int] = []
+                for i, sp in enumerate(spans):
+                    t, s = sp.trace_id, sp.span_id  # each read builds a bytes object: once each
+                    if len(t) != 16 or len(s) != 8 or t == zero_trace or s == zero_span:
+                        bad.append(i)
+                        continue
+                    # Only the attributes the Enricher reads are converted to Python values: every key it checks
+                    # for presence is among them, so `attrs` answers those checks exactly.
                     attrs: dict[str, Any] = {}
                     for kv in sp.attributes:
                         short = len(kv) <= entry_max
                         hit = entries_get(kv) if short else None
                         if hit is None:
-                            hit = read_entry(kv)
+                            try:
+                                hit = read_entry(kv)
+                            except OTLPDecodeError as exc:
+                                raise OTLPDecodeError(f"span {s.hex()}: {exc}") from None
                             if short:
                                 if len(entries) >= entry_cap:
                                     self._clear_entries()
                                 entries[kv] = hit
                         if hit is not skip:
                             attrs[hit[0]] = hit[1]
-                    if trigger.isdisjoint(attrs):
-                        continue
-                    if status_key in attrs:
-                        counts.passthrough += 1
-                        continue
-                    extra, status, _call, cost = compute(
-                        # the span id only serves de-duplication, which needs a response id
-                        attrs, span_id=sp.span_id.hex() if response_id in attrs else None,
-                        start_ns=sp.start_time_unix_nano or None,
-                        end_ns=sp.end_time_unix_nano or None, render=False)
-                    if extra is None or status is None:
-                        continue
-                    statuses[status] = statuses.get(status, 0) + 1
-                    if extra is UNRENDERED:  # the standard priced set, none of it on the span yet
-                        sp.MergeFromString(self._render(cost, status))
-                        continue
-                    if not _WRITTEN_NAMES.isdisjoint(attrs):
-                        extra = _keep_existing(extra, attrs, counts)
-                    sp.MergeFromString(self._encode(extra))
+                    if not trigger.isdisjoint(attrs):
+                        add_call((sp, s, attrs))
+                for i in reversed(bad):  # the wrappers held in `calls` stay bound to their spans
+                    del spans[i]
+                rejected += len(bad)
+                accepted += len(spans)
+        return DecodedRequest(req, accepted, rejected, calls)
+
+    def enrich(self, decoded: DecodedRequest) -> EnrichCounts:
+        """Price every LLM span of ``decoded`` and append the cost attributes it lacks. Returns what was done."""
+        counts = EnrichCounts()
+        counts.spans = decoded.accepted
+        statuses = counts.statuses
+        compute = self.enricher.compute_attributes
+        status_key = A.COST_STATUS
+        response_id = A.READ["response_id"][0]
+        calls, decoded.calls = decoded.calls, []  # read once; not held while the batch is forwarded
+        for sp, span_id, attrs in calls:
+            if status_key in attrs:
+                counts.passthrough += 1
+                continue
+            extra, status, _call, cost = compute(
+                # the span id only serves de-duplication, which needs a response id
+                attrs, span_id=span_id.hex() if response_id in attrs else None,
+                start_ns=sp.start_time_unix_nano or None, end_ns=sp.end_time_unix_nano or None, render=False)
+            if extra is None or status is None:
+                continue
+            statuses[status] = statuses.get(status, 0) + 1
+            if extra is UNRENDERED:  # the standard priced set, none of it on the span yet
+                sp.MergeFromString(self._render(cost, status))
+                continue
+            if not _WRITTEN_NAMES.isdisjoint(attrs):
+                extra = _keep_existing(extra, attrs, counts)
+            sp.MergeFromString(self._encode(extra))
         return counts
 
     def _render(self, cost: Any, status: str) -> bytes:

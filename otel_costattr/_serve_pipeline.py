@@ -81,12 +81,12 @@ class Stats:
 
 
 class Batch:
-    """One accepted export request: the decoded message and its span count."""
+    """One accepted export request: the decoded request (a ``DecodedRequest``) and its span count."""
 
-    __slots__ = ("request", "spans")
+    __slots__ = ("decoded", "spans")
 
-    def __init__(self, request: Any, spans: int) -> None:
-        self.request = request
+    def __init__(self, decoded: Any, spans: int) -> None:
+        self.decoded = decoded
         self.spans = spans
 
 
@@ -338,16 +338,16 @@ class Pipeline:
                 logger.exception("unexpected error while processing a batch of %d span(s)", item.spans)
 
     def _process(self, batch: Batch) -> None:
-        req = batch.request
+        decoded = batch.decoded
         try:
-            self.stats.add_enrich(self.enricher.enrich(req))
+            self.stats.add_enrich(self.enricher.enrich(decoded))
         except Exception:  # noqa: BLE001 - forward what we have: an accepted span is never dropped for this
             self.stats.add(enrich_errors=1)
             if not self._warned_enrich:
                 self._warned_enrich = True
                 logger.exception("enrichment failed for a batch; it is forwarded as it is (logged once, counted "
                                  "in enrich_errors)")
-        data = req.SerializeToString()  # once, for the ledger and the forward target alike
+        data = decoded.request.SerializeToString()  # once, for the ledger and the forward target alike
         if self.ledger is not None:
             self._write_ledger(data, batch.spans)
         if self.forwarder is not None:

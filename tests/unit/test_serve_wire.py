@@ -28,7 +28,6 @@ from otel_costattr._serve_codec import (
     _read_entry,
     _value,
     _wire_value,
-    decode_body,
 )
 
 WANTED_KEYS = sorted(_WANTED)
@@ -153,7 +152,7 @@ def test_serve_reads_the_attributes_the_standard_message_has(spans: list) -> Non
     pe = ProtoEnricher(rec)  # type: ignore[arg-type]
     for _ in range(2):  # the second pass reads through the entry cache
         rec.seen.clear()
-        pe.enrich(decode_body(body, PROTOBUF))
+        pe.enrich(pe.decode(body, PROTOBUF))
         want = []
         for sp in ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans:
             d = {}
@@ -174,7 +173,7 @@ def test_entry_cache_is_bounded_and_counts_clears(monkeypatch: pytest.MonkeyPatc
               ("prompt", "p" * 400)] for i in range(200)]
     rec = _Recorder()
     pe = ProtoEnricher(rec)  # type: ignore[arg-type]
-    pe.enrich(decode_body(_request(spans), PROTOBUF))
+    pe.enrich(pe.decode(_request(spans), PROTOBUF))
     assert len(pe._entries) <= 50
     # two new short entries per span (the operation repeats; the 400-byte one is never held)
     assert pe.entry_cache_clears >= (200 * 2) // 50 - 1
@@ -184,12 +183,87 @@ def test_entry_cache_is_bounded_and_counts_clears(monkeypatch: pytest.MonkeyPatc
 
 def test_wire_request_round_trips_the_bytes() -> None:
     body = _request([[("gen_ai.operation.name", "chat"), ("gen_ai.usage.input_tokens", 7), ("k", (1, "a"))]])
-    req = decode_body(body, PROTOBUF)
+    req = ProtoEnricher(_Recorder()).decode(body, PROTOBUF).request  # type: ignore[arg-type]
     assert req.SerializeToString() == body
     standard = ExportTraceServiceRequest.FromString(req.SerializeToString())
     assert standard == ExportTraceServiceRequest.FromString(body)
     span = standard.resource_spans[0].scope_spans[0].spans[0]
     assert isinstance(span, Span) and span.attributes[1].value.int_value == 7
+
+
+def _raw_request(entries: list[bytes]) -> bytes:
+    """A one-span request whose attribute entries are the given bytes, valid or not (the wire view takes any)."""
+    from otel_costattr._serve_codec import WireRequest
+
+    req = WireRequest()
+    sp = req.resource_spans.add().scope_spans.add().spans.add(trace_id=(1).to_bytes(16, "big"),
+                                                              span_id=(1).to_bytes(8, "big"), name="s")
+    sp.attributes.extend(entries)
+    return req.SerializeToString()
+
+
+def _standard_accepts(body: bytes) -> bool:
+    try:
+        ExportTraceServiceRequest.FromString(body)
+    except Exception:  # noqa: BLE001 - any refusal
+        return False
+    return True
+
+
+def _serve_accepts(pe: ProtoEnricher, body: bytes) -> bool:
+    from otel_costattr._otlp import OTLPDecodeError
+
+    try:
+        pe.decode(body, PROTOBUF)
+    except OTLPDecodeError:
+        return False
+    return True
+
+
+_ENTRY_KEYS = st.sampled_from(["gen_ai.request.model", "gen_ai.usage.input_tokens", "customer_id", "http.route"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.tuples(_ENTRY_KEYS, VALUES), min_size=1, max_size=4), st.data())
+def test_decode_refuses_exactly_the_attribute_bytes_protobuf_refuses(attrs: list, data: st.DataObject) -> None:
+    """Attribute entries are validated by serve itself (read once, cached when valid), not by parsing the body a
+    second time: mutated entries must be refused exactly when the standard message refuses them, whether the
+    key is one the Enricher reads or not, on first sight and through the entry cache."""
+    entries = [bytearray(KeyValue(key=k, value=_any(v)).SerializeToString()) for k, v in attrs]
+    for _ in range(data.draw(st.integers(1, 3))):
+        e = entries[data.draw(st.integers(0, len(entries) - 1))]
+        op = data.draw(st.sampled_from(["utf8", "utf8", "flip", "truncate", "insert"]))
+        pos = data.draw(st.integers(0, max(len(e) - 1, 0)))
+        if op == "utf8" and e:
+            e[pos] = data.draw(st.sampled_from([0xFF, 0xC0, 0xED, 0x80]))  # bytes that break UTF-8
+        elif op == "flip" and e:
+            e[pos] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "truncate":
+            del e[pos:]
+        elif op == "insert":
+            e[pos:pos] = data.draw(st.binary(min_size=1, max_size=4))
+    body = _raw_request([bytes(e) for e in entries])
+    pe = ProtoEnricher(_Recorder())  # type: ignore[arg-type]
+    want = _standard_accepts(body)
+    assert _serve_accepts(pe, body) is want
+    assert _serve_accepts(pe, body) is want  # again, through the entry cache
+
+
+def test_invalid_attribute_bytes_are_refused_with_the_span_named() -> None:
+    from otel_costattr._otlp import OTLPDecodeError
+
+    def entry(key: bytes, value: bytes) -> bytes:
+        return _field(1, key) + _field(2, value)
+
+    pe = ProtoEnricher(_Recorder())  # type: ignore[arg-type]
+    for bad in (entry(b"gen_ai.request.model", b"\x0a\x02\xff\xfe"),  # a read key, invalid UTF-8 value
+                entry(b"customer_id", b"\x0a\x02\xc3\x28"),  # a key it does not read, invalid value
+                entry(b"cust\xffomer", b"\x0a\x01a"),  # invalid UTF-8 in the key
+                entry(b"gen_ai.usage.input_tokens", b"\x18")):  # a varint cut short
+        assert not _standard_accepts(_raw_request([bad]))
+        with pytest.raises(OTLPDecodeError, match="span 0000000000000001: a span attribute is not a valid KeyValue"):
+            pe.decode(_raw_request([KeyValue(key="customer_id", value=AnyValue(string_value="x")).SerializeToString(),
+                                    bad]), PROTOBUF)
 
 
 # ------------------------------------------------------------------ the standard priced set, rendered directly
@@ -229,10 +303,10 @@ def test_rendered_priced_set_equals_the_encoded_dict(calls: list, langfuse: bool
     book = default_book()
     body = _request([_call_attrs(c, i) for i, c in enumerate(calls)])
     fast, slow = ProtoEnricher(Enricher(book, langfuse=langfuse)), ProtoEnricher(_RenderAlways(book, langfuse=langfuse))
-    got, want = decode_body(body, PROTOBUF), decode_body(body, PROTOBUF)
+    got, want = fast.decode(body, PROTOBUF), slow.decode(body, PROTOBUF)
     c1, c2 = fast.enrich(got), slow.enrich(want)
     assert c1.statuses == c2.statuses
-    assert got.SerializeToString() == want.SerializeToString()
+    assert got.request.SerializeToString() == want.request.SerializeToString()
 
 
 def test_render_is_taken_for_the_standard_set_and_only_then() -> None:
@@ -273,5 +347,5 @@ def test_render_entry_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(codec, "_STRING_CACHE_MAX", 2)
     pe = ProtoEnricher(Enricher(default_book()))
     body = _request([_call_attrs((m, 1000, 10, None, None, None, False, None), i) for i, m in enumerate(MODELS * 2)])
-    pe.enrich(decode_body(body, PROTOBUF))
+    pe.enrich(pe.decode(body, PROTOBUF))
     assert len(pe._entry_tails) <= 2
