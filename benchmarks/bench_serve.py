@@ -16,6 +16,10 @@ Cases, per batch of ``BATCH`` spans (one ``ExportTraceServiceRequest``, as an SD
                    57.6k spans/s, when that was measured). It calibrates the machine: the shared VM's speed varies
                    by 2x with the other tenants' load, so compare serve / naive across runs, not raw us.
 
+The process runs with serve's malloc settings (``otel_costattr._allocator``, applied by the serve command at
+start-up), as a serve process does; every case in it shares them. Without them each 512-span request of the llm
+workload touches ~450 fresh pages (``tests/unit/test_allocator.py``), about 5% of serve's time here.
+
 Times are the thread's CPU time (``time.thread_time_ns``), i.e. per core: wall time on a shared, loaded
 machine counts other tenants' work.
 
@@ -43,6 +47,7 @@ from _harness import interleaved, line, median, ratio
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from otel_costattr._allocator import tune_for_serving
 from otel_costattr._enrich import UNRENDERED, Enricher
 from otel_costattr._pricing import PriceBook
 from otel_costattr._serve_codec import ProtoEnricher
@@ -137,10 +142,11 @@ def naive(body: bytes) -> bytes:
 
 
 def main(rounds: int = 15) -> list[str]:
+    tuned = tune_for_serving()  # as `otel-costattr serve` does at start-up
     book = PriceBook.load()
     enricher = ProtoEnricher(Enricher(book, dedup_size=1 << 16))
     out = [f"serve: decode + enrich + encode, batches of {BATCH} spans (us/span, median of {rounds} interleaved "
-           "rounds)"]
+           f"rounds; serve's malloc settings {'applied' if tuned else 'NOT applied (not glibc, or MALLOC_* set)'})"]
     for workload in ("llm", "mixed"):
         # 32 distinct requests (16,384 spans) per round: more distinct values than serve's entry cache holds
         bodies = [make_batch(workload, seed) for seed in range(32)]
