@@ -42,6 +42,9 @@ from ._usage import Call, read_call
 __all__ = ["UNRENDERED", "Enricher", "clone_span", "plain_attributes"]
 
 _DEFAULT_DEDUP = 16_384
+# Siblings remembered per parent span in the unpaired index (pairs are siblings that overlap in time: the
+# recent ones).
+_UNPAIRED_PER_PARENT = 64
 _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
 # The five components every priced call has, in the order Langfuse cost details list them.
 _DETAIL_NAMES = ("input", "cache_read", "cache_write", "output", "reasoning")
@@ -110,7 +113,8 @@ class _DedupIndex:
 
 
 class _UnpairedIndex:
-    """Bounded index of recent LLM spans that carry no response id (failed calls, streams without usage).
+    """Bounded index of recent LLM spans that carry no response id (failed calls, streams without usage): at most
+    ``capacity`` parents and :data:`_UNPAIRED_PER_PARENT` spans under each; ``evicted`` counts both kinds of drop.
 
     Two instrumentations tracing one failed call give two spans and no response id to pair them by. They are
     the same call when they come from *different* instrumentation scopes, name the same provider and model,
@@ -135,7 +139,13 @@ class _UnpairedIndex:
                 if sc != scope and prov == provider and mod == model:
                     return sid  # an inner span of another instrumentation, already ended
             key = (trace_id, parent_id)
-            self._by_parent.setdefault(key, []).append((span_id, scope, provider, model, start, end))
+            siblings = self._by_parent.setdefault(key, [])
+            siblings.append((span_id, scope, provider, model, start, end))
+            if len(siblings) > _UNPAIRED_PER_PARENT:
+                # One parent with thousands of LLM children (a fan-out, or a hostile trace) must not grow one
+                # list without bound, or make every match scan it: the oldest sibling goes, counted.
+                del siblings[0]
+                self.evicted += 1
             self._by_parent.move_to_end(key)
             if len(self._by_parent) > self.capacity:
                 self._by_parent.popitem(last=False)

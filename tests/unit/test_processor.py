@@ -246,3 +246,20 @@ def test_bad_construction_fails_fast() -> None:
         oc.CostSpanProcessor(InMemorySpanExporter(), book=BOOK)
     with pytest.raises(oc.PricingError):
         oc.CostSpanProcessor(pricing=[str(DATA / "missing.toml")])
+
+
+def test_unpaired_index_bounds_the_spans_kept_under_one_parent() -> None:
+    """A parent with thousands of LLM children and no response ids must not grow one list without bound (nor make
+    every match scan it): the oldest siblings go, counted, and pairing of recent siblings still works."""
+    from otel_costattr._enrich import _UNPAIRED_PER_PARENT, _UnpairedIndex
+
+    index = _UnpairedIndex(capacity=8)
+    n = 5 * _UNPAIRED_PER_PARENT
+    for i in range(n):  # one instrumentation, sequential calls under one parent: none pairs with another
+        assert index.match("t" * 32, f"{i:016x}", "p" * 16, "scope-a", "openai", "gpt-4o", i * 10, i * 10 + 5) is None
+    assert [len(v) for v in index._by_parent.values()] == [_UNPAIRED_PER_PARENT]
+    assert index.evicted == n - _UNPAIRED_PER_PARENT
+    # a second instrumentation's span of the latest call still finds its twin
+    last = n - 1
+    assert index.match("t" * 32, "f" * 16, "p" * 16, "scope-b", "openai", "gpt-4o", last * 10, last * 10 + 5) \
+        == f"{last:016x}"
