@@ -65,7 +65,7 @@ def _json_value(v: Any) -> Any:
     if "intValue" in v:
         try:
             return int(v["intValue"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON number too large for a float, inf
             raise OTLPDecodeError(f"intValue {v['intValue']!r} is not an integer") from None
     if "doubleValue" in v:
         try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,3 +50,11 @@ def test_fast_path_decodes_exactly_like_the_general_decoder(items: list) -> None
         return
     assert want is not OTLPDecodeError and got.keys() == want.keys()
     assert all(_same(got[k], want[k]) for k in got), (got, want)
+
+
+def test_an_infinite_or_nan_int_value_is_a_decode_error() -> None:
+    # json.loads reads 1e400 as inf, and NaN as nan: int() of those raised OverflowError/ValueError past the
+    # decoder's contract (found by the property test above)
+    for text in ('{"intValue": 1e400}', '{"intValue": NaN}', '{"intValue": "1e400"}'):
+        with pytest.raises(OTLPDecodeError, match="intValue"):
+            _json_value(json.loads(text))
