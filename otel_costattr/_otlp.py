@@ -70,7 +70,7 @@ def _json_value(v: Any) -> Any:
     if "doubleValue" in v:
         try:
             return float(v["doubleValue"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond the float range
             raise OTLPDecodeError(f"doubleValue {v['doubleValue']!r} is not a number") from None
     if "arrayValue" in v:
         values = _list(_obj(v["arrayValue"], "arrayValue").get("values"), "arrayValue.values")
@@ -101,7 +101,7 @@ def _json_attrs(items: Any) -> dict[str, Any]:
                     continue
                 if len(val) == 1:
                     iv = val.get("intValue")
-                    if type(iv) is str and iv.isdigit() and iv.isascii():
+                    if type(iv) is str and len(iv) < 19 and iv.isdigit() and iv.isascii():  # int() refuses >4300
                         out[key] = int(iv)
                         continue
                     dv = val.get("doubleValue")

@@ -52,9 +52,14 @@ def test_fast_path_decodes_exactly_like_the_general_decoder(items: list) -> None
     assert all(_same(got[k], want[k]) for k in got), (got, want)
 
 
-def test_an_infinite_or_nan_int_value_is_a_decode_error() -> None:
+def test_numbers_out_of_range_are_decode_errors() -> None:
     # json.loads reads 1e400 as inf, and NaN as nan: int() of those raised OverflowError/ValueError past the
     # decoder's contract (found by the property test above)
     for text in ('{"intValue": 1e400}', '{"intValue": NaN}', '{"intValue": "1e400"}'):
         with pytest.raises(OTLPDecodeError, match="intValue"):
             _json_value(json.loads(text))
+    with pytest.raises(OTLPDecodeError, match="doubleValue"):  # an integer too large for a float
+        _json_value(json.loads('{"doubleValue": 1' + "0" * 400 + "}"))
+    # more digits than int() converts, through the fast path and the general one alike
+    with pytest.raises(OTLPDecodeError, match="intValue"):
+        _json_attrs([{"key": "n", "value": {"intValue": "1" * 5000}}])
