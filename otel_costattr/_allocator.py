@@ -15,7 +15,6 @@ is embedded in. It is a no-op off glibc, and when the user set glibc's own tunab
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -34,7 +33,7 @@ def tune_for_serving() -> bool:
     if not sys.platform.startswith("linux") or any(os.environ.get(name) for name in _USER_SETTINGS):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols, libc's among them (no ldconfig lookup)
         if not hasattr(libc, "gnu_get_libc_version"):  # musl has a mallopt that ignores everything
             return False
         mallopt = libc.mallopt
