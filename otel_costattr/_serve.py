@@ -357,7 +357,7 @@ class OTLPApp:
             return
         accepted, rejected = decoded.accepted, decoded.rejected
         self.stats.add(spans_received=accepted + rejected)
-        if accepted and not self.pipeline.offer(Batch(decoded, accepted)):
+        if accepted and not self.pipeline.offer(Batch(decoded)):
             await self._overloaded(send, reply_type)
             return
         self.stats.add(spans_accepted=accepted, spans_rejected=rejected)

@@ -119,8 +119,8 @@ def _wire_view_class() -> Any:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
 
 
-#: The request class :func:`decode_body` returns: the OTLP message with each span attribute kept as the bytes
-#: of its ``KeyValue`` (see :func:`_wire_view_class`). Same field names as ``ExportTraceServiceRequest``.
+#: The request class :meth:`ProtoEnricher.decode` parses into: the OTLP message with each span attribute kept as
+#: the bytes of its ``KeyValue`` (see :func:`_wire_view_class`). Same field names as ``ExportTraceServiceRequest``.
 WireRequest = _wire_view_class()
 
 
@@ -448,7 +448,7 @@ class ProtoEnricher:
         self._entry_tails: dict[int, tuple[Any, bytes]] = {}
 
     def _clear_entries(self) -> None:
-        # Rare (once per ~8k distinct entries): the lock keeps the count exact when two workers fill the cache.
+        # Rare (once per ~8k distinct entries): the lock keeps the count exact if two threads decode at once.
         with self._clear_lock:
             if len(self._entries) >= _ENTRY_CACHE_MAX:
                 self._entries.clear()

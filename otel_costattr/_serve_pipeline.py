@@ -85,9 +85,9 @@ class Batch:
 
     __slots__ = ("decoded", "spans")
 
-    def __init__(self, decoded: Any, spans: int) -> None:
+    def __init__(self, decoded: Any) -> None:
         self.decoded = decoded
-        self.spans = spans
+        self.spans = decoded.accepted
 
 
 def redact_url(url: str) -> str:
