@@ -23,7 +23,10 @@ EVIL = '=HYPERLINK("http://evil","x")'
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own usage errors (exit 2)
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
