@@ -497,7 +497,8 @@ def render_html(report: dict[str, Any], *, trace_url: str | None = None) -> str:
         "nav": nav, "period": _period(report), "total": total, "calls": calls["text"],
         "excluded": f"{unpriced + no_usage:,}" if unpriced + no_usage else "",
         "unattributed": {
-            "level": "ok" if un_share <= 0 else ("bad" if un_share >= 5 else "warn"),
+            # any unattributed call is worth a look (even at 0.00%), 5% or more is a problem
+            "level": "ok" if not un.get("calls") else ("bad" if un_share >= 5 else "warn"),
             "share": f"{un_share:.2f}%", "cost": money.cell(un.get("cost", "0")) or money.cell("0"),
             "calls": f"{_int(un.get('calls', 0))['text']} call{'' if un.get('calls') == 1 else 's'}",
             "required": " or ".join(str(k) for k in un.get("required_keys") or []) or "a required key"},

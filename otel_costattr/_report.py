@@ -184,11 +184,20 @@ def economics_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
                                       r["attempts"]] for r in rows]})
         if retry["worst"]:
             out.append({"id": "worst-loops", "title": "Worst retry loops (open these traces in Jaeger or Langfuse)",
+                        "trace_column": 0,
                         "columns": ["trace id", "customer", "agent", "step", "attempts", "wasted $", "cost $",
                                     "answered"],
                         "rows": [[w["trace_id"], w["customer_id"], w["agent_id"], w["step"], w["attempts"],
                                   w["wasted"], w["cost"], "yes" if w["succeeded"] else "no"]
                                  for w in retry["worst"]]})
+    traces = report.get("top_traces")
+    if traces:
+        out.append({"id": "top-traces", "title": "Most expensive traces",
+                    "note": "Drill down from the rollups to single traces (pass --trace-url to link them to Jaeger or "
+                            "Langfuse).",
+                    "columns": ["trace id", "customer", "agent", "started", "calls", "cost $"], "trace_column": 0,
+                    "rows": [[t["trace_id"], t["customer_id"], t["agent_id"], t["start"], t["calls"], t["cost"]]
+                             for t in traces]})
     lay = report.get("layers")
     if lay and any(r["calls_with_layers"] for r in lay["rows"]):
         out.append({"id": "token-layers", "title": "Four token layers by agent",

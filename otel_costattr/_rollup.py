@@ -316,6 +316,7 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
         report["series"] = {k: series(src, f, k, days) for k in SERIES_DIMENSIONS}
         report["growth"] = {k: growth(src, f, k, days) for k in SERIES_DIMENSIONS}
         report["vendor_share_by_workload"] = vendor_share(src, f)
+        report["top_traces"] = top_traces(src, f)
         from ._economics import chains_for, economics, layers, retry_analysis
 
         found = chains_for(src, f)
@@ -413,6 +414,19 @@ def growth(src: Source, f: Filters, key: str, days: Sequence[str], fastest: int 
 
 def _day_ns(d: date) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
+
+
+def top_traces(src: Source, f: Filters, limit: int = 10) -> list[dict[str, Any]]:
+    """The ``limit`` most expensive traces (the drill-down from a rollup to what happened): trace id, its customer
+    (the customer and agent of its most expensive call; None if missing), calls and exact cost."""
+    where, params = f.where()
+    rows = src.query(
+        f"SELECT trace_id, argMax({dimension_sql('customer_id', dialect=_dialect(src))}, cost_total), "
+        f"argMax({dimension_sql('agent_id', dialect=_dialect(src))}, cost_total), count(*), sum(cost_total), "
+        f"min(start_ns) FROM calls{where} GROUP BY trace_id ORDER BY sum(cost_total) DESC NULLS LAST, trace_id "
+        f"LIMIT {int(limit)}", params)
+    return [{"trace_id": t, "customer_id": c, "agent_id": a, "calls": int(n), "cost": _money(cost),
+             "start": _iso(start)} for t, c, a, n, cost, start in rows]
 
 
 def vendor_share(src: Source, f: Filters) -> list[dict[str, Any]]:
