@@ -165,7 +165,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="overlay pricing files (used to match model names)")
     rec.add_argument("--format", choices=("table", "json"), default="table")
     rec.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
-    from ._serve_cli import add_serve_parser
+    from ._serve._cli import add_serve_parser
     add_serve_parser(sub)
     return parser
 
@@ -212,7 +212,7 @@ def _instant(text: str | None, what: str) -> int | None:
 
 
 def _cmd_price(args: argparse.Namespace) -> int:
-    from ._pricing import PriceBook, format_money
+    from ._pricing._book import PriceBook, format_money
 
     book = PriceBook.load(args.pricing)
     usage = dict(input_tokens=args.input, output_tokens=args.output, cache_read_tokens=args.cache_read,
@@ -270,7 +270,7 @@ def _print_cost_table(cost: Any, usage: dict[str, int], fmt: Any) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from ._errors import PricingError
-    from ._pricebook import validate_file
+    from ._pricing._schema import validate_file
 
     failed = 0
     for f in args.files:
@@ -313,7 +313,7 @@ def _coverage(table: Any) -> dict[str, Any]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ._pricing import PriceBook
+    from ._pricing._book import PriceBook
 
     book = PriceBook.load(args.pricing)
     want = book.canonical_provider(args.provider) if args.provider else None
@@ -349,7 +349,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from ._litellm_import import import_litellm_file
+    from ._pricing._litellm import import_litellm_file
 
     report = import_litellm_file(args.file, args.out)
     print(report)
@@ -362,9 +362,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from ._ingest import ingest_files
-    from ._ledger import Ledger
-    from ._pricing import PriceBook
+    from ._ledger._ingest import ingest_files
+    from ._ledger._store import Ledger
+    from ._pricing._book import PriceBook
 
     book = PriceBook.load(args.pricing)
     ledger = Ledger(args.db, book=book)
@@ -408,16 +408,17 @@ def _where(specs: Sequence[str]) -> list[tuple[str, str]]:
 def _report_format(args: argparse.Namespace) -> str:
     from pathlib import Path
 
-    from ._report import FORMATS_BY_SUFFIX
+    from ._report._render import FORMATS_BY_SUFFIX
     if args.format:
         return args.format
     return FORMATS_BY_SUFFIX.get(Path(args.out).suffix.lower(), "table") if args.out else "table"
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from ._analysis._rollup import build_report
+    from ._analysis._source import check_keys, open_ledgers
     from ._errors import ConfigurationError
-    from ._report import render, write_output
-    from ._rollup import build_report, check_keys, open_ledgers
+    from ._report._render import render, write_output
 
     by = [k.strip() for k in args.by.split(",") if k.strip()]
     required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
@@ -441,13 +442,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
                                      "or choose another path")
     budgets = None
     if args.budgets:
-        from ._budgets import budget_status, load_budgets
+        from ._finance._budgets import budget_status, load_budgets
         budgets = load_budgets(args.budgets)  # a bad file fails before the ledger is opened
         as_of = _instant(args.as_of, "--as-of")
     if args.source:
         if args.db:
             raise ConfigurationError("--source and --db are alternatives; pass one of them")
-        from ._clickhouse import open_source
+        from ._analysis._clickhouse import open_source
         ledger: Any = open_source(args.source)
     else:
         ledger = open_ledgers(args.db or [_default_db()])
@@ -500,8 +501,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from ._errors import ConfigurationError
-    from ._focus import focus_rows, write_focus
-    from ._rollup import open_ledgers
+    from ._analysis._source import open_ledgers
+    from ._finance._focus import focus_rows, write_focus
 
     if not args.out.lower().endswith((".csv", ".parquet")):
         raise ConfigurationError(f"--out {args.out}: the FOCUS export is written as .csv or .parquet; name the file "
@@ -542,7 +543,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _known_providers(ledger: Any) -> list[str]:
     """Vendor ids a --billing-account may name: the price tables' and those in the ledger."""
-    from ._pricing import PriceBook
+    from ._pricing._book import PriceBook
 
     names = {t.provider for t in PriceBook.load([]).tables()}
     names |= {r[0] for r in ledger.query("SELECT DISTINCT coalesce(pricing_provider, lower(provider)) FROM calls "
@@ -554,11 +555,11 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     import hashlib
     from pathlib import Path
 
+    from ._analysis._source import open_ledgers
     from ._errors import ConfigurationError
-    from ._pricing import PriceBook
-    from ._reconcile import load_exports, reconcile, render_reconciliation
-    from ._report import write_output
-    from ._rollup import open_ledgers
+    from ._finance._reconcile import load_exports, reconcile, render_reconciliation
+    from ._pricing._book import PriceBook
+    from ._report._render import write_output
 
     by_path: dict[Path, str] = {}
     by_digest: dict[str, str] = {}
@@ -599,7 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._version import __version__
         print(__version__)
         return EXIT_OK
-    from ._serve_cli import cmd_serve
+    from ._serve._cli import cmd_serve
     handlers = {"price": _cmd_price, "ingest": _cmd_ingest, "report": _cmd_report, "demo": _cmd_demo,
                 "reconcile": _cmd_reconcile, "serve": cmd_serve}
     try:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from otel_costattr._cli import main as cli_main
-from otel_costattr._html import Money, render_html
+from otel_costattr._report._html import Money, render_html
 from tests.unit.finance_support import Call, write_ledger
 from tests.unit.test_report_defects import MINI, growth_calls
 
@@ -272,7 +272,7 @@ def test_retry_findings_are_shown_when_present() -> None:
 
 
 def test_cli_html_from_an_empty_ledger(tmp_path: Path) -> None:
-    from otel_costattr._ledger import Ledger
+    from otel_costattr._ledger._store import Ledger
 
     db = tmp_path / "costs.duckdb"
     Ledger(db).close()
