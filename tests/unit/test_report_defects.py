@@ -292,3 +292,16 @@ def test_growth_fixture_puts_the_growing_customer_on_top(capsys: pytest.CaptureF
     assert Decimal(top["change_pct"]) == Decimal("100.00")  # 30 vs 30 days: exactly doubled
     series = rep["series"]["customer_id"]
     assert len(series["periods"]) == 60 and {e["key"] for e in series["entries"]} == {"acme", "globex", "initech"}
+
+
+def test_where_empty_value_selects_missing_and_trace_url_is_checked(capsys: pytest.CaptureFixture[str],
+                                                                     db: Path, tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "report", "--db", str(db), "--where", "agent_id=", "--by", "customer_id",
+                       "--format", "json")
+    rep = json.loads(out)
+    assert code == 0 and rep["calls"] == 3  # globex, the empty customer id, the formula customer: no agent_id
+    for bad in ("http://jaeger/trace/", "javascript:alert(1)//{trace_id}"):
+        code, _, err = run(capsys, "report", "--db", str(db), "--out", str(tmp_path / "r.html"), "--trace-url", bad)
+        assert code == 2 and "{trace_id}" in err
+    code, _, err = run(capsys, "report", "--db", str(db), "--trace-url", "http://j/{trace_id}")
+    assert code == 2 and "--format html" in err
