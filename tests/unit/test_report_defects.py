@@ -299,7 +299,7 @@ def test_where_empty_value_selects_missing_and_trace_url_is_checked(capsys: pyte
     code, out, _ = run(capsys, "report", "--db", str(db), "--where", "agent_id=", "--by", "customer_id",
                        "--format", "json")
     rep = json.loads(out)
-    assert code == 0 and rep["calls"] == 3  # globex, the empty customer id, the formula customer: no agent_id
+    assert code == 0 and rep["calls"] == 4  # globex, the empty customer id, the formula customer, initech
     for bad in ("http://jaeger/trace/", "javascript:alert(1)//{trace_id}"):
         code, _, err = run(capsys, "report", "--db", str(db), "--out", str(tmp_path / "r.html"), "--trace-url", bad)
         assert code == 2 and "{trace_id}" in err
