@@ -179,8 +179,8 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
         report["top"] = {k: t["rows"] for k, t in tops.items()}
         report["top_other"] = {k: t["other"] for k, t in tops.items() if t["other"]}
         days = [d["day"] for d in report["by_day"]]
-        report["series"] = {k: series(src, f, k, days, [r["key"][k] for r in tops[k]["rows"]][:8])
-                            for k in SERIES_DIMENSIONS}
+        report["series"] = series_many(src, f, {k: [r["key"][k] for r in tops[k]["rows"]][:8]
+                                                for k in SERIES_DIMENSIONS}, days)
         report["growth"] = {k: growth(src, f, k, days) for k in SERIES_DIMENSIONS}
         report["vendor_share_by_workload"] = vendor_share(src, f)
         report["top_traces"] = top_traces(src, f)
@@ -209,27 +209,46 @@ def series(src: Source, f: Filters, key: str, days: Sequence[str], top: Sequence
     ``top``: those values, largest first, when the caller has them already (else they are queried). ``costs``
     has one exact amount per period: ``"0"`` for a day without calls, ``None`` when the day's calls all have an
     unknown cost. A missing key is the entry with ``key`` None."""
-    dialect = _dialect(src)
-    k, day = dimension_sql(key, dialect=dialect), DAY_INDEX_SQL[dialect]
-    where, params = f.where()
     if top is None:
+        k = dimension_sql(key, dialect=_dialect(src))
+        where, params = f.where()
         top = [r[0] for r in src.query(
             f"SELECT {k} AS k, sum(cost_total) AS c, count(*) AS n FROM calls{where} GROUP BY k "
             f"ORDER BY c DESC NULLS LAST, n DESC, k NULLS LAST LIMIT {int(entries)}", params)]
-    top = list(top)[:entries]
-    named = [v for v in top if v is not None]
-    has_missing = any(v is None for v in top)
-    inlist = f"{k} IN ({', '.join('?' for _ in named)})" if named else "1 = 0"
-    rows = src.query(
-        f"SELECT {day} AS d, CASE WHEN {k} IS NULL THEN 0 WHEN {inlist} THEN 1 ELSE 2 END AS t, "
-        f"CASE WHEN {inlist} THEN {k} END AS kk, sum(cost_total), count(*) FROM calls{where} GROUP BY d, t, kk",
-        [*named, *named, *params])
+    return series_many(src, f, {key: top}, days, entries)[key]
+
+
+def series_many(src: Source, f: Filters, tops: dict[str, Sequence[Any]], days: Sequence[str],
+                entries: int = 8) -> dict[str, dict[str, Any]]:
+    """:func:`series` for several keys, each with its ``top`` values."""
+    dialect = _dialect(src)
+    where, params = f.where()
+    plan = []
+    for key, top in tops.items():
+        k = dimension_sql(key, dialect=dialect)
+        top = list(top)[:entries]
+        named = [v for v in top if v is not None]
+        inlist = f"{k} IN ({', '.join('?' for _ in named)})" if named else "1 = 0"
+        plan.append((key, top, f"CASE WHEN {k} IS NULL THEN 0 WHEN {inlist} THEN 1 ELSE 2 END",
+                     f"CASE WHEN {inlist} THEN {k} END", [*named, *named]))
     periods = _all_days(days)
+    rows_by_key: dict[str, list[tuple[Any, ...]]] = {key: [] for key in tops}
+    day = DAY_INDEX_SQL[dialect]
+    # One query per key: a single GROUPING SETS scan for all keys measured slower on DuckDB (0.77 s against
+    # 5 x ~0.1 s at 1M calls), and ClickHouse fills a set's other columns with defaults rather than NULLs.
+    for key, _, t, kk, ps in plan:
+        rows_by_key[key] = src.query(f"SELECT {day} AS d, {t} AS t, {kk} AS kk, sum(cost_total) FROM calls{where} "
+                                     "GROUP BY d, t, kk", [*ps, *params])
+    return {key: _series_of(rows_by_key[key], top, periods) for key, top, *_ in plan}
+
+
+def _series_of(rows: Sequence[tuple[Any, ...]], top: list[Any], periods: list[str]) -> dict[str, Any]:
     index = {d: i for i, d in enumerate(periods)}
+    has_missing = any(v is None for v in top)
     other_key = object()
     cells: dict[Any, list[Decimal | None]] = {}
     seen: dict[Any, list[bool]] = {}
-    for d, t, kk, cost, _n in rows:
+    for d, t, kk, cost in rows:
         i = index.get(_day_text(d))
         if i is None:
             continue
