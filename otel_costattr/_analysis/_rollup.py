@@ -98,7 +98,12 @@ def _rollup(src: Source, keys: Sequence[str], f: Filters, total: Decimal, top: i
         out = out[:top]
         known = [Decimal(r["cost"]) for r in rest if r["cost"] is not None]
         rest_cost = sum(known, Decimal(0)) if known else None
-        other = {"rows": len(rest), "cost": _money(rest_cost), "share": _share(rest_cost, total),
+        share = _share(rest_cost, total)
+        if share is not None and total:
+            # the remainder of 100%, so the shown shares add up exactly (each row's is rounded to 0.01)
+            shown = sum((Decimal(r["share"]) for r in out if r["share"] is not None), Decimal(0))
+            share = format(max(Decimal("100.00") - shown, Decimal("0.00")), "f")
+        other = {"rows": len(rest), "cost": _money(rest_cost), "share": share,
                  **{k: sum(r[k] for r in rest) for k in _ROW_FIELDS if k != "cost"}}
     return {"rows": out, "other": other}
 

@@ -387,8 +387,8 @@ def _extra(report: dict[str, Any], money: Money, trace_url: str | None) -> list[
                     cells.append({"text": m["text"], "title": m["exact"], "v": m["v"], "cls": "num",  # type: ignore[index]
                                   "href": None})
                     continue
-                if v is None or v == _OLD_MISSING:
-                    cells.append({"text": "(none)" if v is None else "(missing)", "v": "", "cls": "key flag",
+                if v is None or v == _OLD_MISSING:  # a missing key: labelled like the rollups, never a value
+                    cells.append({"text": f"(no {columns[i] or 'value'})", "v": "", "cls": "key flag",
                                   "title": "", "href": None})
                     continue
                 text = _clean(str(v))

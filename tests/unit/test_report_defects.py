@@ -305,3 +305,17 @@ def test_where_empty_value_selects_missing_and_trace_url_is_checked(capsys: pyte
         assert code == 2 and "{trace_id}" in err
     code, _, err = run(capsys, "report", "--db", str(db), "--trace-url", "http://j/{trace_id}")
     assert code == 2 and "--format html" in err
+
+
+def test_top_lists_have_an_other_row_so_shares_add_up(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "agents.duckdb"
+    write_ledger(path, [Call("2026-11-03T10:00:00", "openai", MINI, 1000 + 100 * i, 100,
+                             tags={"customer_id": "acme", "agent_id": f"agent-{i:02d}", "workload_type": "chat"})
+                        for i in range(13)]).close()
+    rep = json.loads(run(capsys, "report", "--db", str(path), "--format", "json")[1])
+    top, other = rep["top"]["agent_id"], rep["top_other"]["agent_id"]
+    assert len(top) == 10 and other["rows"] == 3 and other["calls"] == 3
+    assert sum(Decimal(r["share"]) for r in top) + Decimal(other["share"]) == Decimal("100.00")
+    assert sum(Decimal(r["cost"]) for r in top) + Decimal(other["cost"]) == Decimal(rep["total"])
+    page = run(capsys, "report", "--db", str(path), "--format", "html")[1]
+    assert "Other (3 more)" in page and "Economics by workload" in page
