@@ -8,9 +8,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from otel_costattr._analysis._rollup import build_report
 from otel_costattr._ledger._store import Ledger
 from otel_costattr._report._render import render
-from otel_costattr._analysis._rollup import build_report
 
 N = 1_000_000
 SPAN_NS = 60 * 86_400 * 10**9 // N

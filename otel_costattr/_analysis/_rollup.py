@@ -19,10 +19,28 @@ from typing import Any
 from .._errors import ConfigurationError
 from .._pricing._book import format_money
 from ._economics import chains_for, economics, layers, retry_analysis
-from ._source import DAY_INDEX_SQL, Filters, Source, _dialect, check_keys, dimension_sql, missing_sql
+from ._source import (
+    DAY_INDEX_SQL,
+    Filters,
+    Source,
+    _dialect,
+    check_keys,
+    dimension_sql,
+    missing_sql,
+)
 
-__all__ = ["Filters", "SERIES_DIMENSIONS", "SORTS", "Source", "build_report", "dimension_sql", "growth",
-           "series", "top_traces", "vendor_share"]
+__all__ = [
+    "SERIES_DIMENSIONS",
+    "SORTS",
+    "Filters",
+    "Source",
+    "build_report",
+    "dimension_sql",
+    "growth",
+    "series",
+    "top_traces",
+    "vendor_share",
+]
 
 
 def _d(v: Any) -> str:

@@ -17,8 +17,19 @@ from typing import Any, Protocol
 from .._errors import ConfigurationError
 from ..attributes import DEFAULT_ATTRIBUTION_KEYS
 
-__all__ = ["BUILTIN_DIMENSIONS", "DAY_INDEX_SQL", "Filters", "LedgerUnion", "Source", "UNATTRIBUTED", "check_keys",
-           "dimension_sql", "known_keys", "missing_sql", "open_ledgers"]
+__all__ = [
+    "BUILTIN_DIMENSIONS",
+    "DAY_INDEX_SQL",
+    "UNATTRIBUTED",
+    "Filters",
+    "LedgerUnion",
+    "Source",
+    "check_keys",
+    "dimension_sql",
+    "known_keys",
+    "missing_sql",
+    "open_ledgers",
+]
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 #: --by dimensions that are not attribution keys.

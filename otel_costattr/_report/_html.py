@@ -367,7 +367,7 @@ def _extra(report: dict[str, Any], money: Money, trace_url: str | None) -> list[
             if isinstance(sec.get("rows"), list) else []
         ncols = max([len(columns)] + [len(r) for r in rows]) if (columns or rows) else 0
         columns += [""] * (ncols - len(columns))
-        is_money = [c.endswith("$") or c.endswith(" USD") for c in columns]
+        is_money = [c.endswith(("$", " USD")) for c in columns]
         trace_col = sec.get("trace_column")
         if not isinstance(trace_col, int):
             trace_col = next((i for i, c in enumerate(columns) if c.lower() in ("trace id", "trace_id")), None)

@@ -6,8 +6,8 @@ import csv
 import io
 import json
 import sys
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError

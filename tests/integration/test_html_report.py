@@ -15,12 +15,12 @@ reason, only if that fails.
 from __future__ import annotations
 
 import copy
-from html import unescape
 import json
 import re
 import subprocess
 from datetime import date
 from decimal import Decimal
+from html import unescape
 from pathlib import Path
 from typing import Any
 
