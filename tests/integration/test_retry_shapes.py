@@ -9,6 +9,7 @@ not zero) and SDK resends are attempts whose cost is unknown too.
 
 from __future__ import annotations
 
+import html
 import json
 import threading
 from decimal import Decimal
@@ -213,8 +214,10 @@ def test_seven_tenants_figures_match_the_hand_computed_ones(priced: Any, tmp_pat
     # JSON carries the findings as data; the text report prints the sentences.
     assert json.loads(render(rep, "json"))["retry"]["findings"] == r["findings"]
     text = render(rep, "table")
+    page = html.unescape(render(rep, "html"))
     for tenant, share in shares.items():
         assert SENTENCE.format(share, tenant) in text
+        assert SENTENCE.format(share, tenant) in page  # every customer above the threshold, not only the worst
 
 
 def test_a_resend_only_trace_is_analysed(priced: Any, tmp_path) -> None:
@@ -349,3 +352,41 @@ def test_which_set_ups_report_resends(priced: Any, tmp_path, emitter: str, http_
     ledger.close()
     reported = RESEND_REPORTED[emitter] or http_instrumented
     assert (rep["retry"]["retry_chains"], rep["retry"]["attempts"]) == ((1, 2) if reported else (0, 0))
+
+
+def test_clickhouse_source_gives_the_ledger_figures(priced: Any, tmp_path) -> None:
+    """The same spans in the collector clickhouse exporter's otel_traces (chDB): the candidate pre-filter, the
+    HTTP attempt flag and the resend count read there give the retry, findings and economics of the ledger."""
+    chdb_session = pytest.importorskip("chdb.session")
+    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
+
+    from otel_costattr._analysis._clickhouse import ClickHouseSource
+    from tests.integration.test_clickhouse_rollups import exporter_ddl, insert_sql
+
+    http = HTTPX2ClientInstrumentor()
+    http.instrument(tracer_provider=priced.provider)
+    try:
+        run_seven_tenants(priced)
+        with oc.attribution(customer_id="tenant-h", task_id="chat"), step(priced, "chat step"):
+            ask(priced.openai(), "flaky", "flaky-h")  # a hidden attempt seen only in the HTTP spans
+    finally:
+        http.uninstrument()
+    spans = priced.spans()
+    ledger = Ledger(tmp_path / "l.duckdb", book=priced.book)
+    ledger.write_spans(spans)
+    session = chdb_session.Session()
+    try:
+        session.query("CREATE DATABASE retry_shapes")
+        session.query(exporter_ddl("retry_shapes"))
+        session.query(insert_sql("retry_shapes", spans))
+        with ClickHouseSource(session=session, database="retry_shapes") as ch:
+            kw: dict[str, Any] = {"findings_by": ("customer_id", "agent_id")}
+            click, duck = build_report(ch, **kw), build_report(ledger, **kw)
+    finally:
+        session.close()
+        ledger.close()
+    for section in ("retry", "economics"):
+        assert click[section] == duck[section], section
+    by_customer = {r["key"]["customer_id"]: r for r in duck["retry"]["by"]["customer_id"]}
+    assert (by_customer["tenant-h"]["retry_chains"], by_customer["tenant-h"]["attempts"]) == (1, 2)
+    assert duck["retry"]["retry_chains"] == 7 and duck["retry"]["attempts"] == 18

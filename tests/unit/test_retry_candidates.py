@@ -5,6 +5,7 @@ single-attempt failures under their own step, missing parents."""
 
 from __future__ import annotations
 
+import json
 import random
 from decimal import Decimal
 from typing import Any
@@ -125,3 +126,20 @@ def test_findings_keys_are_checked(tmp_path: Any) -> None:
             _economics.retry_analysis(ledger, Filters(), Decimal(1), findings_by=("model",))
     finally:
         ledger.close()
+
+
+def test_cli_report_prints_findings_and_refuses_unknown_keys(tmp_path: Any, capsys) -> None:
+    from otel_costattr._cli import main
+
+    _ledger(tmp_path, 200, 11).close()
+    db = str(tmp_path / "c11.duckdb")
+    assert main(["report", "--db", db, "--findings-by", "customer_id,task_id"]) == 0
+    text = capsys.readouterr().out
+    assert "retry loops:" in text and "% of cust-" in text and "% of task-" in text
+    assert "'s spend went into retry loops before the model produced an answer." in text
+    assert main(["report", "--db", db, "--format", "json", "--findings-by", "agent_id"]) == 0
+    findings = json.loads(capsys.readouterr().out)["retry"]["findings"]
+    assert findings and {f["by"] for f in findings} == {"agent_id"} and findings[0]["agent_id"] == "bot"
+    assert main(["report", "--db", db, "--findings-by", "model"]) == 2
+    err = capsys.readouterr().err
+    assert "retry findings are given per customer_id, agent_id, task_id, skill_id" in err and "Traceback" not in err
