@@ -127,13 +127,17 @@ def _http_attempts(idx: _Index) -> dict[str, int]:
     under the same parent: they are matched by time, to the one counted call whose span contains them, and
     left out when several calls overlap them (parallel branches), rather than guessed."""
     out: dict[str, int] = defaultdict(int)
+    calls_under: dict[str | None, list[ChainSpan]] = {}  # counted calls per parent, listed once per parent
     for s in idx.spans.values():
         if not s.http_attempt or s.is_llm:
             continue
         p = idx.spans.get(s.parent_span_id) if s.parent_span_id else None
         if p is None or not p.is_llm:
-            around = [c for c in idx.children.get(s.parent_span_id, ()) if c.is_llm and c.counted
-                      and c.start_ns <= s.start_ns and s.end_ns <= c.end_ns]
+            calls = calls_under.get(s.parent_span_id)
+            if calls is None:
+                calls = calls_under[s.parent_span_id] = [c for c in idx.children.get(s.parent_span_id, ())
+                                                         if c.is_llm and c.counted]
+            around = [c for c in calls if c.start_ns <= s.start_ns and s.end_ns <= c.end_ns]
             if len(around) == 1:
                 out[around[0].span_id] += 1
             continue
