@@ -42,8 +42,8 @@ def _retry_text(report: dict[str, Any]) -> str:
     retry = report.get("retry")
     if not retry:
         return ""
-    out = (f"retry loops: {retry['retry_chains']} chain(s), {retry['attempts']} attempts, ${retry['loop_cost']}; "
-           f"wasted ${retry['wasted']} = {retry['wasted_share']}% of spend\n")
+    out = (f"retry loops: {retry['retry_chains']} chain(s), {retry['attempts']} attempts, costing "
+           f"${retry['loop_cost']}; wasted ${retry['wasted']} = {retry['wasted_share']}% of spend\n")
     findings = retry.get("findings", ())
     out += "".join(f"  {f['sentence']}.\n" for f in findings[:_TEXT_FINDINGS])
     if len(findings) > _TEXT_FINDINGS:
