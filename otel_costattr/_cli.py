@@ -111,6 +111,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--trace-url", metavar="TEMPLATE",
                      help="HTML: make every trace id a link, e.g. 'http://jaeger:16686/trace/{trace_id}' or "
                      "'https://cloud.langfuse.com/project/PROJECT/traces/{trace_id}'")
+    rep.add_argument("--findings-by", default="customer_id", metavar="KEY[,KEY...]",
+                     help="retry findings (\"N%% of X's spend went into retry loops ...\") per customer_id, agent_id, "
+                     "task_id and/or skill_id (default: %(default)s)")
 
     demo = sub.add_parser("demo", help="run a multi-tenant agent workload on a local fake vendor and show who spent "
                           "what", description="Drive the real OpenAI and Anthropic SDKs (and DeepSeek through the "
@@ -415,6 +418,7 @@ def _report_format(args: argparse.Namespace) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from ._analysis._economics import check_findings_by
     from ._analysis._rollup import build_report
     from ._analysis._source import check_keys, open_ledgers
     from ._errors import ConfigurationError
@@ -422,6 +426,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     by = [k.strip() for k in args.by.split(",") if k.strip()]
     required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
+    findings_by = check_findings_by([k.strip() for k in args.findings_by.split(",") if k.strip()])
     since, until = _window(args)
     where = _where(args.where)
     fmt = _report_format(args)
@@ -456,7 +461,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if budgets is not None:
             check_keys(ledger, [k for b in budgets for k, _ in b.scope], f"{args.budgets}: budget scope")
         report = build_report(ledger, by=by, since_ns=since, until_ns=until, top=args.top, required_keys=required,
-                              sections=fmt in ("html", "json"), where=where, sort=args.sort)
+                              sections=fmt in ("html", "json"), retry=fmt != "csv", findings_by=findings_by,
+                              where=where, sort=args.sort)
         if budgets is not None:
             report["budgets"] = budget_status(ledger, budgets, now_ns=as_of)
     finally:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._errors import ConfigurationError
 from .._pricing._book import format_money
-from ._economics import chains_for, economics, layers, retry_analysis
+from ._economics import chains_for, check_findings_by, economics, layers, retry_analysis
 from ._source import (
     DAY_INDEX_SQL,
     Filters,
@@ -129,7 +129,8 @@ def _rollup(src: Source, keys: Sequence[str], f: Filters, total: Decimal, top: i
 def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns: int | None = None,
                  until_ns: int | None = None, top: int | None = None,
                  required_keys: Sequence[str] = ("customer_id",), sections: bool = True,
-                 where: Sequence[tuple[str, str]] = (), sort: str = "auto") -> dict[str, Any]:
+                 where: Sequence[tuple[str, str]] = (), sort: str = "auto", retry: bool | None = None,
+                 findings_by: Sequence[str] = ("customer_id",)) -> dict[str, Any]:
     """The report as plain data (the JSON of ``report --format json``; the HTML report renders it).
 
     ``rows`` roll up by ``by`` (any attribution key, span attribute, or provider/model/day/month/service),
@@ -137,16 +138,20 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
     one key are alternatives, keys must all match; an empty value means "no value"). A missing key is ``None``
     in ``key`` (never a made-up string); an amount is ``None`` when it is unknown (only unpriced/no-usage calls).
     With ``sections`` the report also carries spend by day, the top customers/tasks/agents/skills/models (with
-    ``top_other``), vendor share by workload type, per-dimension daily ``series`` and ``growth``.
+    ``top_other``), vendor share by workload type, per-dimension daily ``series`` and ``growth``, the most
+    expensive traces and the economics sections. ``retry`` (default: as ``sections``) adds the retry analysis
+    with its findings per ``findings_by`` key (see :func:`._economics.retry_analysis`).
 
     Raises:
         ConfigurationError: no key in ``by``; a key no call has (a typo; the message lists the known keys);
-            an unknown ``sort``.
+            an unknown ``sort`` or ``findings_by`` key.
     """
     if not by:
         raise ConfigurationError("--by needs at least one key, e.g. --by customer_id")
     if sort not in SORTS:
         raise ConfigurationError(f"--sort {sort!r} is not known; use one of: {', '.join(SORTS)}")
+    findings_by = check_findings_by(findings_by)
+    retry = sections if retry is None else retry
     check_keys(src, list(by), "--by")
     check_keys(src, list(required_keys), "--required-keys")
     check_keys(src, [k for k, _ in where], "--where")
@@ -207,11 +212,12 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
         report["growth"] = {k: growth(src, f, k, days) for k in SERIES_DIMENSIONS}
         report["vendor_share_by_workload"] = vendor_share(src, f)
         report["top_traces"] = top_traces(src, f)
-        found = chains_for(src, f)
-        chains = found[0]
-        report["retry"] = retry_analysis(src, f, total, chains=found)
-        report["economics"] = {"by_task": economics(src, f, chains, "task_id"),
-                               "by_workload": economics(src, f, chains, "workload_type")}
+    found = chains_for(src, f) if sections or retry else None
+    if retry and found is not None:
+        report["retry"] = retry_analysis(src, f, total, chains=found, findings_by=findings_by)
+    if sections and found is not None:
+        report["economics"] = {"by_task": economics(src, f, found[0], "task_id"),
+                               "by_workload": economics(src, f, found[0], "workload_type")}
         report["layers"] = layers(src, f, "agent_id")
     return report
 

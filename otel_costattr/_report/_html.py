@@ -37,12 +37,13 @@ from urllib.parse import quote
 
 from .._version import __version__
 
-__all__ = ["MAX_ROWS", "PLACES", "key_label", "render_html"]
+__all__ = ["FINDING_THRESHOLD", "MAX_ROWS", "PLACES", "key_label", "render_html"]
 
 PLACES = 4  #: decimals shown for money in the page's views
 MAX_ROWS = 200  #: table rows before the rest is folded into one "other" row
 LONG = 48  #: characters of a value shown before it is cut (and given a short hash)
-FINDING_MIN_SHARE = Decimal(5)  #: retry findings shown on the page: wasted share of the customer's spend, in %
+#: Retry findings at or above this share of the key's spend (percent) are named on the page.
+FINDING_THRESHOLD = Decimal("1")
 _SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 _ASSETS = Path(__file__).resolve().parent  # templates/ and static/ sit beside this module
 _TOP_TITLES = {  # the known ``top`` lists, in page order: (title, noun)
@@ -403,15 +404,18 @@ def _extra(report: dict[str, Any], money: Money, trace_url: str | None) -> list[
 
 
 def _findings(report: dict[str, Any]) -> list[dict[str, str]]:
+    """Every retry finding (any ``findings_by`` key) at or above ``FINDING_THRESHOLD`` percent, in report order."""
     retry = report.get("retry") if isinstance(report.get("retry"), dict) else {}
     out = []
     for f in retry.get("findings") or []:
         if not isinstance(f, dict) or not f.get("sentence"):
             continue
         share = _dec(f.get("share"))
-        if share is not None and share < FINDING_MIN_SHARE:
+        if share is not None and share < FINDING_THRESHOLD:
             continue
-        out.append({"sentence": _clean(str(f["sentence"])), "customer": _clean(str(f.get("customer_id") or ""))})
+        sentence = _clean(str(f["sentence"]))
+        out.append({"sentence": sentence if sentence.endswith(".") else sentence + ".",
+                    "customer": _clean(str(f.get("customer_id") or ""))})
     return out
 
 

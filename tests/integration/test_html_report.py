@@ -266,6 +266,7 @@ def test_retry_findings_are_shown_when_present() -> None:
         {"customer_id": "acme", "share": "41.00", "wasted": "4.1", "total": "10",
          "sentence": "acme: 41% of its spend went into retry loops."},
         {"customer_id": "tiny", "share": "0.50", "wasted": "0.05", "total": "10", "sentence": "tiny: 0.5%."}]}}
+    # (the threshold is 1%: the second is below it)
     page = render_html(report)
     assert "acme: 41% of its spend went into retry loops." in page and "tiny: 0.5%." not in page
     assert "Retry findings" not in render_html({"total": "1", "calls": 1, "retry": {}})
