@@ -152,16 +152,19 @@ def known_keys(src: Source, limit: int = 60) -> list[str]:
 def check_keys(src: Source, keys: Sequence[str], what: str) -> None:
     """Fail fast on a key no call has: a typo would otherwise report 100% "missing" (or $0) and exit 0.
 
-    Built-in dimensions and attribution keys are always accepted (a ledger may simply not use one yet); any
-    other key must appear on at least one call.
+    Built-in dimensions and attribution keys are always accepted (a ledger may simply not use one yet), and so
+    are the prompt/completion content keys (``CONTENT_KEYS``: a ledger holds them only with ``store_content``,
+    so their absence is a setting, not a typo); any other key must appear on at least one call.
 
     Raises:
         ConfigurationError: naming the unknown key and the keys that exist.
     """
+    from .._ledger._store import CONTENT_KEYS
+
     dialect = _dialect(src)
     for key in dict.fromkeys(keys):
         dimension_sql(key, dialect=dialect)  # validates the characters
-        if key in BUILTIN_DIMENSIONS or key in DEFAULT_ATTRIBUTION_KEYS:
+        if key in BUILTIN_DIMENSIONS or key in DEFAULT_ATTRIBUTION_KEYS or key in CONTENT_KEYS:
             continue
         if src.query(f"SELECT 1 FROM calls WHERE {dimension_sql(key, dialect=dialect)} IS NOT NULL LIMIT 1"):
             continue
