@@ -12,6 +12,7 @@ imported exact match (``gpt-4o-2024-05-13``) beats a curated date-stripped guess
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import threading
@@ -37,7 +38,7 @@ from ._pricebook import (
     parse_document,
     read_file,
 )
-from ._resolve import candidates
+from ._resolve import FIRST_PARTY, GEO_PREFIXES, ROUTING_PREFIXES, candidates, vendor_of
 
 __all__ = ["Cost", "PriceBook", "SERVICE_TIERS", "default_book", "format_money", "price"]
 
@@ -348,6 +349,8 @@ class PriceBook:
         self._deployments: dict[str, list[Deployment]] = {}
         self._names: dict[str, str] = {}  # provider name (gen_ai.provider.name) -> canonical id
         self.versions: dict[str, str] = {}
+        # [[resale]] overlays: gateway -> the vendor it resells ("*": the vendor the model's name belongs to)
+        self._resale: dict[str, str] = {}
         for doc in documents:
             for t in doc.tables:
                 if doc.kind == "imported":
@@ -365,7 +368,9 @@ class PriceBook:
         for t in self._curated + self._user + self._user_imported:
             self._register_names(t)
             self.versions.setdefault(t.provider, t.version)
-        self._resolve_cache: dict[tuple[str | None, str], _Resolution | None] = {}
+        self._resolve_cache: dict[tuple[str | None, str], _Resolution | str] = {}
+        self._bedrock_ns: frozenset[str] | None = None
+        self._prefixes: dict[str, str] | None = None
         self._rates_cache: dict[tuple[int, int, str], tuple[tuple[int, ...], int, frozenset[str]]] = {}
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         # The same plans for standard tier and no region, as model -> provider -> plan: two lookups with cached
@@ -455,30 +460,152 @@ class PriceBook:
                 return t.entry(mid)
         return None
 
-    def _search(self, provider: str | None, model: str) -> _Resolution | None:
+    def _bedrock_namespaces(self) -> frozenset[str]:
+        """Model namespaces of Bedrock ids (``anthropic`` in ``anthropic.claude-...``), from the tables."""
+        found = self._bedrock_ns
+        if found is None:
+            names: set[str] = set()
+            for t in self.tables():
+                if t.provider == "bedrock":
+                    for n in t.index:
+                        head, dot, _ = n.partition(".")
+                        if dot and head not in GEO_PREFIXES and "/" not in head:
+                            names.add(head)
+            found = self._bedrock_ns = frozenset(names)
+        return found
+
+    def _lookup(self, providers: Sequence[str | None], model: str, region: str | None,
+                flags: list[str]) -> _Resolution | None:
+        """The first candidate of ``model`` found in the tables of ``providers`` (``None``: the user's own
+        tables of any provider). At each candidate a higher layer wins: user, curated, then imported."""
+        cands = candidates(model, self._all_prefixes())
+        for cand in cands:
+            for prov in providers:
+                if prov is None:
+                    entry = self._find(self._user, None, cand.name)
+                else:
+                    entry = self._find(self._user, prov, cand.name) or self._find(self._curated, prov, cand.name)
+                    if entry is None:
+                        entry = self._find(self._imported_tables(), prov, cand.name)
+                if entry is not None:
+                    return _Resolution(entry, cand.geo, region, tuple(flags + self._step_flags(cand)))
+        return None
+
+    def _all_prefixes(self) -> dict[str, str]:
+        """Every provider id as a routing prefix (``groq/llama-3.3-70b``), for :func:`candidates`."""
+        found = self._prefixes
+        if found is None:
+            self._imported_tables()
+            found = self._prefixes = {n: p for n, p in self._names.items() if "/" not in n}
+        return found
+
+    def _route(self, model: str) -> tuple[str | None, str | None, str]:
+        """``(prefix_provider, vendor, rest)`` for a model name: the known provider a routing prefix names
+        (``openrouter/...``, ``xai/...``), the vendor that sells a model of this name (the prefix's provider, else
+        :func:`vendor_of`), and the name without that prefix."""
+        name = model.strip().lower()
+        head, slash, tail = name.partition("/")
+        if slash and tail:
+            known = ROUTING_PREFIXES[head] if head in ROUTING_PREFIXES else self.canonical_provider(head)
+            if known is not None:
+                return known, known, tail
+        return None, vendor_of(name, self._bedrock_namespaces()), name
+
+    def _resold_vendor(self, gateway: str, model: str) -> str | None:
+        """The vendor a ``[[resale]]`` overlay says ``gateway`` resells for ``model``, or ``None``."""
+        declared = self._resale.get(gateway)
+        if declared is None:
+            return None
+        if declared != "*":
+            return declared
+        _, vendor, _ = self._route(model)
+        return vendor if vendor != gateway else None
+
+    def _search(self, provider: str | None, model: str) -> _Resolution | str:
+        """Resolve within one vendor (DESIGN D8). Returns the resolution, or why the call is unpriced.
+
+        * The call names a known provider (``gen_ai.provider.name``): only that provider's table. If it lacks
+          the model: a routing prefix in the name naming another provider is followed; a first-party vendor's
+          client calling another first-party vendor's model (provider ``openai``, model ``deepseek-chat``) is
+          priced from the model's vendor; a gateway with a ``[[resale]]`` overlay is priced at the resold
+          vendor's list price. Each is flagged.
+        * Otherwise a routing prefix naming a provider decides (``xai/grok-4`` is xAI, ``openrouter/...`` is
+          OpenRouter), else the name's vendor (``claude-*`` is Anthropic), else the first-party and cloud
+          tables in a fixed order. A gateway's entry is never used for a call that does not name the gateway.
+        """
         flags: list[str] = []
         region = None
         deps = self._deployments.get(model.strip().lower())
         if deps:
-            dep = next((d for d in deps if provider is None or d.provider == provider), None)
+            canon = self.canonical_provider(provider) if provider else None
+            dep = next((d for d in deps if provider is None or d.provider in (provider, canon)), None)
             if dep is not None:
                 flags.append(f"deployment:{model.strip().lower()}")
                 provider, model, region = dep.provider, dep.model, dep.region
-        layers = (self._user, self._curated)
-        extra = None
-        head = model.strip().lower().partition("/")[0] if "/" in model else None
-        if head is not None and self.canonical_provider(head) == head:
-            extra = {head: head}
-        for cand in candidates(model, extra):
-            prov = provider or cand.provider_hint
-            for layer in layers:
-                entry = self._find(layer, prov, cand.name)
-                if entry is not None:
-                    return _Resolution(entry, cand.geo, region, tuple(flags + self._step_flags(cand)))
-            entry = self._find(self._imported_tables(), prov, cand.name)
-            if entry is not None:
-                return _Resolution(entry, cand.geo, region, tuple(flags + self._step_flags(cand)))
-        return None
+        named = self.canonical_provider(provider) if provider else None
+        prefix, vendor, rest = self._route(model)
+        if named is not None:
+            res = self._lookup((named,), model, region, flags)
+            if res is not None:
+                return res
+            fallback = [f"provider_fallback:{provider}"]
+            if prefix is not None and prefix != named:
+                res = self._lookup((prefix,), model, region, flags + fallback)
+            elif named in FIRST_PARTY and vendor in FIRST_PARTY and vendor != named:
+                res = self._lookup((vendor,), model, region, flags + fallback)
+            else:
+                resold = self._resold_vendor(named, model)
+                if resold is not None:
+                    res = self._lookup((resold,), model, region, flags + [f"resold:{named}"])
+            if res is not None:
+                return res
+            return self._unpriced_reason(model, named if prefix is None or prefix == named else prefix)
+        if provider:
+            flags.append(f"provider_fallback:{provider}")  # a provider name we do not know: say we guessed
+        if prefix is not None:
+            res = self._lookup((None, prefix), model, region, flags)
+            if res is None:
+                resold = self._resold_vendor(prefix, rest)
+                if resold is not None:
+                    res = self._lookup((resold,), rest, region, flags + [f"resold:{prefix}"])
+            return res if res is not None else self._unpriced_reason(model, prefix)
+        if vendor is not None:
+            res = self._lookup((None, vendor), model, region, flags)
+            return res if res is not None else self._unpriced_reason(model, vendor)
+        res = self._lookup((None, *PROVIDER_ORDER), model, region, flags)
+        return res if res is not None else self._unpriced_reason(model, None)
+
+    def _unpriced_reason(self, model: str, searched: str | None) -> str:
+        """Why ``model`` is unpriced, naming the closest entries: near names in the table that was searched,
+        and other providers that list the same name (whose prices we do not borrow)."""
+        name = model.strip().lower()
+        cands = {c.name for c in candidates(model, self._all_prefixes())}
+        elsewhere: list[str] = []
+        near: list[str] = []
+        pool: set[str] = set()
+        for t in self.tables():
+            if searched is not None and t.provider == searched:
+                pool.update(t.index)
+                continue
+            if any(c in t.index for c in cands):
+                label = f"{t.provider}/{next(c for c in cands if c in t.index)}"
+                if label not in elsewhere:
+                    elsewhere.append(label)
+        if pool:
+            base = name.rpartition("/")[2]
+            near = [f"{searched}/{n}" for n in difflib.get_close_matches(base, sorted(pool), n=3, cutoff=0.7)]
+        where = f"{searched}'s pricing table" if searched else "the pricing tables of the first-party vendors"
+        parts = [f"model {model!r} is not in {where}"]
+        if near:
+            parts.append(f"closest there: {', '.join(near)}")
+        if elsewhere:
+            shown = elsewhere[:5] + ([f"{len(elsewhere) - 5} more"] if len(elsewhere) > 5 else [])
+            parts.append(f"listed by other providers, whose prices are not borrowed: {', '.join(shown)} (set "
+                         "gen_ai.provider.name or --provider to the provider the call went through, or map a "
+                         "gateway to the vendor it resells with a [[resale]] overlay)")
+        parts.append(f"add it to a pricing overlay file (see pricing/README.md) and pass it with --pricing or "
+                     f"${ENV_PRICING}")
+        return "; ".join(parts)
 
     @staticmethod
     def _step_flags(cand: Any) -> list[str]:
@@ -491,35 +618,35 @@ class PriceBook:
                                                                          tuple[str, ...]] | None:
         """Find the entry for ``model`` (and ``provider``, a canonical id or a semconv provider name).
 
-        Returns ``(entry, geo, region, flags)`` or ``None`` when unpriced. Cached (bounded).
+        Returns ``(entry, geo, region, flags)`` or ``None`` when unpriced (:meth:`unpriced_reason` says
+        why). Cached (bounded).
         """
+        res = self._resolved(model, provider)
+        if type(res) is str:
+            return None
+        return res.entry, res.geo, res.region, res.flags  # type: ignore[union-attr]
+
+    def unpriced_reason(self, model: str, provider: str | None = None) -> str | None:
+        """Why :meth:`resolve` finds no entry for ``model`` (naming the closest entries), or ``None``."""
+        res = self._resolved(model, provider)
+        return res if type(res) is str else None  # type: ignore[return-value]
+
+    def _resolved(self, model: str, provider: str | None) -> _Resolution | str:
         key = (provider, model)
         cache = self._resolve_cache
         try:
-            res = cache[key]
+            return cache[key]
         except KeyError:
-            res = self._resolve_uncached(model, provider)
+            pass
+        if not isinstance(model, str) or not model.strip():
+            res: _Resolution | str = "the call names no model"
+        else:
+            res = self._search(provider, model)
+        with self._lock:
             if len(cache) >= _RESOLVE_CACHE_MAX:
                 cache.pop(next(iter(cache)), None)
                 self.evictions["resolve"] += 1
             cache[key] = res
-        if res is None:
-            return None
-        return res.entry, res.geo, res.region, res.flags
-
-    def _resolve_uncached(self, model: str, provider: str | None) -> _Resolution | None:
-        if not isinstance(model, str) or not model.strip():
-            return None
-        canonical = self.canonical_provider(provider) if provider else None
-        if canonical is not None:
-            res = self._search(canonical, model)
-            if res is not None:
-                return res
-        # An unknown provider name, or an OpenAI-compatible endpoint (provider "openai", model
-        # "deepseek-chat"): search every provider, deterministically, and say so.
-        res = self._search(None, model)
-        if res is not None and provider:
-            return _Resolution(res.entry, res.geo, res.region, res.flags + (f"provider_fallback:{provider}",))
         return res
 
     # ------------------------------------------------------------------------------------------- pricing
@@ -674,12 +801,11 @@ class PriceBook:
         if not isinstance(model, str) or not model.strip():
             raise PricingError("`model` must be a non-empty model name")
 
-        resolved = self.resolve(model, provider)
-        if resolved is None:
+        resolved = self._resolved(model, provider)
+        if type(resolved) is str:
             return Cost("unpriced", model, provider=self.canonical_provider(provider) or provider,
-                        reason=f"model {model!r} is not in the pricing table; add it to a pricing "
-                        f"overlay file (see pricing/README.md) and pass it with --pricing or ${ENV_PRICING}")
-        entry, geo, dep_region, rflags = resolved
+                        reason=resolved)  # type: ignore[arg-type]
+        entry, geo, dep_region, rflags = resolved.entry, resolved.geo, resolved.region, resolved.flags  # type: ignore[union-attr]
         period = entry.period_at(at_ns)
         if period is None:
             when = datetime.fromtimestamp(at_ns / 1e9, tz=timezone.utc).isoformat()
