@@ -259,12 +259,12 @@ class Enricher:
                 input_audio_tokens=call.input_audio_tokens or 0, output_audio_tokens=call.output_audio_tokens or 0,
                 web_search_calls=call.web_search_calls or 0, service_tier=tier, region=call.region,
                 at=start_ns or None, duration_s=((end_ns - start_ns) / 1e9) if end_ns and start_ns else None)
-        if cost.status != "priced":
+        if cost.status not in ("priced", "partial"):  # "partial": a token class with no rate was left out
             out = {A.COST_STATUS: "unpriced", A.COST_REASON: cost.reason or "unpriced"}
             if cost.model:
                 out[A.COST_MODEL] = cost.model
             return out, "unpriced", call, cost
-        status = "partial" if partial else "priced"
+        status = "partial" if partial or cost.status == "partial" else "priced"
         if not render and len(cost._units) == 5 and not cost.flags and _COST_KEYS.isdisjoint(attrs) \
                 and (not n_in or _LAYER_INPUTS.isdisjoint(attrs)):
             return UNRENDERED, status, call, cost

@@ -22,10 +22,11 @@ from datetime import datetime, timezone
 from decimal import Context, Decimal, Inexact, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ._errors import PricingError
 from ._pricebook import (
+    CACHE_CLASSES,
     FALLBACKS,
     TOKEN_CLASSES,
     Deployment,
@@ -62,6 +63,7 @@ _HUNDRED = Decimal(100)
 _COUNT_NAMES = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
                 "reasoning_tokens", "input_audio_tokens", "output_audio_tokens", "input_image_tokens",
                 "output_image_tokens", "web_search_calls")
+_OUTPUT_COUNTS = frozenset({"output_tokens", "reasoning_tokens", "output_audio_tokens", "output_image_tokens"})
 _RESOLVE_CACHE_MAX = 4096
 _RATES_CACHE_MAX = 4096
 
@@ -235,39 +237,47 @@ class Cost:
 
 
 _FALLBACK_FLAGS = {cls: f"fallback:{cls}" for cls in TOKEN_CLASSES}
+_UNPRICED = "unpriced:"
+_NO_LIMIT_ = 1 << 126
+#: The bound on any token count of a call when the model's own limits are unknown (flag ``implausible:``).
+DEFAULT_TOKEN_BOUND = 10**8
 
 
 class _Plan:
     """Everything needed to price a (model, provider, service tier, region) below any long-context threshold
     in one period: the per-span fast path. Built by the general path, never by hand."""
 
-    __slots__ = ("entry", "period", "start_ns", "end_ns", "max_prompt", "scale", "flags",
+    __slots__ = ("entry", "period", "start_ns", "end_ns", "max_prompt", "max_out", "scale", "flags",
                  "fb", "r0", "r1", "r2", "r3", "r4", "r5", "f1", "f2", "f5", "fb_other")
 
     def __init__(self, entry: ModelEntry, period: Period, max_prompt: int, rates: tuple[int, ...], scale: int,
-                 fallbacks: frozenset[str], flags: tuple[str, ...]) -> None:
+                 notes: Mapping[str, str], flags: tuple[str, ...], max_out: int = _NO_LIMIT_) -> None:
         self.entry = entry
         self.period = period
         self.start_ns = period.start_ns
         self.end_ns = period.end_ns if period.end_ns is not None else 1 << 126
         self.max_prompt = max_prompt
+        self.max_out = max_out
         self.scale = scale
         self.flags = flags
-        # (position in the disjoint-count tuple, flag) for each of the six common classes that falls back
-        self.fb = tuple((i, _FALLBACK_FLAGS[c]) for i, c in enumerate(TOKEN_CLASSES[:6]) if c in fallbacks)
+        # (position in the disjoint-count tuple, flag) for each of the six common classes that is priced by a
+        # fallback or a vendor cache multiplier, or not priced at all ("unpriced:")
+        self.fb = tuple((i, notes[c]) for i, c in enumerate(TOKEN_CLASSES[:6]) if c in notes)
         # The same, unrolled for price()'s inlined path (no 1h writes there): cache read, cache write and
-        # reasoning are the classes that can borrow another class's rate; `fb_other` covers anything else.
+        # reasoning are the classes that can borrow another class's rate; `fb_other` covers anything else,
+        # including a class with no rate (the call is then "partial", built by _price_planned).
         by_index = dict(self.fb)
         self.f1, self.f2, self.f5 = ((by_index[i],) if i in by_index else None for i in (1, 2, 5))
-        self.fb_other = any(i not in (1, 2, 3, 5) for i in by_index)
+        self.fb_other = any(i not in (1, 2, 3, 5) or f.startswith(_UNPRICED) for i, f in by_index.items())
         self.r0, self.r1, self.r2, self.r3, self.r4, self.r5 = rates[:6]
 
 
 _time_ns = time.time_ns
 _new = object.__new__
 _NO_LIMIT = 1 << 126
-_FLAG_ORDER = ("deployment:", "resolved:", "geo:", "provider_fallback:", "clamped:", "long_context:",
-               "service_tier:", "time_window:", "geo_unlisted:", "region:", "fallback:")
+_FLAG_ORDER = ("deployment:", "resolved:", "geo:", "provider_fallback:", "resold:", "clamped:", "implausible:",
+               "long_context:", "service_tier:", "time_window:", "geo_unlisted:", "region:",
+               ("fallback:", "cache_multiplier:", "unpriced:"))  # per-class notes: one rank, class order
 
 
 def _merge_flags(base: tuple[str, ...], extra: list[str]) -> tuple[str, ...]:
@@ -361,6 +371,8 @@ class PriceBook:
                 self._discounts[(d.provider, d.model)] = d
             for dep in doc.deployments:
                 self._deployments.setdefault(dep.name, []).append(dep)
+            for gateway, vendor in doc.resales:
+                self._resale[gateway] = vendor
         # Users' files are searched before curated ones; later user files win over earlier ones.
         self._user.reverse()
         order = {p: i for i, p in enumerate(PROVIDER_ORDER)}
@@ -377,6 +389,8 @@ class PriceBook:
         # string hashes are cheaper than building and hashing a 4-tuple on every call.
         self._std_plans: dict[str, dict[str | None, _Plan]] = {}
         self.evictions = {"resolve": 0, "rates": 0, "plans": 0}
+        #: Calls priced with a token count above the model's limits (each flagged ``implausible:<count>``).
+        self.implausible_calls = 0
 
     # ------------------------------------------------------------------------------------------ loading
 
@@ -651,9 +665,13 @@ class PriceBook:
 
     # ------------------------------------------------------------------------------------------- pricing
 
-    def _rates(self, period: Period, tier: int, service: str) -> tuple[tuple[int, ...], int, frozenset[str]]:
-        """Integer rate vector (TOKEN_CLASSES order, units of ``10**-scale`` USD per token), its scale, and the
-        classes priced by fallback, for a period, long-context tier and service tier. Cached (bounded).
+    def _rates(self, period: Period, tier: int, service: str, entry: ModelEntry | None = None,
+               ) -> tuple[tuple[int, ...], int, Mapping[str, str]]:
+        """Integer rate vector (TOKEN_CLASSES order, units of ``10**-scale`` USD per token), its scale, and a
+        note per class not priced by its own rate: ``fallback:<cls>`` (another class's rate, e.g. reasoning at
+        the output rate), ``cache_multiplier:<cls>`` (the vendor's documented multiple of the input rate) or
+        ``unpriced:<cls>`` (no rate: tokens of that class make the call ``partial``). For a period, long-context
+        tier and service tier. Cached (bounded).
 
         Raises ``LookupError`` when the service tier is not priced for this period.
         """
@@ -680,15 +698,31 @@ class PriceBook:
             if adj is None:
                 raise LookupError(f"no {service!r} service-tier rates for this model")
             base = adj.apply(base)
-        fallbacks: list[str] = []
+        cache_mults = self._cache_multipliers(entry) if entry is not None else {}
+        notes: dict[str, str] = {}
         vec: list[Decimal] = []
         for cls in TOKEN_CLASSES:
             rate = base.get(cls)
-            if rate is None:
+            if rate is None and cls in CACHE_CLASSES:
+                # Never bill cache tokens at the input rate by default: a documented vendor multiplier, else
+                # (for a 1h write) the model's own short-TTL write rate, else unpriced.
+                m = cache_mults.get(cls)
+                if m is not None and "input" in base:
+                    rate = _mul(base["input"], m)
+                    notes[cls] = f"cache_multiplier:{cls}"
+                elif cls == "cache_write_1h" and "cache_write" in base:
+                    rate = base["cache_write"]
+                    notes[cls] = _FALLBACK_FLAGS[cls]
+                elif cls == "cache_write_1h" and "cache_write" in cache_mults and "input" in base:
+                    rate = _mul(base["input"], cache_mults["cache_write"])
+                    notes[cls] = f"cache_multiplier:{cls}"
+                else:
+                    notes[cls] = _UNPRICED + cls
+            elif rate is None:
                 for fb in FALLBACKS.get(cls, ()):
                     if fb in base:
                         rate = base[fb]
-                        fallbacks.append(cls)
+                        notes[cls] = _FALLBACK_FLAGS[cls]
                         break
             # A class with no rate at all (an embeddings model has no output price) bills nothing.
             vec.append(rate if rate is not None else _ZERO)
@@ -699,12 +733,20 @@ class PriceBook:
             if isinstance(exp, int) and -exp > scale:
                 scale = -exp
         ints = tuple(int(r.scaleb(scale, _CTX)) for r in vec)
-        out = (ints, scale, frozenset(fallbacks))
+        out = (ints, scale, notes)
         if len(self._rates_cache) >= _RATES_CACHE_MAX:
             self._rates_cache.pop(next(iter(self._rates_cache)), None)
             self.evictions["rates"] += 1
         self._rates_cache[key] = out
         return out
+
+    def _cache_multipliers(self, entry: ModelEntry) -> Mapping[str, Decimal]:
+        """The documented cache multipliers of ``entry``'s vendor (from the curated files' meta)."""
+        for t in self._curated + self._user:
+            if t.provider == entry.provider and t.cache_multipliers:
+                if t.cache_match is None or t.cache_match in entry.id:
+                    return t.cache_multipliers
+        return {}
 
     def _discount(self, entry: ModelEntry) -> Discount | None:
         if not self._discounts:
@@ -750,7 +792,9 @@ class PriceBook:
                 ok = False
             if ok:
                 at_ns = _time_ns() if at is None else at if type(at) is int else _to_ns(at)  # noqa: E721
-                if plan.start_ns <= at_ns < plan.end_ns and input_tokens <= plan.max_prompt:
+                if plan.start_ns <= at_ns < plan.end_ns and input_tokens <= plan.max_prompt \
+                        and output_tokens <= plan.max_out and cache_read_tokens <= plan.max_prompt \
+                        and cache_write_tokens + cache_write_1h_tokens <= plan.max_prompt:
                     uncached = input_tokens - cache_read_tokens - cache_write_tokens - cache_write_1h_tokens
                     text_out = output_tokens - reasoning_tokens
                     if uncached < 0 or text_out < 0 or cache_write_1h_tokens or plan.fb_other:
@@ -825,6 +869,8 @@ class PriceBook:
             flags.append("clamped:output")
             text_out = 0
 
+        implausible = self._implausible(entry, raw, flags)
+
         tier = -1
         if period.long_context:
             for i, lc in enumerate(period.long_context):
@@ -833,7 +879,7 @@ class PriceBook:
                     flags.append(f"long_context:{lc.comparator}{lc.threshold}")
                     break
         try:
-            rates, scale, fallbacks = self._rates(period, tier, tier_name)
+            rates, scale, notes = self._rates(period, tier, tier_name, entry)
         except LookupError as exc:
             return Cost("unpriced", model, entry, period, flags=tuple(flags), reason=str(exc))
         if tier_name != "standard":
@@ -877,11 +923,17 @@ class PriceBook:
             for i, n in ((6, n_ia), (7, n_oa), (8, n_ii), (9, n_oi)):
                 if n:
                     units[TOKEN_CLASSES[i]] = n * rates[i]
-        if fallbacks:
+        status = "priced"
+        if notes:
             counts = (uncached, n_cr, n_cw, n_cw1, text_out, n_rs, n_ia, n_oa, n_ii, n_oi)
             for cls, n in zip(TOKEN_CLASSES, counts):
-                if n and cls in fallbacks:
-                    flags.append(f"fallback:{cls}")
+                if n and cls in notes:
+                    flags.append(notes[cls])
+                    if notes[cls].startswith(_UNPRICED):
+                        # No rate for these tokens: the rest is priced and the call is "partial"; the share of
+                        # this class is unknown, never billed as input.
+                        status = "partial"
+                        units.pop(cls, None)
         if mults:
             m, e = 1, 0
             for d in mults:
@@ -914,11 +966,27 @@ class PriceBook:
                 list_units *= 10 ** ke
                 scale += ke
                 flags.append(f"discount:{format_money(pct)}%")
-        if not period.time_windows and period.per_second is None and tier < 0 and not n_ws:
-            self._store_plan(model, provider, service_tier, region, entry, period, flags, fallbacks, tier_name,
+        if not period.time_windows and period.per_second is None and tier < 0 and not n_ws and not implausible:
+            self._store_plan(model, provider, service_tier, region, entry, period, flags, notes, tier_name,
                              mults, pct)
-        return Cost("priced", model, entry, period, units, sum(units.values()), scale, tuple(flags),
+        return Cost(status, model, entry, period, units, sum(units.values()), scale, tuple(flags),
                     list_units=list_units, discount_percent=pct)
+
+    def _implausible(self, entry: ModelEntry, counts: tuple[int, ...], flags: list[str]) -> bool:
+        """Flag (``implausible:<count name>``) and count every token count above what one request of this
+        model can hold: its context window (input-side counts) or output limit (output-side counts), where
+        the table knows them, else :data:`DEFAULT_TOKEN_BOUND`. The call is still priced as reported."""
+        in_bound = entry.context_window or DEFAULT_TOKEN_BOUND
+        out_bound = entry.max_output or DEFAULT_TOKEN_BOUND
+        found = False
+        for name, n in zip(_COUNT_NAMES[:10], counts):
+            if n > (out_bound if name in _OUTPUT_COUNTS else in_bound):
+                flags.append(f"implausible:{name}")
+                found = True
+        if found:
+            with self._lock:
+                self.implausible_calls += 1
+        return found
 
     def _price_plain(self, model: str, provider: str | None, n_in: int, n_out: int, n_cr: int, n_cw: int,
                      n_cw1: int, n_rs: int, at_ns: int) -> Cost | None:
@@ -927,16 +995,17 @@ class PriceBook:
         :meth:`price`": no plan yet, or a period or long-context boundary to check."""
         by_provider = self._std_plans.get(model)
         plan = by_provider.get(provider) if by_provider is not None else None
-        if plan is None or not plan.start_ns <= at_ns < plan.end_ns or n_in > plan.max_prompt:
+        if plan is None or not plan.start_ns <= at_ns < plan.end_ns or n_in > plan.max_prompt \
+                or n_out > plan.max_out or n_cr > plan.max_prompt or n_cw + n_cw1 > plan.max_prompt:
             return None
         return _price_planned(plan, model, n_in, n_out, n_cr, n_cw, n_cw1, n_rs)
 
     def _store_plan(self, model: str, provider: str | None, service_tier: Any, region: Any, entry: ModelEntry,
-                    period: Period, flags: list[str], fallbacks: frozenset[str], tier_name: str,
+                    period: Period, flags: list[str], notes: Mapping[str, str], tier_name: str,
                     mults: list[Decimal], pct: Decimal | None) -> None:
         if pct is not None:
             return  # discounted calls stay on the general path, which also reports the list price
-        rates, scale, _ = self._rates(period, -1, tier_name)
+        rates, scale, _ = self._rates(period, -1, tier_name, entry)
         m = 1
         for d in mults:
             dm, de = _split(d)
@@ -952,7 +1021,10 @@ class PriceBook:
         max_prompt = _NO_LIMIT
         for lc in period.long_context:
             max_prompt = min(max_prompt, lc.threshold if lc.comparator == ">" else lc.threshold - 1)
-        base_flags = tuple(f for f in flags if not f.startswith(("fallback:", "clamped:")))
+        base_flags = tuple(f for f in flags if not f.startswith(("fallback:", "clamped:", "cache_multiplier:",
+                                                                 _UNPRICED)))
+        max_prompt = min(max_prompt, entry.context_window or DEFAULT_TOKEN_BOUND)
+        max_out = entry.max_output or DEFAULT_TOKEN_BOUND
         with self._lock:
             if len(self._plans) >= _RESOLVE_CACHE_MAX:
                 old = next(iter(self._plans))
@@ -963,7 +1035,7 @@ class PriceBook:
                     if not by_provider:
                         del self._std_plans[old[0]]
                 self.evictions["plans"] += 1
-            plan = _Plan(entry, period, max_prompt, rates, scale, fallbacks, base_flags)
+            plan = _Plan(entry, period, max_prompt, rates, scale, notes, base_flags, max_out)
             self._plans[(model, provider, service_tier, region)] = plan
             if service_tier is None and region is None and isinstance(model, str):
                 self._std_plans.setdefault(model, {})[provider] = plan
@@ -1039,6 +1111,17 @@ def _price_planned(plan: _Plan, model: str, n_in: int, n_out: int, n_cr: int, n_
         cost._total = a + b + c + d + e
     cost._scale = plan.scale
     cost.flags = flags
+    if plan.fb_other:
+        counts = (uncached, n_cr, n_cw, n_cw1, text_out, n_rs)
+        missing = [TOKEN_CLASSES[i] for i, f in plan.fb if counts[i] and f.startswith(_UNPRICED)]
+        if missing:
+            # Tokens of a class with no rate: the rest is priced, the call is "partial" (as on the general path).
+            units = dict(cost._units)
+            for cls in missing:
+                units.pop(cls, None)
+            cost._units = units
+            cost._total = sum(units.values())
+            cost.status = "partial"
     return cost
 
 
