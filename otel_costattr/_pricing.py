@@ -361,6 +361,7 @@ class PriceBook:
         self.versions: dict[str, str] = {}
         # [[resale]] overlays: gateway -> the vendor it resells ("*": the vendor the model's name belongs to)
         self._resale: dict[str, str] = {}
+        self._resale_canonical: dict[str, str] | None = None
         for doc in documents:
             for t in doc.tables:
                 if doc.kind == "imported":
@@ -501,6 +502,9 @@ class PriceBook:
                     entry = self._find(self._user, prov, cand.name) or self._find(self._curated, prov, cand.name)
                     if entry is None:
                         entry = self._find(self._imported_tables(), prov, cand.name)
+                        if entry is not None:
+                            # an imported alias ("claude-sonnet-latest") of a model we curate: curated wins
+                            entry = self._find(self._curated, entry.provider, entry.id) or entry
                 if entry is not None:
                     return _Resolution(entry, cand.geo, region, tuple(flags + self._step_flags(cand)))
         return None
@@ -527,7 +531,10 @@ class PriceBook:
 
     def _resold_vendor(self, gateway: str, model: str) -> str | None:
         """The vendor a ``[[resale]]`` overlay says ``gateway`` resells for ``model``, or ``None``."""
-        declared = self._resale.get(gateway)
+        if self._resale and self._resale_canonical is None:
+            self._resale_canonical = {(self.canonical_provider(g) or g): (self.canonical_provider(v) or v)
+                                      for g, v in self._resale.items()}
+        declared = (self._resale_canonical or {}).get(gateway)
         if declared is None:
             return None
         if declared != "*":
@@ -563,7 +570,10 @@ class PriceBook:
             if res is not None:
                 return res
             fallback = [f"provider_fallback:{provider}"]
-            if prefix is not None and prefix != named:
+            if prefix is not None and prefix != named and named in FIRST_PARTY:
+                # an OpenAI-compatible client of a first-party vendor sent a name routed elsewhere
+                # ("openrouter/..."): the prefix names where the call went. From a gateway, a vendor prefix is
+                # the gateway's spelling of a model it resells: only a [[resale]] overlay maps that to the vendor.
                 res = self._lookup((prefix,), model, region, flags + fallback)
             elif named in FIRST_PARTY and vendor in FIRST_PARTY and vendor != named:
                 res = self._lookup((vendor,), model, region, flags + fallback)
@@ -573,7 +583,7 @@ class PriceBook:
                     res = self._lookup((resold,), model, region, flags + [f"resold:{named}"])
             if res is not None:
                 return res
-            return self._unpriced_reason(model, named if prefix is None or prefix == named else prefix)
+            return self._unpriced_reason(model, named)
         if provider:
             flags.append(f"provider_fallback:{provider}")  # a provider name we do not know: say we guessed
         if prefix is not None:
