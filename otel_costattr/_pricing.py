@@ -392,6 +392,7 @@ class PriceBook:
         self.evictions = {"resolve": 0, "rates": 0, "plans": 0}
         #: Calls priced with a token count above the model's limits (each flagged ``implausible:<count>``).
         self.implausible_calls = 0
+        self._limit_cache: dict[tuple[str, str], tuple[int, int]] = {}
 
     # ------------------------------------------------------------------------------------------ loading
 
@@ -943,7 +944,8 @@ class PriceBook:
                         # No rate for these tokens: the rest is priced and the call is "partial"; the share of
                         # this class is unknown, never billed as input.
                         status = "partial"
-                        units.pop(cls, None)
+                        if cls in units:
+                            units[cls] = 0
         if mults:
             m, e = 1, 0
             for d in mults:
@@ -986,8 +988,7 @@ class PriceBook:
         """Flag (``implausible:<count name>``) and count every token count above what one request of this
         model can hold: its context window (input-side counts) or output limit (output-side counts), where
         the table knows them, else :data:`DEFAULT_TOKEN_BOUND`. The call is still priced as reported."""
-        in_bound = entry.context_window or DEFAULT_TOKEN_BOUND
-        out_bound = entry.max_output or DEFAULT_TOKEN_BOUND
+        in_bound, out_bound = self._limits(entry)
         found = False
         for name, n in zip(_COUNT_NAMES[:10], counts):
             if n > (out_bound if name in _OUTPUT_COUNTS else in_bound):
@@ -996,6 +997,26 @@ class PriceBook:
         if found:
             with self._lock:
                 self.implausible_calls += 1
+        return found
+
+    def _limits(self, entry: ModelEntry) -> tuple[int, int]:
+        """``(input bound, output bound)`` for the plausibility check: the entry's own context window and output
+        limit, else those LiteLLM states for the same provider and id (curated files rarely repeat them), else
+        :data:`DEFAULT_TOKEN_BOUND`. Cached per entry."""
+        key = (entry.provider, entry.id)
+        found = self._limit_cache.get(key)
+        if found is None:
+            cw, mo = entry.context_window, entry.max_output
+            if (cw is None or mo is None) and entry.origin != "imported":
+                for t in self._imported_tables():
+                    mid = t.index.get(entry.id) if t.provider == entry.provider else None
+                    if mid is not None:
+                        other = t.entry(mid)
+                        cw, mo = cw or other.context_window, mo or other.max_output
+                        break
+            found = (cw or DEFAULT_TOKEN_BOUND, mo or DEFAULT_TOKEN_BOUND)
+            if len(self._limit_cache) < _RESOLVE_CACHE_MAX:
+                self._limit_cache[key] = found
         return found
 
     def _price_plain(self, model: str, provider: str | None, n_in: int, n_out: int, n_cr: int, n_cw: int,
@@ -1033,8 +1054,8 @@ class PriceBook:
             max_prompt = min(max_prompt, lc.threshold if lc.comparator == ">" else lc.threshold - 1)
         base_flags = tuple(f for f in flags if not f.startswith(("fallback:", "clamped:", "cache_multiplier:",
                                                                  _UNPRICED)))
-        max_prompt = min(max_prompt, entry.context_window or DEFAULT_TOKEN_BOUND)
-        max_out = entry.max_output or DEFAULT_TOKEN_BOUND
+        in_bound, max_out = self._limits(entry)
+        max_prompt = min(max_prompt, in_bound)
         with self._lock:
             if len(self._plans) >= _RESOLVE_CACHE_MAX:
                 old = next(iter(self._plans))
@@ -1128,7 +1149,8 @@ def _price_planned(plan: _Plan, model: str, n_in: int, n_out: int, n_cr: int, n_
             # Tokens of a class with no rate: the rest is priced, the call is "partial" (as on the general path).
             units = dict(cost._units)
             for cls in missing:
-                units.pop(cls, None)
+                if cls in units:
+                    units[cls] = 0
             cost._units = units
             cost._total = sum(units.values())
             cost.status = "partial"
