@@ -39,7 +39,7 @@ from ._pricebook import (
     parse_document,
     read_file,
 )
-from ._resolve import FIRST_PARTY, GEO_PREFIXES, ROUTING_PREFIXES, candidates, vendor_of
+from ._resolve import BEDROCK_NAMESPACES, FIRST_PARTY, GEO_PREFIXES, ROUTING_PREFIXES, candidates, vendor_of
 
 __all__ = ["Cost", "PriceBook", "SERVICE_TIERS", "default_book", "format_money", "price"]
 
@@ -392,7 +392,6 @@ class PriceBook:
         self.evictions = {"resolve": 0, "rates": 0, "plans": 0}
         #: Calls priced with a token count above the model's limits (each flagged ``implausible:<count>``).
         self.implausible_calls = 0
-        self._limit_cache: dict[tuple[str, str], tuple[int, int]] = {}
 
     # ------------------------------------------------------------------------------------------ loading
 
@@ -477,11 +476,12 @@ class PriceBook:
         return None
 
     def _bedrock_namespaces(self) -> frozenset[str]:
-        """Model namespaces of Bedrock ids (``anthropic`` in ``anthropic.claude-...``), from the tables."""
+        """Bedrock model namespaces: the fixed list plus those of Bedrock ids in curated and user files (never the
+        imported layer's, so that resolving a curated name does not load it)."""
         found = self._bedrock_ns
         if found is None:
-            names: set[str] = set()
-            for t in self.tables():
+            names = set(BEDROCK_NAMESPACES)
+            for t in self._user + self._curated:
                 if t.provider == "bedrock":
                     for n in t.index:
                         head, dot, _ = n.partition(".")
@@ -494,7 +494,10 @@ class PriceBook:
                 flags: list[str]) -> _Resolution | None:
         """The first candidate of ``model`` found in the tables of ``providers`` (``None``: the user's own
         tables of any provider). At each candidate a higher layer wins: user, curated, then imported."""
-        cands = candidates(model, self._all_prefixes())
+        head = model.strip().lower().partition("/")[0] if "/" in model else None
+        # Every provider id is a routing prefix ("groq/..."); knowing them all loads the imported layer, so only
+        # a name with an unknown prefix asks.
+        cands = candidates(model, self._all_prefixes() if head is not None and head not in ROUTING_PREFIXES else None)
         for cand in cands:
             for prov in providers:
                 if prov is None:
@@ -1000,24 +1003,13 @@ class PriceBook:
         return found
 
     def _limits(self, entry: ModelEntry) -> tuple[int, int]:
-        """``(input bound, output bound)`` for the plausibility check: the entry's own context window and output
-        limit, else those LiteLLM states for the same provider and id (curated files rarely repeat them), else
-        :data:`DEFAULT_TOKEN_BOUND`. Cached per entry."""
-        key = (entry.provider, entry.id)
-        found = self._limit_cache.get(key)
-        if found is None:
-            cw, mo = entry.context_window, entry.max_output
-            if (cw is None or mo is None) and entry.origin != "imported":
-                for t in self._imported_tables():
-                    mid = t.index.get(entry.id) if t.provider == entry.provider else None
-                    if mid is not None:
-                        other = t.entry(mid)
-                        cw, mo = cw or other.context_window, mo or other.max_output
-                        break
-            found = (cw or DEFAULT_TOKEN_BOUND, mo or DEFAULT_TOKEN_BOUND)
-            if len(self._limit_cache) < _RESOLVE_CACHE_MAX:
-                self._limit_cache[key] = found
-        return found
+        """``(input bound, output bound)`` for the plausibility check: the entry's context window and output
+        limit, else :data:`DEFAULT_TOKEN_BOUND`. A context window at or below one of the entry's long-context
+        thresholds contradicts the table (the tier exists because longer prompts are served), so it is not used."""
+        cw = entry.context_window
+        if cw is not None and any(lc.threshold >= cw for p in entry.periods for lc in p.long_context):
+            cw = None
+        return cw or DEFAULT_TOKEN_BOUND, entry.max_output or DEFAULT_TOKEN_BOUND
 
     def _price_plain(self, model: str, provider: str | None, n_in: int, n_out: int, n_cr: int, n_cw: int,
                      n_cw1: int, n_rs: int, at_ns: int) -> Cost | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Candidate", "FIRST_PARTY", "GEO_PREFIXES", "ROUTING_PREFIXES", "candidates", "vendor_of"]
+__all__ = ["BEDROCK_NAMESPACES", "Candidate", "FIRST_PARTY", "GEO_PREFIXES", "ROUTING_PREFIXES", "candidates", "vendor_of"]
 
 #: Routing prefixes and the provider they imply (``None``: strip but imply nothing).
 ROUTING_PREFIXES: dict[str, str | None] = {
@@ -32,6 +32,11 @@ ROUTING_PREFIXES: dict[str, str | None] = {
     "google": "gemini", "xai": "xai", "x_ai": "xai", "x-ai": "xai", "deepseek": "deepseek",
     "deepseek-ai": "deepseek", "mistral": "mistral", "mistralai": "mistral", "mistral_ai": "mistral",
 }
+#: Model namespaces of Bedrock ids (``anthropic`` in ``anthropic.claude-...``). Fixed, so that resolution does not
+#: depend on whether the imported layer is loaded yet; a test keeps it in step with the shipped tables.
+BEDROCK_NAMESPACES: frozenset[str] = frozenset({
+    "ai21", "amazon", "anthropic", "cohere", "deepseek", "google", "meta", "minimax", "mistral", "moonshot",
+    "moonshotai", "nvidia", "openai", "qwen", "stability", "twelvelabs", "writer", "zai"})
 #: Vendors that sell their own models. A call naming one of them may still be an OpenAI-compatible client
 #: pointed at another first-party vendor (the OpenAI SDK calling DeepSeek), so a model whose name belongs to
 #: another first-party vendor is priced from that vendor's table (flagged ``provider_fallback:``).
@@ -50,7 +55,7 @@ _FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def vendor_of(name: str, bedrock_namespaces: frozenset[str] = frozenset()) -> str | None:
+def vendor_of(name: str, bedrock_namespaces: frozenset[str] = BEDROCK_NAMESPACES) -> str | None:
     """The vendor whose table prices a bare model ``name`` (lower-case, no routing prefix), or ``None``.
 
     A Bedrock model id (``anthropic.claude-...``, optionally behind a geo prefix such as ``us.``) belongs to

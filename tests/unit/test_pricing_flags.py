@@ -114,8 +114,34 @@ def test_a_huge_count_on_a_span_is_priced_and_flagged_implausible(book) -> None:
     assert "bad_value:input_tokens" not in out[A.COST_FLAGS]
 
 
-def test_curated_entries_borrow_limits_from_litellm_for_the_same_id(book) -> None:
-    # curated gpt-4o states no limits; LiteLLM's gpt-4o row says 128,000 input / 16,384 output
+def test_curated_entries_carry_litellm_limits(book) -> None:
+    # gpt-4o: 128,000 input / 16,384 output (copied from LiteLLM into openai.toml)
     c = book.price("gpt-4o", input_tokens=150_000, output_tokens=20_000, at="2026-11-01T00:00:00Z")
     assert {"implausible:input_tokens", "implausible:output_tokens"} <= set(c.flags)
     assert not book.price("gpt-4o", input_tokens=100_000, at="2026-11-01T00:00:00Z").flags
+
+
+def test_a_long_context_tier_is_never_implausible(book) -> None:
+    # Sonnet 4.5's >200K tier is served with the 1M-context beta: a 500K prompt is long, not implausible
+    c = book.price("claude-sonnet-4-5", input_tokens=500_000, output_tokens=1_000)
+    assert "long_context:>200000" in c.flags and not any(f.startswith("implausible") for f in c.flags)
+
+
+def test_resolving_a_curated_model_does_not_load_the_imported_layer() -> None:
+    book = PriceBook.load(env=False)
+    # (a name that is not a curated id or alias, such as "openai/gpt-4o" or a Bedrock geo+version spelling,
+    # consults the imported layer at each step before the curated stripped name: an imported exact match beats
+    # a stripped guess; that order predates issue 20)
+    for model in ("gpt-4o", "gpt-4.1", "claude-sonnet-4-5", "anthropic.claude-sonnet-4-5", "claude-3-opus-20240229",
+                  "gemini-1.5-pro-002"):
+        assert book.price(model, input_tokens=1_000).status == "priced"
+    assert book._imported_doc is None  # noqa: SLF001 - the lazy layer stays unloaded (start-up time, memory)
+
+
+def test_bedrock_namespaces_cover_the_shipped_tables() -> None:
+    from otel_costattr._resolve import BEDROCK_NAMESPACES, GEO_PREFIXES
+
+    book = PriceBook.load(env=False)
+    seen = {n.partition(".")[0] for t in book.tables() if t.provider == "bedrock" for n in t.index
+            if "." in n and "/" not in n.partition(".")[0]}
+    assert seen - set(GEO_PREFIXES) - {"in"} <= BEDROCK_NAMESPACES  # "in." is a geo the resolver keeps
