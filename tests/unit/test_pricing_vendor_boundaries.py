@@ -166,3 +166,19 @@ def test_resale_overlay_is_validated(tmp_path) -> None:
 
 def test_first_party_set_is_the_six_model_makers() -> None:
     assert FIRST_PARTY == {"openai", "anthropic", "gemini", "xai", "deepseek", "mistral"}
+
+
+@pytest.mark.parametrize("alias, resolves", [
+    ("claude-sonnet-latest", "anthropic/claude-sonnet-5-5"), ("claude-opus-latest", "anthropic/claude-opus-5-5"),
+    ("claude-haiku-latest", "anthropic/claude-haiku-5-5"), ("claude-fable-latest", "anthropic/claude-fable-5-1"),
+    ("gpt-mini-latest", "openai/gpt-5.4-mini"), ("gpt-sol-latest", "openai/gpt-6.1-sol"),
+    ("gpt-terra-latest", "openai/gpt-6.1-terra"), ("gpt-luna-latest", "openai/gpt-6-luna"),
+    ("gpt-astra-latest", "openai/gpt-6-astra"), ("xai/grok-latest", "xai/grok-4.7"),
+    ("deepseek/deepseek-flash-latest", "deepseek/deepseek-flash"),
+    ("deepseek/deepseek-pro-latest", "deepseek/deepseek-v4-pro"),
+])
+def test_litellm_latest_aliases_resolve_to_the_curated_target(alias: str, resolves: str) -> None:
+    # LiteLLM >= 1.110 writes these as alias_of entries; the importer keeps them as aliases of the target, and a
+    # target we curate is priced from the curated entry.
+    c = BOOK.price(alias, input_tokens=1_000)
+    assert (f"{c.provider}/{c.model}", c.origin) == (resolves, "curated")
