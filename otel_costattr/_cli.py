@@ -373,7 +373,11 @@ def _cmd_update(args: argparse.Namespace) -> int:
             print(f"otel-costattr: error: {path}: no such file; pass LiteLLM's model_prices_and_context_window.json "
                   "or use --from-installed litellm", file=sys.stderr)
             return EXIT_USAGE
-    document, report = imp.convert_file(path, litellm_version=version)
+    try:
+        document, report = imp.convert_file(path, litellm_version=version)
+    except OSError as exc:
+        print(f"otel-costattr: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     target = Path(args.out) if args.out else _builtin_dir() / "imported" / "litellm.json"
     old: dict[str, Any] = {"meta": {}, "providers": {}}
     if target.is_file():
@@ -401,7 +405,12 @@ def _cmd_update(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"\n--dry-run: {target} not written")
         return EXIT_OK
-    imp.write_document(document, target)
+    try:
+        imp.write_document(document, target)
+    except OSError as exc:
+        print(f"otel-costattr: error: cannot write {target}: {exc.strerror or exc}; pass --out PATH (a file you can "
+              "write) and use it with --pricing PATH", file=sys.stderr)
+        return EXIT_USAGE
     print(f"\nwrote {target} (LiteLLM {report.litellm_version or 'version unknown'})")
     return EXIT_OK
 

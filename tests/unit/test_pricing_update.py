@@ -138,3 +138,20 @@ def test_diff_of_identical_layers_is_empty() -> None:
                                                                            "input": "1"}]}]}}}
     d = diff_imported(doc, doc)
     assert (d.added, d.removed, d.changed) == ((), (), ())
+
+
+def test_unwritable_target_is_a_usage_error_naming_the_fix(releases, tmp_path, capsys) -> None:
+    one, _, _ = releases
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    assert main(["pricing", "update", str(one), "--out", str(blocked / "imported.json")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "--out" in err and "Traceback" not in err
+
+
+def test_malformed_release_is_a_usage_error(tmp_path, capsys) -> None:
+    bad = tmp_path / "litellm-9.9.9-x.json"
+    bad.write_text('{"m": {"litellm_provider": "openai", "input_cost_per_token": -1}}')
+    assert main(["pricing", "update", str(bad), "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert "'m'" in err and not (tmp_path / "o.json").exists()
