@@ -607,7 +607,7 @@ class PriceBook:
         """Why ``model`` is unpriced, naming the closest entries: near names in the table that was searched,
         and other providers that list the same name (whose prices we do not borrow)."""
         name = model.strip().lower()
-        cands = {c.name for c in candidates(model, self._all_prefixes())}
+        cands = list(dict.fromkeys(c.name for c in candidates(model, self._all_prefixes())))  # ordered, unique
         elsewhere: list[str] = []
         near: list[str] = []
         pool: set[str] = set()
@@ -622,7 +622,7 @@ class PriceBook:
         if pool:
             base = name.rpartition("/")[2]
             near = [f"{searched}/{n}" for n in difflib.get_close_matches(base, sorted(pool), n=3, cutoff=0.7)]
-        where = f"{searched}'s pricing table" if searched else "the pricing tables of the first-party vendors"
+        where = f"{searched}'s pricing table" if searched else "the pricing tables of the first-party and cloud vendors"
         parts = [f"model {model!r} is not in {where}"]
         if near:
             parts.append(f"closest there: {', '.join(near)}")
