@@ -17,8 +17,8 @@ import pytest
 
 from otel_costattr import PriceBook
 from otel_costattr import attributes as A
-from otel_costattr._enrich import Enricher
-from otel_costattr._pricing import DEFAULT_TOKEN_BOUND
+from otel_costattr._capture._enrich import Enricher
+from otel_costattr._pricing._book import DEFAULT_TOKEN_BOUND
 
 
 @pytest.fixture()
@@ -139,7 +139,7 @@ def test_resolving_a_curated_model_does_not_load_the_imported_layer() -> None:
 
 
 def test_bedrock_namespaces_cover_the_shipped_tables() -> None:
-    from otel_costattr._resolve import BEDROCK_NAMESPACES, GEO_PREFIXES
+    from otel_costattr._pricing._resolve import BEDROCK_NAMESPACES, GEO_PREFIXES
 
     book = PriceBook.load(env=False)
     seen = {n.partition(".")[0] for t in book.tables() if t.provider == "bedrock" for n in t.index

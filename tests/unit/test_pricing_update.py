@@ -14,8 +14,8 @@ import pytest
 
 from otel_costattr import PriceBook
 from otel_costattr._cli import main
-from otel_costattr._litellm_import import diff_imported, installed_litellm
-from otel_costattr._pricing import _builtin_dir
+from otel_costattr._pricing._litellm import diff_imported, installed_litellm
+from otel_costattr._pricing._book import _builtin_dir
 
 
 def chat(provider: str, inp: float, out: float, **extra: object) -> dict[str, object]:

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from otel_costattr import PriceBook, PricingError
-from otel_costattr._resolve import FIRST_PARTY, vendor_of
+from otel_costattr._pricing._resolve import FIRST_PARTY, vendor_of
 
 NINE = ("openai", "anthropic", "gemini", "xai", "deepseek", "mistral", "vertex_ai", "bedrock", "azure")
 #: How routers and gateways spell a vendor in front of a model name (LiteLLM, OpenRouter, Vercel, Hugging Face).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otel_costattr._resolve import candidates
+from otel_costattr._pricing._resolve import candidates
 
 
 def names(model: str) -> list[tuple[str, str, str | None]]:
@@ -52,7 +52,7 @@ def test_fine_tune_ids_with_org_and_suffix_resolve_to_the_base_fine_tune() -> No
 
 
 def test_vendor_of_names() -> None:
-    from otel_costattr._resolve import vendor_of
+    from otel_costattr._pricing._resolve import vendor_of
 
     ns = frozenset({"anthropic", "amazon"})
     assert vendor_of("claude-4-opus") == "anthropic"
