@@ -12,7 +12,6 @@ imported exact match (``gpt-4o-2024-05-13``) beats a curated date-stripped guess
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import threading
@@ -620,6 +619,8 @@ class PriceBook:
                 if label not in elsewhere:
                     elsewhere.append(label)
         if pool:
+            import difflib  # only an unpriced model (once per name: resolutions are cached) needs it
+
             base = name.rpartition("/")[2]
             near = [f"{searched}/{n}" for n in difflib.get_close_matches(base, sorted(pool), n=3, cutoff=0.7)]
         where = f"{searched}'s pricing table" if searched else "the pricing tables of the first-party and cloud vendors"
