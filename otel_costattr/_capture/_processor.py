@@ -197,7 +197,7 @@ class CostSpanProcessor(SpanProcessor):
     # ------------------------------------------------------------------------------------- pricing
 
     def _price_in_place(self, span: Span, attrs: Mapping[str, Any]) -> None:
-        extra, status, call, cost = self.enricher.compute(span)
+        extra, status, call, cost = self.enricher.compute(span, attrs)
         if extra is None:
             return
         self._account(span, attrs, extra, status, call, cost)
