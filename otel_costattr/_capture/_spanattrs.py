@@ -29,7 +29,7 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 
-__all__ = ["WRITABLE", "add_attributes", "copy_with_attributes"]
+__all__ = ["STORE", "WRITABLE", "add_attributes", "copy_with_attributes"]
 
 _PLAIN = frozenset({str, bool, int, float})
 

@@ -1,4 +1,5 @@
-"""CostSpanProcessor contract: statuses, de-duplication, failure isolation, pricing in place at OnEnding (and the\ncopy where the hook is missing), span limits, concurrency, the one-line and wrapper forms."""
+"""CostSpanProcessor contract: statuses, de-duplication, failure isolation, pricing in place at OnEnding (and the
+copy where the hook is missing), span limits, concurrency, the one-line and wrapper forms."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor, ReadableSpan, SpanLimits, SpanProcessor, \
+    SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -309,9 +311,10 @@ def llm_span(tracer, i: int, name: str = "chat tiered", **end):  # noqa: ANN001,
     return s
 
 
-def test_exporters_added_before_and_after_each_get_every_llm_span_once_priced() -> None:
+@pytest.mark.parametrize("multi", [SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor])
+def test_exporters_added_before_and_after_each_get_every_llm_span_once_priced(multi: type) -> None:
     before, after = InMemorySpanExporter(), InMemorySpanExporter()
-    tp = TracerProvider()
+    tp = TracerProvider(active_span_processor=multi())
     tp.add_span_processor(BatchSpanProcessor(before))
     cost = oc.CostSpanProcessor(book=BOOK)
     tp.add_span_processor(cost)
@@ -436,7 +439,7 @@ def test_eight_threads_ending_spans_and_reading_attributes_see_no_error() -> Non
     def reader() -> None:
         try:
             while not stop.is_set():
-                for span in list(live):
+                for span in list(live)[-4:]:  # the spans being ended now
                     attrs = span.attributes
                     for k in attrs:
                         attrs.get(k)
@@ -448,13 +451,18 @@ def test_eight_threads_ending_spans_and_reading_attributes_see_no_error() -> Non
 
     readers = [threading.Thread(target=reader) for _ in range(4)]
     writers = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    for t in readers + writers:
-        t.start()
-    for t in writers:
-        t.join()
-    stop.set()
-    for t in readers:
-        t.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can, inside every loop above
+    try:
+        for t in readers + writers:
+            t.start()
+        for t in writers:
+            t.join()
+        stop.set()
+        for t in readers:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
     assert errors == []
     spans = exp.get_finished_spans()
     assert len(spans) == 4 * per_writer
@@ -462,6 +470,29 @@ def test_eight_threads_ending_spans_and_reading_attributes_see_no_error() -> Non
     shared = per_writer // 10
     assert statuses == {"priced": 4 * per_writer - 3 * shared, "duplicate": 3 * shared}
     assert cost.stats.snapshot() == dict(statuses)
+
+
+def test_a_reader_iterating_the_attributes_while_the_cost_is_written_sees_no_error() -> None:
+    """The deterministic form of the race above: another thread holds an iterator over the ending span's
+    attributes (the SDK iterates a frozen store without its lock) while the cost attributes are written."""
+    held: list = []
+
+    class Reader(SpanProcessor):  # registered first, so its OnEnding runs before ours
+        def _on_ending(self, span) -> None:  # noqa: ANN001
+            it = iter(span.attributes)
+            next(it)
+            held.append(it)
+
+        def on_end(self, span) -> None:  # noqa: ANN001
+            held.append(list(held.pop()))  # finish iterating after the write: no "changed size" error
+
+    tp = TracerProvider()
+    tp.add_span_processor(Reader())
+    cost = oc.CostSpanProcessor(book=BOOK)
+    tp.add_span_processor(cost)
+    span = llm_span(tp.get_tracer("t"), 1)
+    assert len(held[0]) == len(CHAT) + len(USAGE)  # the rest of the view it started with
+    assert span.attributes[A.COST_TOTAL] == TOTAL and cost.stats.snapshot() == {"priced": 1}
 
 
 def test_upstream_still_freezes_the_span_before_on_ending() -> None:
