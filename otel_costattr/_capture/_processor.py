@@ -8,7 +8,7 @@ The SDK calls every processor's ``_on_ending(span)`` (the spec's OnEnding hook, 
 the end time is set and before any processor's ``on_end``. This processor prices the span there and writes the
 cost attributes into the ending span itself, under the span's own limits (see ``_spanattrs``): every processor on
 the provider, the user's ``BatchSpanProcessor``, Langfuse's, the ledger, then exports the priced span. No copy is
-made. Deciding that a span is not an LLM call takes one C-level set operation over the span's own dict.
+made. Deciding that a span is not an LLM call takes six lookups in the span's own dict (``LLM_HINTS``).
 
 Fallback, logged once: when the hook never reaches this processor (an SDK before 1.40, a provider that is not
 the SDK's, a wrapper that does not forward it) or the span's attribute store cannot be written, the span is
@@ -46,8 +46,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_METRIC_KEYS = ("workload_type", "feature")
 
 #: A span can only be an LLM call (``Call.is_llm_call``) if it carries one of these: an operation name, or a
-#: model under one of its aliases. A span with none is passed over after one set operation on its dict.
+#: model under one of its aliases. A span with none is passed over after six dict lookups (``_on_ending``).
 LLM_HINTS = frozenset((*A.READ["operation"], *A.READ["response_model"], *A.READ["request_model"]))
+# The same names, the most common on LLM spans first, unpacked so that a new alias fails at import rather than
+# being missed by the test in _on_ending (six `in` tests cost less than one frozenset.isdisjoint over a span's
+# dict, and stop at the first for an LLM span).
+_H1, _H2, _H3, _H4, _H5, _H6 = sorted(LLM_HINTS, key=("gen_ai.operation.name", "gen_ai.request.model",
+                                                       "llm.model_name", "gen_ai.response.model",
+                                                       "llm.request.model", "llm.response.model").index)
 _PRICED = frozenset({"priced", "partial"})
 
 
@@ -173,9 +179,11 @@ class CostSpanProcessor(SpanProcessor):
         self._hooked = True
         try:
             store = span._attributes  # noqa: SLF001
-            # The common case, a span that is not an LLM call, ends here: one set operation in C.
-            if type(store) is STORE and not LLM_HINTS.isdisjoint(store._dict):  # noqa: SLF001
-                self._price_in_place(span, store._dict)  # noqa: SLF001
+            if type(store) is STORE:
+                d = store._dict  # noqa: SLF001
+                # The common case, a span that is not an LLM call, ends here.
+                if _H1 in d or _H2 in d or _H3 in d or _H4 in d or _H5 in d or _H6 in d:
+                    self._price_in_place(span, d)
         except Exception as exc:  # noqa: BLE001 - fail open: the span ends unpriced, counted
             self._failed("ending", span, exc)
         for p in self._ending_hooks:
