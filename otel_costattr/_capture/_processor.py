@@ -169,11 +169,12 @@ class CostSpanProcessor(SpanProcessor):
     # ---------------------------------------------------------------------------------------- hooks
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for p in self._downstream:
-            try:
-                p.on_start(span, parent_context=parent_context)
-            except Exception as exc:  # noqa: BLE001 - a processor must never raise into the app
-                self._downstream_failed(p, "on_start", exc)
+        if self._downstream:
+            for p in self._downstream:
+                try:
+                    p.on_start(span, parent_context=parent_context)
+                except Exception as exc:  # noqa: BLE001 - a processor must never raise into the app
+                    self._downstream_failed(p, "on_start", exc)
 
     def _on_ending(self, span: Span) -> None:
         self._hooked = True
@@ -186,21 +187,23 @@ class CostSpanProcessor(SpanProcessor):
                     self._price_in_place(span, d)
         except Exception as exc:  # noqa: BLE001 - fail open: the span ends unpriced, counted
             self._failed("ending", span, exc)
-        for p in self._ending_hooks:
-            try:
-                p._on_ending(span)  # noqa: SLF001
-            except Exception as exc:  # noqa: BLE001
-                self._downstream_failed(p, "_on_ending", exc)
+        if self._ending_hooks:
+            for p in self._ending_hooks:
+                try:
+                    p._on_ending(span)  # noqa: SLF001
+                except Exception as exc:  # noqa: BLE001
+                    self._downstream_failed(p, "_on_ending", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
         # Spans whose store this processor could write were priced at OnEnding (the readable span shares it).
         if not self._hooked or type(getattr(span, "_attributes", None)) is not STORE:
             span = self._fallback(span)
-        for p in self._downstream:
-            try:
-                p.on_end(span)
-            except Exception as exc:  # noqa: BLE001
-                self._downstream_failed(p, "on_end", exc)
+        if self._downstream:
+            for p in self._downstream:
+                try:
+                    p.on_end(span)
+                except Exception as exc:  # noqa: BLE001
+                    self._downstream_failed(p, "on_end", exc)
 
     # ------------------------------------------------------------------------------------- pricing
 
