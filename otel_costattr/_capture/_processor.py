@@ -185,6 +185,8 @@ class CostSpanProcessor(SpanProcessor):
                 # The common case, a span that is not an LLM call, ends here.
                 if _H1 in d or _H2 in d or _H3 in d or _H4 in d or _H5 in d or _H6 in d:
                     self._price_in_place(span, d)
+            elif not self._downstream:
+                self._fallback(span)  # a store we cannot write, and no one to hand a copy: price for the metrics
         except Exception as exc:  # noqa: BLE001 - fail open: the span ends unpriced, counted
             self._failed("ending", span, exc)
         if self._ending_hooks:
@@ -195,15 +197,17 @@ class CostSpanProcessor(SpanProcessor):
                     self._downstream_failed(p, "_on_ending", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        # Spans whose store this processor could write were priced at OnEnding (the readable span shares it).
-        if not self._hooked or type(getattr(span, "_attributes", None)) is not STORE:
-            span = self._fallback(span)
         if self._downstream:
+            # Spans whose store this processor could write were priced at OnEnding (the readable span shares it).
+            if not self._hooked or type(getattr(span, "_attributes", None)) is not STORE:
+                span = self._fallback(span)
             for p in self._downstream:
                 try:
                     p.on_end(span)
                 except Exception as exc:  # noqa: BLE001
                     self._downstream_failed(p, "on_end", exc)
+        elif not self._hooked:
+            self._fallback(span)  # no OnEnding hook: priced here, for the metrics, listeners and the ledger
 
     # ------------------------------------------------------------------------------------- pricing
 
@@ -224,8 +228,9 @@ class CostSpanProcessor(SpanProcessor):
                       "CostSpanProcessor(BatchSpanProcessor(exporter))",
                       level=logging.INFO if self._downstream else logging.WARNING)
         else:
-            self._log("fallback:store", "a span's attributes could not be written in place (%s): priced on a copy "
-                      "for the processors CostSpanProcessor wraps", type(getattr(span, "_attributes", None)).__name__)
+            self._log("fallback:store", "a span's attributes could not be written in place (a %s store): its cost "
+                      "reaches the metrics and listeners, and only processors CostSpanProcessor wraps get it, on a "
+                      "copy", type(getattr(span, "_attributes", None)).__name__)
         return self.enrich(span)
 
     def enrich(self, span: ReadableSpan) -> ReadableSpan:

@@ -373,6 +373,29 @@ def test_fallback_without_the_hook_prices_a_copy_for_wrapped_processors(caplog: 
     assert sum("_on_ending" in r.getMessage() for r in caplog.records) == 1  # logged once
 
 
+@pytest.mark.parametrize("case", ["no_hook", "foreign_store"])
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_fallbacks_price_each_span_once(case: str, wrapped: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the hook, or with an attribute store the processor cannot write, each LLM span is still priced
+    exactly once (metrics, listeners), and wrapped processors get a priced copy."""
+    from otel_costattr._capture import _processor
+
+    if case == "foreign_store":  # as on an SDK whose attribute store has another shape
+        monkeypatch.setattr(_processor, "STORE", type("ForeignStore", (), {}))
+    exp = InMemorySpanExporter()
+    seen: list = []
+    cost = oc.CostSpanProcessor(*([SimpleSpanProcessor(exp)] if wrapped else []), book=BOOK,
+                                cost_listeners=[lambda attrs, total: seen.append(total)])
+    tp = TracerProvider()
+    tp.add_span_processor(NoOnEnding(cost) if case == "no_hook" else cost)
+    if not wrapped:
+        tp.add_span_processor(SimpleSpanProcessor(exp))
+    spans = [llm_span(tp.get_tracer("t"), i) for i in range(3)]
+    assert seen == [TOTAL] * 3 and cost.stats.snapshot() == {"priced": 3}
+    assert all(A.COST_STATUS not in s.attributes for s in spans)
+    assert [s.attributes.get(A.COST_TOTAL) for s in exp.get_finished_spans()] == [TOTAL if wrapped else None] * 3
+
+
 def _limited(limit: int, value_len: int | None) -> TracerProvider:
     return TracerProvider(span_limits=SpanLimits(max_span_attributes=limit, max_span_attribute_length=value_len))
 
