@@ -38,6 +38,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from .._errors import ConfigurationError
 from ._enrich import plain_attributes
 from ._layers import context_attributes as _layer_hints
+from ._spanattrs import add_attributes
 from ..attributes import DEFAULT_ATTRIBUTION_KEYS
 
 __all__ = [
@@ -209,35 +210,12 @@ def _add_new_attributes(span: Any, add: dict[str, Any]) -> None:
     """Add attributes that the span does not have yet to a span that is starting.
 
     ``Span.set_attributes`` re-validates every value through generic ABC checks and costs more than the rest
-    of this processor together; the values here are already plain strings (or numbers) and the keys new. So,
-    when the SDK span has the shape this relies on (checked each time, not assumed), they go straight into
-    its attribute dict under the same locks and limits the SDK applies; anything else uses the public API.
+    of this processor together; the values here are already plain strings (or numbers) and the keys new. So
+    they go straight into the span's attribute store, under the same lock and limits the SDK applies, where
+    the store has the shape that relies on (``_spanattrs``, shared with ``CostSpanProcessor``); otherwise
+    through the public API.
     """
-    inner = getattr(span, "_attributes", None)
-    if (_FAST_SET and type(inner) is _BA and not inner._immutable  # noqa: SLF001
-            and getattr(span, "_end_time", None) is None
-            and (inner.maxlen is None or len(inner._dict) + len(add) <= inner.maxlen)):  # noqa: SLF001
-        limit = inner.max_value_len
-        if limit is not None:
-            add = {k: v[:limit] if type(v) is str else v for k, v in add.items()}
-        # Only the attribute dict's own lock: on_start runs in the thread that is creating the span, before
-        # anyone else can see it, and the span's lock may be held by an SDK that calls on_start under it.
-        with inner._lock:  # noqa: SLF001
-            inner._dict.update(add)  # noqa: SLF001
-        return
-    span.set_attributes(add)
-
-
-try:  # Feature-detect the SDK internals _add_new_attributes relies on; otherwise it uses the public API.
-    from opentelemetry.attributes import BoundedAttributes as _BA
-
-    _probe = _BA(maxlen=4, attributes={"k": "v"}, immutable=False, max_value_len=None)
-    _FAST_SET = (type(getattr(_probe, "_dict", None)) is dict and hasattr(_probe, "_lock")
-                 and getattr(_probe, "_immutable", None) is False and hasattr(_probe, "max_value_len"))
-    del _probe
-except Exception:  # pragma: no cover - depends on the installed SDK
-    _BA = type(None)
-    _FAST_SET = False
+    add_attributes(span, add)
 
 
 def baggage_processor(keys: Iterable[str] | None = None) -> AttributionBaggageProcessor:

@@ -168,14 +168,16 @@ class Enricher:
         self._price_plain = (book._price_plain  # noqa: SLF001
                              if isinstance(book, PriceBook) and type(book).price is PriceBook.price else None)
 
-    def compute(self, span: ReadableSpan) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+    def compute(self, span: ReadableSpan, attrs: Mapping[str, Any] | None = None,
+                ) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
         """Return ``(attributes to add, status, call, cost)``; ``(None, None, None, None)`` for non-LLM spans.
 
+        ``attrs``: the span's attributes when the caller already holds them (``plain_attributes(span)``).
         Raises only on bugs (the caller counts and survives them); bad span data never raises.
         """
         ctx = span.context
-        return self._compute(plain_attributes(span), format(ctx.span_id, "016x") if ctx else None,
-                             span.start_time, span.end_time, span)
+        return self._compute(plain_attributes(span) if attrs is None else attrs,
+                             format(ctx.span_id, "016x") if ctx else None, span.start_time, span.end_time, span)
 
     def compute_attributes(self, attrs: Mapping[str, Any], *, span_id: str | None, start_ns: int | None,
                            end_ns: int | None, trace_id: str | None = None, parent_span_id: str | None = None,

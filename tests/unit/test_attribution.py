@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_costattr as oc
-from otel_costattr._capture import _attribution
+from otel_costattr._capture import _attribution, _spanattrs
 
 
 @pytest.fixture
@@ -204,12 +204,12 @@ def test_copied_baggage_obeys_span_limits_exactly_like_set_attributes(limits) ->
 
     class ViaSetAttributes(_attribution.AttributionBaggageProcessor):
         def on_start(self, span, parent_context=None):  # noqa: ANN001
-            original = _attribution._FAST_SET
-            _attribution._FAST_SET = False
+            original = _spanattrs.STORE
+            _spanattrs.STORE = type("NoStore", (), {})  # no span's store is of this type: the public API path
             try:
                 super().on_start(span, parent_context)
             finally:
-                _attribution._FAST_SET = original
+                _spanattrs.STORE = original
 
     assert run(oc.baggage_processor) == run(ViaSetAttributes)
     attrs, _ = run(oc.baggage_processor)
