@@ -1,4 +1,4 @@
-"""Turn one finished span into the cost attributes it should carry (DESIGN D4, D5, D6).
+"""Turn one finished span into the cost attributes it should carry (DESIGN D4, D5, D6, D16).
 
 :class:`Enricher` decides a span's status and computes its ``gen_ai.cost.*`` attributes; :func:`clone_span`
 returns a copy of a :class:`~opentelemetry.sdk.trace.ReadableSpan` with extra attributes, keeping every
@@ -11,15 +11,23 @@ Statuses:
 * ``partial``: only input or only output was reported (an early-closed stream); what is known is priced.
 * ``unpriced``: the model (or its period or service tier) is not in the table; no total is written.
 * ``no_usage``: an LLM call with no usage at all (an error, a stream without ``include_usage``).
-* ``duplicate``: another span already carried this call (same provider and ``gen_ai.response.id``).
+* ``duplicate``: another span already carries this call (``gen_ai.cost.duplicate_of`` names it).
 * ``provided``: the span already had a cost from upstream; it is carried through, not recomputed.
 
-De-duplication in process: the first span of a pair to *end* carries the cost. In every set-up measured
-(``research/semconv.md`` §7) the Anthropic SDK's own span, which has the 5m/1h cache-write split, ends before
-the instrumentor's span (it is the inner call), so the more detailed span wins. If a less detailed span ends
-first, it keeps the cost and the later, more detailed one is marked ``duplicate`` with
-``gen_ai.cost.duplicate_of`` and the flag ``more_detailed``; the ledger re-prices such pairs from the more
-detailed span, so stored totals use the better data either way.
+De-duplication in process (DESIGN D5, D16). Several instrumentations often trace one API call, and many emit no
+response id. Two spans are paired on (provider, ``gen_ai.response.id``) where both have one, otherwise on what
+they share (:class:`_PairIndex`: another instrumentation scope, the same trace as parent and child or overlapping
+siblings, or a root span of its own trace overlapping in time; the same provider and model family; the same token
+counts where both report them). ``provided`` spans pair like any other. The first span *with usage* (or an upstream
+cost) to end carries the call; a span without usage never claims a call that a span with usage has: it becomes
+the ``duplicate`` when it ends second, and when it ends first it stays ``no_usage`` and the span with usage that
+ends later is still priced. If a less detailed span ends first, it keeps the cost and the later, more detailed one
+is marked ``duplicate`` with the flag ``more_detailed``; the ledger re-prices such pairs from the more detailed
+span, so stored totals use the better data either way. Both indexes are bounded and count their evictions.
+
+Usage is normalised per emitter first (``attributes.EMITTER_CONVENTIONS``, by instrumentation scope: botocore's
+Bedrock input count excludes cache reads and writes), and emitters' provider names are mapped to the pricing
+tables' (``attributes.PROVIDER_NAMES``: OpenInference's ``aws`` is Bedrock).
 """
 
 from __future__ import annotations
@@ -37,14 +45,16 @@ from opentelemetry.sdk.trace import ReadableSpan
 from .. import attributes as A
 from ._layers import _LAYER_INPUTS, layer_costs, split_layers
 from .._pricing._book import Cost, PriceBook, _units_to_decimal
+from .._pricing._resolve import candidates
 from ._usage import Call, read_call
 
 __all__ = ["UNRENDERED", "Enricher", "clone_span", "plain_attributes"]
 
 _DEFAULT_DEDUP = 16_384
-# Siblings remembered per parent span in the unpaired index (pairs are siblings that overlap in time: the
-# recent ones).
-_UNPAIRED_PER_PARENT = 64
+# LLM spans remembered per trace, and per usage signature, in the pair index (twins end close together in time:
+# the recent ones).
+_PAIRS_PER_TRACE = 64
+_PAIRS_PER_SIGNATURE = 16
 _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
 # The five components every priced call has, in the order Langfuse cost details list them.
 _DETAIL_NAMES = ("input", "cache_read", "cache_write", "output", "reasoning")
@@ -86,14 +96,50 @@ def _span_ids(span: Any) -> tuple[str | None, str | None, str]:
             scope.name if scope is not None else "")
 
 
+_BEDROCK_VENDORS = ("anthropic.", "meta.", "amazon.", "mistral.", "cohere.", "ai21.", "deepseek.", "qwen.",
+                    "openai.", "writer.", "twelvelabs.", "stability.", "luma.", "moonshot.", "minimax.", "google.",
+                    "nvidia.")
+_FAMILIES: dict[str, str] = {}
+_FAMILIES_MAX = 4096
+family_cache_stats = {"clears": 0}
+
+
+def model_family(model: str | None) -> str:
+    """The model a name stands for, for pairing two spans of one call: ``gpt-4o-mini-2024-07-18``,
+    ``openai/gpt-4o-mini`` and ``gpt-4o-mini`` are one family, as are ``us.anthropic.claude-haiku-4-5-20251001-v1:0``
+    and ``claude-haiku-4-5-20251001`` (the last name pricing resolution would try, less a Bedrock vendor prefix).
+    Memoised, bounded (cleared when full, counted)."""
+    if not model:
+        return ""
+    found = _FAMILIES.get(model)
+    if found is None:
+        found = candidates(model)[-1].name
+        if found.startswith(_BEDROCK_VENDORS):
+            found = found.split(".", 1)[1]
+        if len(_FAMILIES) >= _FAMILIES_MAX:
+            _FAMILIES.clear()
+            family_cache_stats["clears"] += 1
+        _FAMILIES[model] = found
+    return found
+
+
 class _DedupIndex:
-    """Bounded LRU of (provider, response id) -> (span id hex, detail). Counts evictions."""
+    """Bounded LRU of (provider, response id) -> (span id hex of the span that carries the call, detail).
+    Counts evictions."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._items: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
+
+    def get(self, key: tuple[str, str]) -> tuple[str, int] | None:
+        """The claim recorded for ``key``, if any."""
+        with self._lock:
+            prior = self._items.get(key)
+            if prior is not None:
+                self._items.move_to_end(key)
+            return prior
 
     def claim(self, key: tuple[str, str], span_id: str, detail: int) -> tuple[str, int] | None:
         """Record ``key`` for this span, or return the earlier claim if there is one."""
@@ -112,45 +158,120 @@ class _DedupIndex:
         return len(self._items)
 
 
-class _UnpairedIndex:
-    """Bounded index of recent LLM spans that carry no response id (failed calls, streams without usage): at most
-    ``capacity`` parents and :data:`_UNPAIRED_PER_PARENT` spans under each; ``evicted`` counts both kinds of drop.
+class _Seen:
+    """One LLM span remembered by :class:`_PairIndex`."""
 
-    Two instrumentations tracing one failed call give two spans and no response id to pair them by. They are
-    the same call when they come from *different* instrumentation scopes, name the same provider and model,
-    and are siblings that overlap in time or parent and child. (Two real calls in parallel come from the same
-    instrumentation, so they are never merged.)
+    __slots__ = ("span_id", "parent_id", "trace_id", "scope", "provider", "family", "n_in", "n_out", "start", "end",
+                 "costed", "response_id", "detail", "carrier", "taken")
+
+    def __init__(self, span_id: str, parent_id: str | None, trace_id: str, scope: str, provider: str, family: str,
+                 n_in: int | None, n_out: int | None, start: int, end: int, costed: bool, response_id: str | None,
+                 detail: int) -> None:
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.trace_id = trace_id
+        self.scope = scope
+        self.provider = provider
+        self.family = family
+        self.n_in = n_in
+        self.n_out = n_out
+        self.start = start
+        self.end = end
+        self.costed = costed  # has usage or an upstream cost: it may carry the call
+        self.response_id = response_id
+        self.detail = detail
+        self.carrier: str | None = None  # span id of the span that carries this call's cost (None: none yet)
+        self.taken: tuple[str, ...] = ()  # scopes already paired with this span (pairing is one-to-one per scope)
+
+    def same_call(self, o: _Seen) -> bool:
+        """Whether ``o``, from another instrumentation, can be the same API call as this span (not their relation
+        in the trace, see :meth:`_PairIndex.match`)."""
+        if o.scope == self.scope or o.scope in self.taken or self.provider != o.provider or self.family != o.family:
+            return False
+        if self.response_id is not None and o.response_id is not None and self.response_id != o.response_id:
+            return False
+        if self.n_in is not None and o.n_in is not None and self.n_in != o.n_in:
+            return False
+        if self.n_out is not None and o.n_out is not None and self.n_out != o.n_out:
+            return False
+        # overlapping in time (a missing time, 0, is not evidence against)
+        return not (self.start and o.end and self.start > o.end) and not (o.start and self.end and o.start > self.end)
+
+
+class _PairIndex:
+    """Bounded index of recent LLM spans, to recognise two spans of one API call that share no response id
+    (DESIGN D16): at most ``capacity`` traces with :data:`_PAIRS_PER_TRACE` spans each, and ``capacity`` usage
+    signatures with :data:`_PAIRS_PER_SIGNATURE` spans each; ``evicted`` counts every drop.
+
+    Two spans are one call when they come from *different* instrumentation scopes (two real calls in parallel come
+    from the same instrumentation, so they are never merged), name the same provider and model family, report the
+    same token counts where both report them, overlap in time, and either sit in one trace as parent and child or
+    as siblings, or (both with usage) one of them is the root of a trace of its own (an emitter that starts its
+    span on another thread, or outside the current context). Pairing is one-to-one per scope, so identical calls in
+    parallel pair off one to one and each is still charged once.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._by_parent: OrderedDict[tuple[str, str | None], list[tuple[str, str, str, str, int, int]]] = OrderedDict()
+        self._by_trace: OrderedDict[str, list[_Seen]] = OrderedDict()
+        self._by_usage: OrderedDict[tuple[str, str, int | None, int | None], list[_Seen]] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
 
-    def match(self, trace_id: str, span_id: str, parent_id: str | None, scope: str, provider: str, model: str,
-              start: int, end: int) -> str | None:
-        """The span id this span duplicates, if any; otherwise remember this span and return None."""
+    def match(self, e: _Seen) -> _Seen | None:
+        """The remembered span ``e`` is a twin of, if any (a span that may carry cost is preferred, and a span
+        that may carry cost is only ever paired with another one), then remember ``e``. Marks both paired."""
         with self._lock:
-            for sid, sc, prov, mod, s0, e0 in self._by_parent.get((trace_id, parent_id), ()):
-                if sc != scope and prov == provider and mod == model and s0 <= end and start <= e0:
-                    return sid
-            for sid, sc, prov, mod, _, _ in self._by_parent.get((trace_id, span_id), ()):
-                if sc != scope and prov == provider and mod == model:
-                    return sid  # an inner span of another instrumentation, already ended
-            key = (trace_id, parent_id)
-            siblings = self._by_parent.setdefault(key, [])
-            siblings.append((span_id, scope, provider, model, start, end))
-            if len(siblings) > _UNPAIRED_PER_PARENT:
-                # One parent with thousands of LLM children (a fan-out, or a hostile trace) must not grow one
-                # list without bound, or make every match scan it: the oldest sibling goes, counted.
-                del siblings[0]
+            best = None
+            for c in self._by_trace.get(e.trace_id, ()):
+                if (c.span_id == e.parent_id or c.parent_id == e.span_id or c.parent_id == e.parent_id) \
+                        and c.span_id != e.span_id and c.same_call(e):
+                    if c.costed:
+                        best = c
+                        break
+                    if best is None:
+                        best = c
+            usage_key = (e.provider, e.family, e.n_in, e.n_out)
+            if best is None or not best.costed:
+                if e.costed and e.n_in is not None:
+                    for c in self._by_usage.get(usage_key, ()):
+                        if c.trace_id != e.trace_id and (e.parent_id is None or c.parent_id is None) \
+                                and c.same_call(e):
+                            best = c
+                            break
+            if best is not None and e.costed and not best.costed:
+                # a span with usage never defers to one without: it carries the call, and the other is used up
+                best.taken += (e.scope,)
+                best = None
+            elif best is not None:
+                best.taken += (e.scope,)
+                e.taken = (best.scope, *best.taken)
+            self._remember(e, usage_key)
+            return best
+
+    def _remember(self, e: _Seen, usage_key: tuple[str, str, int | None, int | None]) -> None:
+        self._add(self._by_trace, e.trace_id, e, _PAIRS_PER_TRACE)
+        if e.costed and e.n_in is not None:
+            self._add(self._by_usage, usage_key, e, _PAIRS_PER_SIGNATURE)
+
+    def _add(self, index: OrderedDict[Any, list[_Seen]], key: Any, e: _Seen, per_key: int) -> None:
+        seen = index.get(key)
+        if seen is None:
+            index[key] = seen = []
+            if len(index) > self.capacity:
+                index.popitem(last=False)
                 self.evicted += 1
-            self._by_parent.move_to_end(key)
-            if len(self._by_parent) > self.capacity:
-                self._by_parent.popitem(last=False)
-                self.evicted += 1
-            return None
+        else:
+            index.move_to_end(key)
+        seen.append(e)
+        if len(seen) > per_key:
+            # One trace with thousands of LLM calls (a fan-out, or a hostile trace) must not grow one list without
+            # bound, or make every match scan it: the oldest goes, counted.
+            del seen[0]
+            self.evicted += 1
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_trace.values())
 
 
 class Enricher:
@@ -161,9 +282,9 @@ class Enricher:
             raise ValueError("dedup_size must be >= 1")
         self.book = book
         self.dedup = _DedupIndex(dedup_size)
-        self.unpaired = _UnpairedIndex(dedup_size)
+        self.pairs = _PairIndex(dedup_size)
         self.langfuse = langfuse
-        self._providers: dict[str, str] = {}
+        self._providers: dict[str, tuple[str, str]] = {}
         # price()'s validated-input fast path, when the book is ours (tests and wrappers may pass a look-alike)
         self._price_plain = (book._price_plain  # noqa: SLF001
                              if isinstance(book, PriceBook) and type(book).price is PriceBook.price else None)
@@ -197,44 +318,41 @@ class Enricher:
     def _compute(self, attrs: Mapping[str, Any], span_id: str | None, start_ns: int | None, end_ns: int | None,
                  ids: Any, render: bool = True,
                  ) -> tuple[Mapping[str, Any] | None, str | None, Call | None, Cost | None]:
-        # ``ids`` is the span (its trace, parent and scope are only formatted when a call has no response id)
-        # or a (trace_id, parent_span_id, scope) tuple.
+        # ``ids`` is the span (its trace and parent are only formatted when it is paired) or a
+        # (trace_id, parent_span_id, scope) tuple.
         call = read_call(attrs)
         if not call.is_llm_call:
             return None, None, None, None
-        if call.provided_cost is not None:
-            out: dict[str, Any] = {A.COST_STATUS: "provided", A.COST_CURRENCY: "USD"}
-            if A.COST_TOTAL not in attrs:
-                out[A.COST_TOTAL] = call.provided_cost
-            if self.langfuse and A.LANGFUSE_COST_DETAILS not in attrs:
-                out[A.LANGFUSE_COST_DETAILS] = json.dumps({"total": call.provided_cost})
-            return out, "provided", call, None
-        provider = self._canonical(call.provider)
-        if call.response_id is None and span_id is not None:
-            trace_id, parent_span_id, scope = ids if type(ids) is tuple else _span_ids(ids)
-            if trace_id is not None:
-                twin = self.unpaired.match(trace_id, span_id, parent_span_id, scope, provider or "",
-                                           call.request_model or call.model or "", start_ns or 0, end_ns or 0)
-                if twin is not None:
-                    out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin}
-                    if self.langfuse:
-                        out[A.LANGFUSE_COST_DETAILS] = '{"total": 0}'
-                    return out, "duplicate", call, None
+        if type(ids) is tuple:
+            scope = ids[2]
+        else:
+            inst = getattr(ids, "instrumentation_scope", None)
+            scope = inst.name if inst is not None else ""
+        conventions = _CONVENTIONS.get(scope) if scope else None
+        if conventions is not None:
+            _normalise(call, conventions)
+        pricing_provider, provider = self._provider(call.provider)
         n_in = call.input_tokens
         n_out = call.output_tokens
-        if n_in is None and n_out is None:
-            return {A.COST_STATUS: "no_usage"}, "no_usage", call, None
-
-        if call.response_id is not None and span_id is not None:
-            prior = self.dedup.claim((provider or "", call.response_id), span_id, call.detail)
-            if prior is not None and prior[0] != span_id:
-                out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: prior[0]}
-                if call.detail > prior[1]:
+        if span_id is not None:
+            twin = self._pair(call, provider, span_id, start_ns, end_ns, ids)
+            if twin is not None:
+                out: dict[str, Any] = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin[0]}
+                if twin[1]:
                     out[A.COST_FLAGS] = ("more_detailed",)
                 if self.langfuse:
                     # Langfuse prices any generation that has usage but no cost; this call is already paid for.
                     out[A.LANGFUSE_COST_DETAILS] = '{"total": 0}'
                 return out, "duplicate", call, None
+        if call.provided_cost is not None:
+            out = {A.COST_STATUS: "provided", A.COST_CURRENCY: "USD"}
+            if A.COST_TOTAL not in attrs:
+                out[A.COST_TOTAL] = call.provided_cost
+            if self.langfuse and A.LANGFUSE_COST_DETAILS not in attrs:
+                out[A.LANGFUSE_COST_DETAILS] = json.dumps({"total": call.provided_cost})
+            return out, "provided", call, None
+        if n_in is None and n_out is None:
+            return {A.COST_STATUS: "no_usage"}, "no_usage", call, None
 
         # Embeddings have no output side; anything else missing one side is an incomplete report.
         partial = n_in is None or (n_out is None and call.operation not in _INPUT_ONLY_OPS)
@@ -249,11 +367,11 @@ class Enricher:
         if tier is None and call.region is None and type(start_ns) is int and self._price_plain is not None \
                 and not (call.input_audio_tokens or call.output_audio_tokens or call.web_search_calls):
             cost = self._price_plain(
-                model, call.provider, n_in, n_out, call.cache_read_tokens or 0, call.cache_write_tokens or 0,
+                model, pricing_provider, n_in, n_out, call.cache_read_tokens or 0, call.cache_write_tokens or 0,
                 call.cache_write_1h_tokens or 0, call.reasoning_tokens or 0, start_ns)
         if cost is None:
             cost = self.book.price(
-                model, provider=call.provider, input_tokens=n_in, output_tokens=n_out,
+                model, provider=pricing_provider, input_tokens=n_in, output_tokens=n_out,
                 cache_read_tokens=call.cache_read_tokens or 0, cache_write_tokens=call.cache_write_tokens or 0,
                 cache_write_1h_tokens=call.cache_write_1h_tokens or 0, reasoning_tokens=call.reasoning_tokens or 0,
                 input_audio_tokens=call.input_audio_tokens or 0, output_audio_tokens=call.output_audio_tokens or 0,
@@ -276,16 +394,53 @@ class Enricher:
             out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + ("replaced_upstream_cost",)
         return out, status, call, cost
 
-    def _canonical(self, name: str | None) -> str | None:
-        """The book's provider id for a span's provider name (memoised: a handful of names recur)."""
+    def _provider(self, name: str | None) -> tuple[str | None, str]:
+        """(the name to price with, the book's provider id or that name) for a span's provider name: an emitter's
+        own name mapped through :data:`~otel_costattr.attributes.PROVIDER_NAMES` (``aws`` -> ``bedrock``).
+        Memoised: a handful of names recur."""
         if name is None:
-            return None
-        found = self._providers.get(name, _MISSING)
-        if found is _MISSING:
-            found = self.book.canonical_provider(name) or name
+            return None, ""
+        found = self._providers.get(name)
+        if found is None:
+            mapped = A.PROVIDER_NAMES.get(name.strip().lower(), name)
+            found = (mapped, self.book.canonical_provider(mapped) or mapped)
             if len(self._providers) < 256:
                 self._providers[name] = found
         return found
+
+    def _pair(self, call: Call, provider: str, span_id: str, start_ns: int | None, end_ns: int | None,
+              ids: Any) -> tuple[str, bool] | None:
+        """(span id of the span that carries this call, whether this span is more detailed) when another span
+        already stands for the same API call (DESIGN D5, D16); otherwise ``None``, and this span is remembered.
+
+        Pairs on the response id where both spans have one, else on what they share (:class:`_PairIndex`). A span
+        with usage or an upstream cost ("costed") never defers to one without: it carries the call.
+        """
+        rid = call.response_id
+        costed = call.input_tokens is not None or call.output_tokens is not None or call.provided_cost is not None
+        key = (provider, rid) if rid is not None else None
+        if key is not None:
+            prior = self.dedup.get(key)
+            if prior is not None and prior[0] != span_id:
+                return prior[0], costed and call.detail > prior[1]
+        trace_id, parent_id, scope = ids if type(ids) is tuple else _span_ids(ids)
+        if trace_id is None:
+            if key is not None and costed:
+                self.dedup.claim(key, span_id, call.detail)
+            return None
+        seen = _Seen(span_id, parent_id, trace_id, scope, provider, model_family(call.model or call.request_model),
+                     call.input_tokens, call.output_tokens, start_ns or 0, end_ns or 0, costed, rid, call.detail)
+        seen.carrier = span_id if costed else None
+        twin = self.pairs.match(seen)
+        if twin is None:
+            if key is not None and costed:
+                self.dedup.claim(key, span_id, call.detail)
+            return None
+        carrier = twin.carrier or twin.span_id
+        seen.carrier = twin.carrier
+        if key is not None and costed and twin.carrier is not None:
+            self.dedup.claim(key, twin.carrier, twin.detail)
+        return carrier, costed and call.detail > twin.detail
 
     def standard_figures(self, cost: Cost) -> tuple[float, float, float, float, float, float, float, float,
                                                       str | None]:
@@ -368,6 +523,18 @@ class Enricher:
                     A.COST_LAYER_MEMORY_TOKENS: split.memory_tokens, A.COST_LAYER_SOURCE: split.source,
                     A.COST_LAYER_PROMPT: float(prompt_c), A.COST_LAYER_TOOL: float(tool_c),
                     A.COST_LAYER_MEMORY: float(memory_c)})
+
+
+_CONVENTIONS = A.EMITTER_CONVENTIONS
+
+
+def _normalise(call: Call, conventions: frozenset[str]) -> None:
+    """Bring an emitter's usage to the GenAI convention (DESIGN D2, D16): see ``attributes.EMITTER_CONVENTIONS``."""
+    if A.INPUT_EXCLUDES_CACHE in conventions and call.input_tokens is not None:
+        call.input_tokens += (call.cache_read_tokens or 0) + (call.cache_write_tokens or 0) \
+            + (call.cache_write_1h_tokens or 0)
+    if A.OUTPUT_EXCLUDES_REASONING in conventions and call.output_tokens is not None:
+        call.output_tokens += call.reasoning_tokens or 0
 
 
 def _tier(value: str | None) -> str | None:
