@@ -329,13 +329,12 @@ class Enricher:
             inst = getattr(ids, "instrumentation_scope", None)
             scope = inst.name if inst is not None else ""
         conventions = _CONVENTIONS.get(scope) if scope else None
-        if conventions is not None:
-            _normalise(call, conventions)
+        call_flags = _normalise(call, conventions) if conventions is not None else ()
         pricing_provider, provider = self._provider(call.provider)
         n_in = call.input_tokens
         n_out = call.output_tokens
         if span_id is not None:
-            twin = self._pair(call, provider, span_id, start_ns, end_ns, ids)
+            twin = self._pair(call, provider, span_id, start_ns, end_ns, ids, bool(call_flags))
             if twin is not None:
                 out: dict[str, Any] = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin[0]}
                 if twin[1]:
@@ -383,10 +382,13 @@ class Enricher:
                 out[A.COST_MODEL] = cost.model
             return out, "unpriced", call, cost
         status = "partial" if partial else "priced"
-        if not render and len(cost._units) == 5 and not cost.flags and _COST_KEYS.isdisjoint(attrs) \
+        if not render and len(cost._units) == 5 and not cost.flags and not call_flags \
+                and _COST_KEYS.isdisjoint(attrs) \
                 and (not n_in or _LAYER_INPUTS.isdisjoint(attrs)):
             return UNRENDERED, status, call, cost
         out = self._priced_attributes(cost, status)
+        if call_flags:
+            out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + call_flags
         if n_in and not _LAYER_INPUTS.isdisjoint(attrs):
             self._add_layers(out, attrs, n_in, cost)
         if not _COST_KEYS.isdisjoint(attrs) and any(k in attrs for k in out):
@@ -409,12 +411,14 @@ class Enricher:
         return found
 
     def _pair(self, call: Call, provider: str, span_id: str, start_ns: int | None, end_ns: int | None,
-              ids: Any) -> tuple[str, bool] | None:
+              ids: Any, input_uncertain: bool = False) -> tuple[str, bool] | None:
         """(span id of the span that carries this call, whether this span is more detailed) when another span
         already stands for the same API call (DESIGN D5, D16); otherwise ``None``, and this span is remembered.
 
         Pairs on the response id where both spans have one, else on what they share (:class:`_PairIndex`). A span
-        with usage or an upstream cost ("costed") never defers to one without: it carries the call.
+        with usage or an upstream cost ("costed") never defers to one without: it carries the call. With
+        ``input_uncertain`` (the emitter's input count may leave out cache tokens it did not report) the input
+        count is not compared.
         """
         rid = call.response_id
         costed = call.input_tokens is not None or call.output_tokens is not None or call.provided_cost is not None
@@ -429,7 +433,7 @@ class Enricher:
                 self.dedup.claim(key, span_id, call.detail)
             return None
         seen = _Seen(span_id, parent_id, trace_id, scope, provider, model_family(call.model or call.request_model),
-                     call.input_tokens, call.output_tokens, start_ns or 0, end_ns or 0, costed, rid, call.detail)
+                     None if input_uncertain else call.input_tokens, call.output_tokens, start_ns or 0, end_ns or 0, costed, rid, call.detail)
         seen.carrier = span_id if costed else None
         twin = self.pairs.match(seen)
         if twin is None:
@@ -528,13 +532,21 @@ class Enricher:
 _CONVENTIONS = A.EMITTER_CONVENTIONS
 
 
-def _normalise(call: Call, conventions: frozenset[str]) -> None:
-    """Bring an emitter's usage to the GenAI convention (DESIGN D2, D16): see ``attributes.EMITTER_CONVENTIONS``."""
+def _normalise(call: Call, conventions: frozenset[str]) -> tuple[str, ...]:
+    """Bring an emitter's usage to the GenAI convention (DESIGN D2, D16): see ``attributes.EMITTER_CONVENTIONS``.
+    Returns the cost flags that say what stays unknown: ``input_may_exclude_cache`` when an emitter whose input
+    count excludes cache tokens reported none (botocore's InvokeModel spans never do, so a cached call seen only
+    by botocore is under-counted, and says so)."""
+    flags: tuple[str, ...] = ()
     if A.INPUT_EXCLUDES_CACHE in conventions and call.input_tokens is not None:
-        call.input_tokens += (call.cache_read_tokens or 0) + (call.cache_write_tokens or 0) \
-            + (call.cache_write_1h_tokens or 0)
+        if call.cache_read_tokens is None and call.cache_write_tokens is None and call.cache_write_1h_tokens is None:
+            flags = ("input_may_exclude_cache",)
+        else:
+            call.input_tokens += (call.cache_read_tokens or 0) + (call.cache_write_tokens or 0) \
+                + (call.cache_write_1h_tokens or 0)
     if A.OUTPUT_EXCLUDES_REASONING in conventions and call.output_tokens is not None:
         call.output_tokens += call.reasoning_tokens or 0
+    return flags
 
 
 def _tier(value: str | None) -> str | None:
