@@ -44,7 +44,7 @@ from ..attributes import DEFAULT_ATTRIBUTION_KEYS
 
 __all__ = [
     "MAX_VALUE_LENGTH", "AttributionBaggageProcessor", "attribution", "attribution_keys", "baggage_processor",
-    "propagator", "set_attribution_keys", "strip_attribution",
+    "propagate_to_threads", "propagator", "set_attribution_keys", "strip_attribution",
 ]
 
 logger = logging.getLogger(__name__)
