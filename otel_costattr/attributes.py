@@ -53,8 +53,9 @@ READ: dict[str, tuple[str, ...]] = {
     "streaming": ("gen_ai.request.stream", "gen_ai.is_streaming"),
 }
 
-#: Cost already computed upstream (LiteLLM, OpenInference, OpenLIT/Langfuse): carried through, status "provided".
-PROVIDED_COST: tuple[str, ...] = ("gen_ai.cost.total_cost", "llm.cost.total", "gen_ai.usage.cost")
+#: Cost already computed upstream (LiteLLM, OpenInference, OpenLIT/Langfuse, pydantic-ai's ``operation.cost``):
+#: carried through, status "provided".
+PROVIDED_COST: tuple[str, ...] = ("gen_ai.cost.total_cost", "llm.cost.total", "gen_ai.usage.cost", "operation.cost")
 
 #: Provider names emitters write (``gen_ai.provider.name``, ``gen_ai.system``, ``llm.provider``, ``llm.system``)
 #: that no pricing table lists in its ``provider_names`` (``pricing/*.toml``, where the GenAI semconv names such as

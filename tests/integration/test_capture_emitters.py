@@ -256,3 +256,40 @@ def test_openai_agents_bridge_with_openinference_openai(priced: CostTelemetry, s
     carrier = charged_once(priced)
     assert total(carrier) == GPT4O_MINI
     assert carrier.instrumentation_scope.name == "openinference.instrumentation.openai_agents" or not streamed
+
+
+# ------------------------------------------------------------------------------------------------ pydantic-ai
+
+
+@pytest.mark.parametrize("with_openinference", [False, True])
+def test_pydantic_ai(priced: CostTelemetry, with_openinference: bool) -> None:
+    """pydantic-ai's ``chat`` span carries its own price (``operation.cost``, from genai-prices) and a response id:
+    read as an upstream (``provided``) cost. Beside OpenInference OpenAI (its child, no id), charged once."""
+    pydantic_ai = pytest.importorskip("pydantic_ai")
+    import openai
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    if with_openinference:
+        priced.instrument("openinference-openai")
+
+    async def run() -> None:
+        client = openai.AsyncOpenAI(base_url=priced.vendor.openai_base_url, api_key="test-key", max_retries=0,
+                                    default_headers=fake_headers(usage=OPENAI_USAGE))
+        try:
+            agent = pydantic_ai.Agent(OpenAIChatModel("gpt-4o-mini", provider=OpenAIProvider(openai_client=client)))
+            agent.instrument_all(InstrumentationSettings(tracer_provider=priced.provider))
+            try:
+                with oc.attribution(**TAGS):
+                    await agent.run("Say hello")
+            finally:
+                agent.instrument_all(False)
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+    carrier = charged_once(priced)
+    # pydantic-ai's own float, or ours exactly
+    assert total(carrier).quantize(Decimal("1e-12")) == GPT4O_MINI
+    assert len(llm_spans(priced)) == 1 + with_openinference
