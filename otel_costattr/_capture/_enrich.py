@@ -55,6 +55,7 @@ _DEFAULT_DEDUP = 16_384
 # the recent ones).
 _PAIRS_PER_TRACE = 64
 _PAIRS_PER_SIGNATURE = 16
+_SCOPES_PER_SIGNATURE = 8
 _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
 # The five components every priced call has, in the order Langfuse cost details list them.
 _DETAIL_NAMES = ("input", "cache_read", "cache_write", "output", "reasoning")
@@ -84,16 +85,6 @@ UNRENDERED: Mapping[str, Any] = MappingProxyType({})
 # Any of these on a span means it arrived with cost attributes (which we replace when we price it).
 _COST_KEYS = frozenset(v for k, v in vars(A).items() if k.startswith("COST_") and isinstance(v, str)) | {
     A.LANGFUSE_COST_DETAILS}
-
-
-def _span_ids(span: Any) -> tuple[str | None, str | None, str]:
-    """(trace id, parent span id, scope name) of an SDK span, for pairing calls that have no response id."""
-    ctx = span.context
-    parent = span.parent
-    scope = span.instrumentation_scope
-    return (format(ctx.trace_id, "032x") if ctx else None,
-            format(parent.span_id, "016x") if parent is not None else None,
-            scope.name if scope is not None else "")
 
 
 _BEDROCK_VENDORS = ("anthropic.", "meta.", "amazon.", "mistral.", "cohere.", "ai21.", "deepseek.", "qwen.",
@@ -127,32 +118,36 @@ class _DedupIndex:
     """Bounded LRU of (provider, response id) -> (span id hex of the span that carries the call, detail).
     Counts evictions."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, lock: Any = None) -> None:
         self.capacity = capacity
         self._items: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else threading.Lock()
         self.evicted = 0
 
     def get(self, key: tuple[str, str]) -> tuple[str, int] | None:
         """The claim recorded for ``key``, if any."""
         with self._lock:
-            prior = self._items.get(key)
-            if prior is not None:
-                self._items.move_to_end(key)
-            return prior
+            return self._get(key)
 
     def claim(self, key: tuple[str, str], span_id: str, detail: int) -> tuple[str, int] | None:
         """Record ``key`` for this span, or return the earlier claim if there is one."""
         with self._lock:
-            prior = self._items.get(key)
-            if prior is not None:
-                self._items.move_to_end(key)
-                return prior
-            self._items[key] = (span_id, detail)
-            if len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-                self.evicted += 1
-            return None
+            prior = self._get(key)
+            if prior is None:
+                self._put(key, span_id, detail)
+            return prior
+
+    def _get(self, key: tuple[str, str]) -> tuple[str, int] | None:  # caller holds the lock
+        prior = self._items.get(key)
+        if prior is not None:
+            self._items.move_to_end(key)
+        return prior
+
+    def _put(self, key: tuple[str, str], span_id: str, detail: int) -> None:  # caller holds the lock
+        self._items[key] = (span_id, detail)
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+            self.evicted += 1
 
     def __len__(self) -> int:
         return len(self._items)
@@ -161,13 +156,16 @@ class _DedupIndex:
 class _Seen:
     """One LLM span remembered by :class:`_PairIndex`."""
 
-    __slots__ = ("span_id", "parent_id", "trace_id", "scope", "provider", "family", "n_in", "n_out", "start", "end",
-                 "costed", "response_id", "detail", "carrier", "taken")
+    __slots__ = ("span_id", "sid", "parent_id", "trace_id", "scope", "provider", "family", "n_in", "n_out", "start",
+                 "end", "costed", "response_id", "detail", "carrier", "taken")
 
-    def __init__(self, span_id: str, parent_id: str | None, trace_id: str, scope: str, provider: str, family: str,
+    def __init__(self, span_id: str, parent_id: Any, trace_id: Any, scope: str, provider: str, family: str,
                  n_in: int | None, n_out: int | None, start: int, end: int, costed: bool, response_id: str | None,
-                 detail: int) -> None:
+                 detail: int, sid: Any = None) -> None:
+        # ids: the span id in hex (what duplicate_of names); the span, parent and trace ids compared for the
+        # relation are ints for SDK spans (never formatted) or hex strings for plain data, never mixed
         self.span_id = span_id
+        self.sid = span_id if sid is None else sid
         self.parent_id = parent_id
         self.trace_id = trace_id
         self.scope = scope
@@ -201,7 +199,8 @@ class _Seen:
 class _PairIndex:
     """Bounded index of recent LLM spans, to recognise two spans of one API call that share no response id
     (DESIGN D16): at most ``capacity`` traces with :data:`_PAIRS_PER_TRACE` spans each, and ``capacity`` usage
-    signatures with :data:`_PAIRS_PER_SIGNATURE` spans each; ``evicted`` counts every drop.
+    signatures with :data:`_SCOPES_PER_SIGNATURE` scopes of :data:`_PAIRS_PER_SIGNATURE` spans each; ``evicted``
+    counts every drop.
 
     Two spans are one call when they come from *different* instrumentation scopes (two real calls in parallel come
     from the same instrumentation, so they are never merged), name the same provider and model family, report the
@@ -211,58 +210,81 @@ class _PairIndex:
     parallel pair off one to one and each is still charged once.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, lock: Any = None) -> None:
         self.capacity = capacity
-        self._by_trace: OrderedDict[str, list[_Seen]] = OrderedDict()
-        self._by_usage: OrderedDict[tuple[str, str, int | None, int | None], list[_Seen]] = OrderedDict()
-        self._lock = threading.Lock()
+        # oldest first sight evicted first (twins end close together); OrderedDict, because evicting from the front
+        # of a plain dict leaves dummy slots that every later next(iter(d)) walks over
+        self._by_trace: OrderedDict[Any, list[_Seen]] = OrderedDict()
+        # usage signature -> instrumentation scope -> spans: a span looks only at other scopes' spans, so an app
+        # traced by one instrumentation scans nothing here
+        self._by_usage: OrderedDict[tuple[str, str, int | None, int | None], dict[str, list[_Seen]]] = OrderedDict()
+        self._lock = lock if lock is not None else threading.Lock()
         self.evicted = 0
 
     def match(self, e: _Seen) -> _Seen | None:
         """The remembered span ``e`` is a twin of, if any (a span that may carry cost is preferred, and a span
         that may carry cost is only ever paired with another one), then remember ``e``. Marks both paired."""
         with self._lock:
-            best = None
-            for c in self._by_trace.get(e.trace_id, ()):
-                if (c.span_id == e.parent_id or c.parent_id == e.span_id or c.parent_id == e.parent_id) \
-                        and c.span_id != e.span_id and c.same_call(e):
-                    if c.costed:
+            return self._match(e)
+
+    def _match(self, e: _Seen) -> _Seen | None:  # caller holds the lock
+        best = None
+        for c in self._by_trace.get(e.trace_id, ()):
+            if (c.sid == e.parent_id or c.parent_id == e.sid or c.parent_id == e.parent_id) \
+                    and c.sid != e.sid and c.same_call(e):
+                if c.costed:
+                    best = c
+                    break
+                if best is None:
+                    best = c
+        usage_key = (e.provider, e.family, e.n_in, e.n_out)
+        by_scope = self._by_usage.get(usage_key) if e.costed and e.n_in is not None else None
+        if by_scope and (best is None or not best.costed):
+            for scope, seen in by_scope.items():
+                if scope == e.scope:
+                    continue
+                for c in seen:
+                    if c.trace_id != e.trace_id and (e.parent_id is None or c.parent_id is None) \
+                            and c.same_call(e):
                         best = c
                         break
-                    if best is None:
-                        best = c
-            usage_key = (e.provider, e.family, e.n_in, e.n_out)
-            if best is None or not best.costed:
-                if e.costed and e.n_in is not None:
-                    for c in self._by_usage.get(usage_key, ()):
-                        if c.trace_id != e.trace_id and (e.parent_id is None or c.parent_id is None) \
-                                and c.same_call(e):
-                            best = c
-                            break
-            if best is not None and e.costed and not best.costed:
-                # a span with usage never defers to one without: it carries the call, and the other is used up
-                best.taken += (e.scope,)
-                best = None
-            elif best is not None:
-                best.taken += (e.scope,)
-                e.taken = (best.scope, *best.taken)
-            self._remember(e, usage_key)
-            return best
+                if best is not None and best.costed:
+                    break
+        if best is not None and e.costed and not best.costed:
+            # a span with usage never defers to one without: it carries the call, and the other is used up
+            best.taken += (e.scope,)
+            best = None
+        elif best is not None:
+            best.taken += (e.scope,)
+            e.taken = (best.scope, *best.taken)
+        self._remember(e, usage_key)
+        return best
 
     def _remember(self, e: _Seen, usage_key: tuple[str, str, int | None, int | None]) -> None:
-        self._add(self._by_trace, e.trace_id, e, _PAIRS_PER_TRACE)
-        if e.costed and e.n_in is not None:
-            self._add(self._by_usage, usage_key, e, _PAIRS_PER_SIGNATURE)
-
-    def _add(self, index: OrderedDict[Any, list[_Seen]], key: Any, e: _Seen, per_key: int) -> None:
-        seen = index.get(key)
+        by_trace = self._by_trace
+        seen = by_trace.get(e.trace_id)
         if seen is None:
-            index[key] = seen = []
-            if len(index) > self.capacity:
-                index.popitem(last=False)
+            by_trace[e.trace_id] = seen = []
+            if len(by_trace) > self.capacity:
+                by_trace.popitem(last=False)
                 self.evicted += 1
-        else:
-            index.move_to_end(key)
+        self._append(seen, e, _PAIRS_PER_TRACE)
+        if e.costed and e.n_in is not None:
+            by_usage = self._by_usage
+            scopes = by_usage.get(usage_key)
+            if scopes is None:
+                by_usage[usage_key] = scopes = {}
+                if len(by_usage) > self.capacity:
+                    by_usage.popitem(last=False)
+                    self.evicted += 1
+            seen = scopes.get(e.scope)
+            if seen is None:
+                if len(scopes) >= _SCOPES_PER_SIGNATURE:  # many instrumentations of one call is not real: cap it
+                    self.evicted += len(scopes.pop(next(iter(scopes))))
+                scopes[e.scope] = seen = []
+            self._append(seen, e, _PAIRS_PER_SIGNATURE)
+
+    def _append(self, seen: list[_Seen], e: _Seen, per_key: int) -> None:
         seen.append(e)
         if len(seen) > per_key:
             # One trace with thousands of LLM calls (a fan-out, or a hostile trace) must not grow one list without
@@ -281,8 +303,9 @@ class Enricher:
         if dedup_size < 1:
             raise ValueError("dedup_size must be >= 1")
         self.book = book
-        self.dedup = _DedupIndex(dedup_size)
-        self.pairs = _PairIndex(dedup_size)
+        self._lock = threading.Lock()  # one lock for both indexes: a span's pairing is one step
+        self.dedup = _DedupIndex(dedup_size, self._lock)
+        self.pairs = _PairIndex(dedup_size, self._lock)
         self.langfuse = langfuse
         self._providers: dict[str, tuple[str, str]] = {}
         # price()'s validated-input fast path, when the book is ours (tests and wrappers may pass a look-alike)
@@ -423,27 +446,36 @@ class Enricher:
         rid = call.response_id
         costed = call.input_tokens is not None or call.output_tokens is not None or call.provided_cost is not None
         key = (provider, rid) if rid is not None else None
-        if key is not None:
-            prior = self.dedup.get(key)
-            if prior is not None and prior[0] != span_id:
-                return prior[0], costed and call.detail > prior[1]
-        trace_id, parent_id, scope = ids if type(ids) is tuple else _span_ids(ids)
-        if trace_id is None:
-            if key is not None and costed:
-                self.dedup.claim(key, span_id, call.detail)
-            return None
-        seen = _Seen(span_id, parent_id, trace_id, scope, provider, model_family(call.model or call.request_model),
-                     None if input_uncertain else call.input_tokens, call.output_tokens, start_ns or 0, end_ns or 0, costed, rid, call.detail)
-        seen.carrier = span_id if costed else None
-        twin = self.pairs.match(seen)
-        if twin is None:
-            if key is not None and costed:
-                self.dedup.claim(key, span_id, call.detail)
-            return None
-        carrier = twin.carrier or twin.span_id
-        seen.carrier = twin.carrier
-        if key is not None and costed and twin.carrier is not None:
-            self.dedup.claim(key, twin.carrier, twin.detail)
+        if type(ids) is tuple:
+            trace_id, parent_id, scope = ids
+            sid: Any = span_id
+        else:  # an SDK span: its ids are compared as the ints they are
+            ctx = ids.context
+            parent = ids.parent
+            trace_id, sid = (ctx.trace_id, ctx.span_id) if ctx is not None else (None, None)
+            parent_id = parent.span_id if parent is not None else None
+            inst = ids.instrumentation_scope
+            scope = inst.name if inst is not None else ""
+        seen = None
+        if trace_id is not None:
+            seen = _Seen(span_id, parent_id, trace_id, scope, provider,
+                         model_family(call.model or call.request_model), None if input_uncertain else call.input_tokens,
+                         call.output_tokens, start_ns or 0, end_ns or 0, costed, rid, call.detail, sid)
+            seen.carrier = span_id if costed else None
+        with self._lock:
+            if key is not None:
+                prior = self.dedup._get(key)  # noqa: SLF001 - one lock for both indexes
+                if prior is not None and prior[0] != span_id:
+                    return prior[0], costed and call.detail > prior[1]
+            twin = self.pairs._match(seen) if seen is not None else None  # noqa: SLF001
+            if twin is None:
+                if key is not None and costed:
+                    self.dedup._put(key, span_id, call.detail)  # noqa: SLF001
+                return None
+            carrier = twin.carrier or twin.span_id
+            seen.carrier = twin.carrier  # type: ignore[union-attr]
+            if key is not None and costed and twin.carrier is not None:
+                self.dedup._put(key, twin.carrier, twin.detail)  # noqa: SLF001
         return carrier, costed and call.detail > twin.detail
 
     def standard_figures(self, cost: Cost) -> tuple[float, float, float, float, float, float, float, float,

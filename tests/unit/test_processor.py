@@ -261,7 +261,7 @@ def test_pair_index_bounds_the_spans_kept_per_trace_and_per_usage_signature() ->
     for i in range(n):  # one instrumentation, sequential calls under one parent: none pairs with another
         assert index.match(seen(i, "scope-a")) is None
     assert [len(v) for v in index._by_trace.values()] == [_PAIRS_PER_TRACE]
-    assert [len(v) for v in index._by_usage.values()] == [_PAIRS_PER_SIGNATURE]
+    assert [len(v["scope-a"]) for v in index._by_usage.values()] == [_PAIRS_PER_SIGNATURE]
     assert index.evicted == (n - _PAIRS_PER_TRACE) + (n - _PAIRS_PER_SIGNATURE)
     # a second instrumentation's span of the latest call still finds its twin
     last = n - 1
