@@ -343,16 +343,15 @@ class Enricher:
                  ) -> tuple[Mapping[str, Any] | None, str | None, Call | None, Cost | None]:
         # ``ids`` is the span (its trace and parent are only formatted when it is paired) or a
         # (trace_id, parent_span_id, scope) tuple.
-        call = read_call(attrs)
-        if not call.is_llm_call:
-            return None, None, None, None
         if type(ids) is tuple:
             scope = ids[2]
         else:
             inst = getattr(ids, "instrumentation_scope", None)
             scope = inst.name if inst is not None else ""
-        conventions = _CONVENTIONS.get(scope) if scope else None
-        call_flags = _normalise(call, conventions) if conventions is not None else ()
+        call = read_call(attrs, scope)  # normalised per emitter (D16)
+        if not call.is_llm_call:
+            return None, None, None, None
+        call_flags = call.flags
         pricing_provider, provider = self._provider(call.provider)
         n_in = call.input_tokens
         n_out = call.output_tokens
@@ -559,26 +558,6 @@ class Enricher:
                     A.COST_LAYER_MEMORY_TOKENS: split.memory_tokens, A.COST_LAYER_SOURCE: split.source,
                     A.COST_LAYER_PROMPT: float(prompt_c), A.COST_LAYER_TOOL: float(tool_c),
                     A.COST_LAYER_MEMORY: float(memory_c)})
-
-
-_CONVENTIONS = A.EMITTER_CONVENTIONS
-
-
-def _normalise(call: Call, conventions: frozenset[str]) -> tuple[str, ...]:
-    """Bring an emitter's usage to the GenAI convention (DESIGN D2, D16): see ``attributes.EMITTER_CONVENTIONS``.
-    Returns the cost flags that say what stays unknown: ``input_may_exclude_cache`` when an emitter whose input
-    count excludes cache tokens reported none (botocore's InvokeModel spans never do, so a cached call seen only
-    by botocore is under-counted, and says so)."""
-    flags: tuple[str, ...] = ()
-    if A.INPUT_EXCLUDES_CACHE in conventions and call.input_tokens is not None:
-        if call.cache_read_tokens is None and call.cache_write_tokens is None and call.cache_write_1h_tokens is None:
-            flags = ("input_may_exclude_cache",)
-        else:
-            call.input_tokens += (call.cache_read_tokens or 0) + (call.cache_write_tokens or 0) \
-                + (call.cache_write_1h_tokens or 0)
-    if A.OUTPUT_EXCLUDES_REASONING in conventions and call.output_tokens is not None:
-        call.output_tokens += call.reasoning_tokens or 0
-    return flags
 
 
 def _tier(value: str | None) -> str | None:
