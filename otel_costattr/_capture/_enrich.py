@@ -45,7 +45,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from .. import attributes as A
 from ._layers import _LAYER_INPUTS, layer_costs, split_layers
 from .._pricing._book import Cost, PriceBook, _units_to_decimal
-from .._pricing._resolve import candidates
+from .._pricing._resolve import BEDROCK_NAMESPACES, candidates, vendor_of
 from ._usage import Call, bad_counts, read_call
 
 __all__ = ["UNRENDERED", "Enricher", "clone_span", "plain_attributes"]
@@ -388,6 +388,12 @@ class Enricher:
         if model is None:
             return ({A.COST_STATUS: "unpriced", A.COST_REASON: "the span names no model (gen_ai.response.model or "
                      "gen_ai.request.model)"}, "unpriced", call, None)
+        if provider == "bedrock" and "." not in model:
+            # OpenInference's Bedrock InvokeModel spans name the model as the vendor's reply does (claude-haiku-4-5-
+            # 20251001); on Bedrock that model is the vendor's namespace plus the name (anthropic.claude-...).
+            ns = vendor_of(model.lower())
+            if ns in BEDROCK_NAMESPACES:
+                model = f"{ns}.{model}"
         n_in = n_in or 0
         n_out = n_out or 0
         cost = None
