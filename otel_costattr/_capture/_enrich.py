@@ -153,47 +153,28 @@ class _DedupIndex:
         return len(self._items)
 
 
-class _Seen:
-    """One LLM span remembered by :class:`_PairIndex`."""
+# One LLM span remembered by :class:`_PairIndex`: a tuple of immutable values, which the garbage collector stops
+# tracking (a slotted object per span kept ~65k live containers in view of every full collection: measured at
+# several microseconds per span in bench_capture). Fields:
+_SPAN, _SID, _PARENT, _TRACE, _SCOPE, _PROV, _FAM, _NIN, _NOUT, _START, _END, _COSTED, _RID, _DETAIL = range(14)
+# _SPAN: span id in hex (what duplicate_of names); _SID/_PARENT/_TRACE: the ids compared for the relation, ints
+# for SDK spans (never formatted) or hex strings for plain data, never mixed; _COSTED: has usage or an upstream
+# cost, so it may carry the call.
 
-    __slots__ = ("span_id", "sid", "parent_id", "trace_id", "scope", "provider", "family", "n_in", "n_out", "start",
-                 "end", "costed", "response_id", "detail", "carrier", "taken")
 
-    def __init__(self, span_id: str, parent_id: Any, trace_id: Any, scope: str, provider: str, family: str,
-                 n_in: int | None, n_out: int | None, start: int, end: int, costed: bool, response_id: str | None,
-                 detail: int, sid: Any = None) -> None:
-        # ids: the span id in hex (what duplicate_of names); the span, parent and trace ids compared for the
-        # relation are ints for SDK spans (never formatted) or hex strings for plain data, never mixed
-        self.span_id = span_id
-        self.sid = span_id if sid is None else sid
-        self.parent_id = parent_id
-        self.trace_id = trace_id
-        self.scope = scope
-        self.provider = provider
-        self.family = family
-        self.n_in = n_in
-        self.n_out = n_out
-        self.start = start
-        self.end = end
-        self.costed = costed  # has usage or an upstream cost: it may carry the call
-        self.response_id = response_id
-        self.detail = detail
-        self.carrier: str | None = None  # span id of the span that carries this call's cost (None: none yet)
-        self.taken: tuple[str, ...] = ()  # scopes already paired with this span (pairing is one-to-one per scope)
-
-    def same_call(self, o: _Seen) -> bool:
-        """Whether ``o``, from another instrumentation, can be the same API call as this span (not their relation
-        in the trace, see :meth:`_PairIndex.match`)."""
-        if o.scope == self.scope or o.scope in self.taken or self.provider != o.provider or self.family != o.family:
-            return False
-        if self.response_id is not None and o.response_id is not None and self.response_id != o.response_id:
-            return False
-        if self.n_in is not None and o.n_in is not None and self.n_in != o.n_in:
-            return False
-        if self.n_out is not None and o.n_out is not None and self.n_out != o.n_out:
-            return False
-        # overlapping in time (a missing time, 0, is not evidence against)
-        return not (self.start and o.end and self.start > o.end) and not (o.start and self.end and o.start > self.end)
+def _same_call(c: tuple, e: tuple, taken: tuple[str, ...]) -> bool:
+    """Whether ``e``, from another instrumentation, can be the same API call as the remembered ``c`` (not their
+    relation in the trace, see :meth:`_PairIndex.match`); ``taken`` are the scopes already paired with ``c``."""
+    if c[_SCOPE] == e[_SCOPE] or e[_SCOPE] in taken or c[_PROV] != e[_PROV] or c[_FAM] != e[_FAM]:
+        return False
+    if c[_RID] is not None and e[_RID] is not None and c[_RID] != e[_RID]:
+        return False
+    if c[_NIN] is not None and e[_NIN] is not None and c[_NIN] != e[_NIN]:
+        return False
+    if c[_NOUT] is not None and e[_NOUT] is not None and c[_NOUT] != e[_NOUT]:
+        return False
+    # overlapping in time (a missing time, 0, is not evidence against)
+    return not (c[_START] and e[_END] and c[_START] > e[_END]) and not (e[_START] and c[_END] and e[_START] > c[_END])
 
 
 class _PairIndex:
@@ -208,68 +189,99 @@ class _PairIndex:
     as siblings, or (both with usage) one of them is the root of a trace of its own (an emitter that starts its
     span on another thread, or outside the current context). Pairing is one-to-one per scope, so identical calls in
     parallel pair off one to one and each is still charged once.
+
+    Entries are tuples (see ``_SPAN`` ...); what pairing changes (the span that carries the call, the scopes
+    already paired) is kept in ``_paired``, for the few spans that were paired, and dropped with their trace.
     """
 
     def __init__(self, capacity: int, lock: Any = None) -> None:
         self.capacity = capacity
         # oldest first sight evicted first (twins end close together); OrderedDict, because evicting from the front
         # of a plain dict leaves dummy slots that every later next(iter(d)) walks over
-        self._by_trace: OrderedDict[Any, list[_Seen]] = OrderedDict()
+        self._by_trace: OrderedDict[Any, tuple[tuple, ...]] = OrderedDict()
         # usage signature -> instrumentation scope -> spans: a span looks only at other scopes' spans, so an app
         # traced by one instrumentation scans nothing here
-        self._by_usage: OrderedDict[tuple[str, str, int | None, int | None], dict[str, list[_Seen]]] = OrderedDict()
+        self._by_usage: OrderedDict[tuple[str, str, int | None, int | None], dict[str, tuple[tuple, ...]]] = \
+            OrderedDict()
+        # (trace, sid) -> (carrier span id or None, scopes paired with it), for spans that were paired
+        self._paired: dict[tuple[Any, Any], tuple[str | None, tuple[str, ...]]] = {}
         self._lock = lock if lock is not None else threading.Lock()
         self.evicted = 0
 
-    def match(self, e: _Seen) -> _Seen | None:
+    def carrier(self, c: tuple) -> str | None:
+        """The span id of the span that carries ``c``'s call (``None``: no span with usage yet)."""
+        state = self._paired.get((c[_TRACE], c[_SID]))
+        if state is not None:
+            return state[0]
+        return c[_SPAN] if c[_COSTED] else None
+
+    def match(self, e: tuple) -> tuple | None:
         """The remembered span ``e`` is a twin of, if any (a span that may carry cost is preferred, and a span
         that may carry cost is only ever paired with another one), then remember ``e``. Marks both paired."""
         with self._lock:
             return self._match(e)
 
-    def _match(self, e: _Seen) -> _Seen | None:  # caller holds the lock
+    def _match(self, e: tuple) -> tuple | None:  # caller holds the lock
+        paired = self._paired
         best = None
-        for c in self._by_trace.get(e.trace_id, ()):
-            if (c.sid == e.parent_id or c.parent_id == e.sid or c.parent_id == e.parent_id) \
-                    and c.sid != e.sid and c.same_call(e):
-                if c.costed:
-                    best = c
-                    break
-                if best is None:
-                    best = c
-        usage_key = (e.provider, e.family, e.n_in, e.n_out)
-        by_scope = self._by_usage.get(usage_key) if e.costed and e.n_in is not None else None
-        if by_scope and (best is None or not best.costed):
+        best_taken: tuple[str, ...] = ()
+        trace = e[_TRACE]
+        for c in self._by_trace.get(trace, ()):
+            if c[_SID] == e[_PARENT] or c[_PARENT] == e[_SID] or c[_PARENT] == e[_PARENT]:
+                state = paired.get((trace, c[_SID]))
+                taken = state[1] if state is not None else ()
+                if c[_SID] != e[_SID] and _same_call(c, e, taken):
+                    if c[_COSTED]:
+                        best, best_taken = c, taken
+                        break
+                    if best is None:
+                        best, best_taken = c, taken
+        usage_key = (e[_PROV], e[_FAM], e[_NIN], e[_NOUT])
+        by_scope = self._by_usage.get(usage_key) if e[_COSTED] and e[_NIN] is not None else None
+        if by_scope and (best is None or not best[_COSTED]):
             for scope, seen in by_scope.items():
-                if scope == e.scope:
+                if scope == e[_SCOPE]:
                     continue
                 for c in seen:
-                    if c.trace_id != e.trace_id and (e.parent_id is None or c.parent_id is None) \
-                            and c.same_call(e):
-                        best = c
-                        break
-                if best is not None and best.costed:
+                    if c[_TRACE] != trace and (e[_PARENT] is None or c[_PARENT] is None):
+                        state = paired.get((c[_TRACE], c[_SID]))
+                        taken = state[1] if state is not None else ()
+                        if _same_call(c, e, taken):
+                            best, best_taken = c, taken
+                            break
+                if best is not None and best[_COSTED]:
                     break
-        if best is not None and e.costed and not best.costed:
-            # a span with usage never defers to one without: it carries the call, and the other is used up
-            best.taken += (e.scope,)
-            best = None
-        elif best is not None:
-            best.taken += (e.scope,)
-            e.taken = (best.scope, *best.taken)
+        if best is not None:
+            key = (best[_TRACE], best[_SID])
+            best_carrier = self.carrier(best)
+            paired[key] = (best_carrier, best_taken + (e[_SCOPE],))
+            if e[_COSTED] and not best[_COSTED]:
+                # a span with usage never defers to one without: it carries the call, and the other is used up
+                best = None
+            else:
+                paired[(trace, e[_SID])] = (best_carrier, (best[_SCOPE], *best_taken))
         self._remember(e, usage_key)
         return best
 
-    def _remember(self, e: _Seen, usage_key: tuple[str, str, int | None, int | None]) -> None:
+    def _remember(self, e: tuple, usage_key: tuple[str, str, int | None, int | None]) -> None:
         by_trace = self._by_trace
-        seen = by_trace.get(e.trace_id)
+        trace = e[_TRACE]
+        seen = by_trace.get(trace)
         if seen is None:
-            by_trace[e.trace_id] = seen = []
+            by_trace[trace] = (e,)
             if len(by_trace) > self.capacity:
-                by_trace.popitem(last=False)
+                old_trace, old = by_trace.popitem(last=False)
                 self.evicted += 1
-        self._append(seen, e, _PAIRS_PER_TRACE)
-        if e.costed and e.n_in is not None:
+                self._forget(old_trace, old)
+        elif len(seen) >= _PAIRS_PER_TRACE:
+            # One trace with thousands of LLM calls (a fan-out, or a hostile trace) must not grow one list without
+            # bound, or make every match scan it: the oldest goes, counted.
+            by_trace[trace] = seen[1:] + (e,)
+            self.evicted += 1
+            self._forget(trace, seen[:1])
+        else:
+            by_trace[trace] = seen + (e,)
+        if e[_COSTED] and e[_NIN] is not None:
             by_usage = self._by_usage
             scopes = by_usage.get(usage_key)
             if scopes is None:
@@ -277,20 +289,21 @@ class _PairIndex:
                 if len(by_usage) > self.capacity:
                     by_usage.popitem(last=False)
                     self.evicted += 1
-            seen = scopes.get(e.scope)
+            seen = scopes.get(e[_SCOPE])
             if seen is None:
                 if len(scopes) >= _SCOPES_PER_SIGNATURE:  # many instrumentations of one call is not real: cap it
                     self.evicted += len(scopes.pop(next(iter(scopes))))
-                scopes[e.scope] = seen = []
-            self._append(seen, e, _PAIRS_PER_SIGNATURE)
+                scopes[e[_SCOPE]] = (e,)
+            elif len(seen) >= _PAIRS_PER_SIGNATURE:
+                scopes[e[_SCOPE]] = seen[1:] + (e,)
+                self.evicted += 1
+            else:
+                scopes[e[_SCOPE]] = seen + (e,)
 
-    def _append(self, seen: list[_Seen], e: _Seen, per_key: int) -> None:
-        seen.append(e)
-        if len(seen) > per_key:
-            # One trace with thousands of LLM calls (a fan-out, or a hostile trace) must not grow one list without
-            # bound, or make every match scan it: the oldest goes, counted.
-            del seen[0]
-            self.evicted += 1
+    def _forget(self, trace: Any, entries: tuple[tuple, ...]) -> None:
+        if self._paired:
+            for c in entries:
+                self._paired.pop((trace, c[_SID]), None)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_trace.values())
@@ -471,25 +484,25 @@ class Enricher:
             scope = inst.name if inst is not None else ""
         seen = None
         if trace_id is not None:
-            seen = _Seen(span_id, parent_id, trace_id, scope, provider,
-                         model_family(call.model or call.request_model), None if input_uncertain else call.input_tokens,
-                         call.output_tokens, start_ns or 0, end_ns or 0, costed, rid, call.detail, sid)
-            seen.carrier = span_id if costed else None
+            seen = (span_id, sid, parent_id, trace_id, scope, provider, model_family(call.model or call.request_model),
+                    None if input_uncertain else call.input_tokens, call.output_tokens, start_ns or 0, end_ns or 0,
+                    costed, rid, call.detail)
         with self._lock:
             if key is not None:
                 prior = self.dedup._get(key)  # noqa: SLF001 - one lock for both indexes
                 if prior is not None and prior[0] != span_id:
                     return prior[0], costed and call.detail > prior[1]
-            twin = self.pairs._match(seen) if seen is not None else None  # noqa: SLF001
+            pairs = self.pairs
+            twin = pairs._match(seen) if seen is not None else None  # noqa: SLF001
             if twin is None:
                 if key is not None and costed:
                     self.dedup._put(key, span_id, call.detail)  # noqa: SLF001
                 return None
-            carrier = twin.carrier or twin.span_id
-            seen.carrier = twin.carrier  # type: ignore[union-attr]
-            if key is not None and costed and twin.carrier is not None:
-                self.dedup._put(key, twin.carrier, twin.detail)  # noqa: SLF001
-        return carrier, costed and call.detail > twin.detail
+            twin_carrier = pairs.carrier(twin)
+            carrier = twin_carrier or twin[_SPAN]
+            if key is not None and costed and twin_carrier is not None:
+                self.dedup._put(key, twin_carrier, twin[_DETAIL])  # noqa: SLF001
+        return carrier, costed and call.detail > twin[_DETAIL]
 
     def standard_figures(self, cost: Cost) -> tuple[float, float, float, float, float, float, float, float,
                                                       str | None]:
