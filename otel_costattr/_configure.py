@@ -215,22 +215,13 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
             provider = TracerProvider(resource=res, **kw)
             if set_global:
                 trace.set_tracer_provider(provider)
-    provider.add_span_processor(baggage_processor())
-    provider.add_span_processor(processor)
-    if set_global:
-        propagate.set_global_textmap(propagator(trust_inbound=trust_inbound))
     if instrument_threading is None:
         # process-wide: only when configure() also owns the global provider
         instrument_threading = set_global
-    if instrument_threading:
-        try:
-            from opentelemetry.instrumentation.threading import ThreadingInstrumentor
-            inst = ThreadingInstrumentor()
-            if not inst.is_instrumented_by_opentelemetry:
-                inst.instrument()
-        except Exception as exc:  # noqa: BLE001 - context still flows in asyncio; say what is missing
-            logger.warning("thread context propagation is off (%s); attribution will not reach spans started in "
-                           "new threads", exc)
+    provider.add_span_processor(baggage_processor(propagate_threads=instrument_threading))
+    provider.add_span_processor(processor)
+    if set_global:
+        propagate.set_global_textmap(propagator(trust_inbound=trust_inbound))
     if not downstream:
         logger.info("otel-costattr: no destination configured; cost goes to metrics only. Pass ledger=..., "
                     "otlp_endpoint=..., or set LANGFUSE_* / OTEL_EXPORTER_OTLP_ENDPOINT.")

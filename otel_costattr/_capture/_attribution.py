@@ -4,8 +4,10 @@
 (or the decorated function, sync or async). :func:`baggage_processor` copies them onto every span started
 inside it, through ``opentelemetry-processor-baggage``'s ``BaggageSpanProcessor``, never overwriting an
 attribute the span already has and bounding every value. Asyncio tasks inherit the context natively; threads
-do when ``opentelemetry-instrumentation-threading`` is on (``configure()`` turns it on). Another service of
-yours receives the keys through the standard W3C propagator.
+do when ``opentelemetry-instrumentation-threading`` is on, and :func:`baggage_processor` turns it on (once per
+process; ``propagate_threads=False`` opts out), so spans that libraries start on their own threads (LiteLLM's
+logging thread, thread pools) carry the attribution too. Another service of yours receives the keys through the
+standard W3C propagator.
 
 Baggage is a trust boundary. Inbound, a client can claim any ``customer_id``: call :func:`strip_attribution`
 (or use ``propagator(trust_inbound=False)``) at a public edge. Outbound, some SDKs inject *all* baggage into
@@ -43,7 +45,7 @@ from ..attributes import DEFAULT_ATTRIBUTION_KEYS
 
 __all__ = [
     "MAX_VALUE_LENGTH", "AttributionBaggageProcessor", "attribution", "attribution_keys", "baggage_processor",
-    "propagator", "set_attribution_keys", "strip_attribution",
+    "propagate_to_threads", "propagator", "set_attribution_keys", "strip_attribution",
 ]
 
 logger = logging.getLogger(__name__)
@@ -178,9 +180,11 @@ class AttributionBaggageProcessor(BaggageSpanProcessor):
     lock). A predicate or baggage error never reaches the application.
     """
 
-    def __init__(self, keys: Iterable[str] | None = None) -> None:
+    def __init__(self, keys: Iterable[str] | None = None, *, propagate_threads: bool = True) -> None:
         self._fixed = frozenset(keys) if keys is not None else None
         super().__init__(self._allowed)
+        if propagate_threads:
+            propagate_to_threads()
 
     def _allowed(self, key: str) -> bool:
         return key in (self._fixed if self._fixed is not None else _keys)
@@ -218,9 +222,36 @@ def _add_new_attributes(span: Any, add: dict[str, Any]) -> None:
     add_attributes(span, add)
 
 
-def baggage_processor(keys: Iterable[str] | None = None) -> AttributionBaggageProcessor:
-    """The span processor that copies attribution baggage onto every span (add it before CostSpanProcessor)."""
-    return AttributionBaggageProcessor(keys)
+def baggage_processor(keys: Iterable[str] | None = None, *,
+                      propagate_threads: bool = True) -> AttributionBaggageProcessor:
+    """The span processor that copies attribution baggage onto every span (add it before CostSpanProcessor).
+
+    Unless ``propagate_threads=False``, it also turns on thread context propagation for the process
+    (:func:`propagate_to_threads`): emitters that start their spans on threads of their own (LiteLLM's callback
+    after a stream ends, thread pools) then carry the attribution, and sit in the caller's trace.
+    """
+    return AttributionBaggageProcessor(keys, propagate_threads=propagate_threads)
+
+
+_threads_lock = threading.Lock()
+
+
+def propagate_to_threads() -> bool:
+    """Turn on ``opentelemetry-instrumentation-threading`` (process-wide, once): new threads and thread pool tasks
+    run in the context of the code that started them. Returns whether it is on. Never raises: if the
+    instrumentation cannot be loaded, logs a warning naming what is lost."""
+    try:
+        from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+
+        with _threads_lock:
+            inst = ThreadingInstrumentor()
+            if not inst.is_instrumented_by_opentelemetry:
+                inst.instrument()
+        return True
+    except Exception as exc:  # noqa: BLE001 - context still flows in asyncio; say what is missing
+        logger.warning("thread context propagation is off (%s); attribution will not reach spans started in new "
+                       "threads. Install opentelemetry-instrumentation-threading.", exc)
+        return False
 
 
 # ------------------------------------------------------------------------------------------------ propagation

@@ -263,21 +263,33 @@ def test_bad_construction_fails_fast() -> None:
         oc.CostSpanProcessor(pricing=[str(DATA / "missing.toml")])
 
 
-def test_unpaired_index_bounds_the_spans_kept_under_one_parent() -> None:
-    """A parent with thousands of LLM children and no response ids must not grow one list without bound (nor make
-    every match scan it): the oldest siblings go, counted, and pairing of recent siblings still works."""
-    from otel_costattr._capture._enrich import _UNPAIRED_PER_PARENT, _UnpairedIndex
+def test_pair_index_bounds_the_spans_kept_per_trace_and_per_usage_signature() -> None:
+    """A trace with thousands of LLM calls must not grow one list without bound (nor make every match scan it): the
+    oldest go, counted, and pairing of recent calls still works; traces and usage signatures are capped too."""
+    from otel_costattr._capture._enrich import _PAIRS_PER_SIGNATURE, _PAIRS_PER_TRACE, _SPAN, _PairIndex
 
-    index = _UnpairedIndex(capacity=8)
-    n = 5 * _UNPAIRED_PER_PARENT
+    def seen(i: int, scope: str, trace: str = "t" * 32, parent: str | None = "p" * 16) -> tuple:
+        sid = f"{i:016x}"
+        return (sid, sid, parent, trace, scope, "openai", "gpt-4o", 10, 5, i * 10, i * 10 + 5, True, None, 2)
+
+    index = _PairIndex(capacity=8)
+    n = 5 * _PAIRS_PER_TRACE
     for i in range(n):  # one instrumentation, sequential calls under one parent: none pairs with another
-        assert index.match("t" * 32, f"{i:016x}", "p" * 16, "scope-a", "openai", "gpt-4o", i * 10, i * 10 + 5) is None
-    assert [len(v) for v in index._by_parent.values()] == [_UNPAIRED_PER_PARENT]
-    assert index.evicted == n - _UNPAIRED_PER_PARENT
+        assert index.match(seen(i, "scope-a")) is None
+    assert [len(v) for v in index._by_trace.values()] == [_PAIRS_PER_TRACE]
+    assert [len(v["scope-a"]) for v in index._by_usage.values()] == [_PAIRS_PER_SIGNATURE]
+    assert index.evicted == (n - _PAIRS_PER_TRACE) + (n - _PAIRS_PER_SIGNATURE)
     # a second instrumentation's span of the latest call still finds its twin
     last = n - 1
-    assert index.match("t" * 32, "f" * 16, "p" * 16, "scope-b", "openai", "gpt-4o", last * 10, last * 10 + 5) \
-        == f"{last:016x}"
+    twin = index.match(("f" * 16, "f" * 16, "p" * 16, "t" * 32, "scope-b", "openai", "gpt-4o", 10, 5, last * 10,
+                        last * 10 + 5, True, None, 2))
+    assert twin is not None and twin[_SPAN] == f"{last:016x}"
+    assert len(index._paired) == 2
+    before = index.evicted
+    for i in range(20):  # many traces: at most `capacity` kept, each drop counted, pairing state dropped with them
+        index.match(seen(1000 + i, "scope-a", trace=f"{i:032x}", parent=None))
+    assert len(index._by_trace) == 8 and len(index._by_usage) <= 8 and index.evicted > before
+    assert not index._paired
 
 
 # ------------------------------------------------------------------ in place at OnEnding (DESIGN D1, issue 18)
