@@ -143,8 +143,15 @@ def test_bad_ledger_location_fails_fast(tmp_path: Path) -> None:
         Ledger(tmp_path / "nope.duckdb", read_only=True)
     junk = tmp_path / "junk.duckdb"
     junk.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(oc.ConfigurationError, match="cannot open ledger"):
-        Ledger(junk)
+    for read_only in (False, True):
+        with pytest.raises(oc.ConfigurationError, match="not an otel-costattr ledger; nothing was read or written"):
+            Ledger(junk, read_only=read_only)
+    assert junk.read_bytes() == b"this is not a database" * 100  # untouched
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_bytes(b"x")
+    with pytest.raises(oc.ConfigurationError, match="is a directory that is not an otel-costattr ledger"):
+        Ledger(other)
 
 
 CHILD = textwrap.dedent("""
