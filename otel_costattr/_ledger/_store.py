@@ -783,7 +783,8 @@ class LedgerSpanProcessor(SpanProcessor):
 
     * ``on_end`` never raises. It appends the span to a bounded queue (``max_queue_size``) that a worker
       thread writes in batches of up to ``max_export_batch_size`` (at once when a batch is full, else every
-      ``schedule_delay_millis``). A batch is acknowledged only after DuckDB committed it (see :class:`Ledger`).
+      ``schedule_delay_millis``, default 0.5 s, so the first batch is durable within about a second of the first
+      span). A batch is acknowledged only after its segment is durable (see :class:`Ledger`).
     * Backpressure instead of loss: when the queue is full (the writer is behind: slow disk, long checkpoint,
       a burst bigger than the queue), the thread ending the span waits for space, at most
       ``max_block_millis`` (default 5 s). So under sustained overload the application runs at the speed of
@@ -792,8 +793,7 @@ class LedgerSpanProcessor(SpanProcessor):
     * Bounded wait, then counted loss: if no space frees up within ``max_block_millis`` the writer is taken to
       be stalled, that span is dropped, and so is every span that finds the queue full until the writer takes
       a batch again (so a stalled disk costs the application one bounded wait, not one per span). Spans ended
-      after :meth:`shutdown`, or in a forked child process (DuckDB allows one writing process), are dropped
-      too. Every drop is counted, by reason and by whether the span carried a cost, in :meth:`stats` and the
+      after :meth:`shutdown` are dropped too. Every drop is counted, by reason and by whether the span carried a cost, in :meth:`stats` and the
       ``otel_costattr.ledger.spans.dropped`` counter (attributes ``reason``, ``gen_ai.cost.status``), and
       logged once per reason. All spans are treated alike (no priority for priced ones): non-LLM spans are
       the parents that retry chains and the call tree need.
@@ -802,12 +802,18 @@ class LedgerSpanProcessor(SpanProcessor):
     * A batch the ledger refuses (disk full, read-only file) is counted in ``exporter.failed_batches`` and
       logged once; the spans of a failed batch are not retried.
 
-    ``force_flush`` writes everything queued before the call and waits for it (up to ``timeout_millis``).
-    ``shutdown`` stops accepting spans, writes what is queued (up to 30 s), then closes the ledger.
+    * Fork-safe: in a child made by ``os.fork`` (gunicorn ``--preload``, multiprocessing, Celery prefork) the
+      processor starts a worker of its own when the child ends its first span, and writes a segment stream of
+      its own; spans the parent had queued stay the parent's to write. Nothing is dropped for being forked.
+
+    ``force_flush`` writes everything queued before the call and waits for it (up to ``timeout_millis``); it
+    takes no lock the application's threads hold, so a signal handler may call it (``configure()`` does, on
+    SIGTERM/SIGINT). ``shutdown`` stops accepting spans, writes what is queued (up to 30 s), then closes the
+    ledger.
     """
 
     def __init__(self, ledger: Ledger | str | os.PathLike[str], *, max_queue_size: int = 8192,
-                 schedule_delay_millis: float = 1000, max_export_batch_size: int = 2048,
+                 schedule_delay_millis: float = 500, max_export_batch_size: int = 2048,
                  max_block_millis: float = 5000, meter_provider: Any = None, **kwargs: Any) -> None:
         if max_queue_size < 1 or max_export_batch_size < 1 or max_export_batch_size > max_queue_size:
             raise ValueError("need 1 <= max_export_batch_size <= max_queue_size")
@@ -824,7 +830,8 @@ class LedgerSpanProcessor(SpanProcessor):
         self._wake = threading.Event()  # set by producers when a batch is ready, by flush and shutdown
         self._space = threading.Condition(threading.Lock())  # producers waiting for room; guards the fields below
         self._stalled = False  # a producer gave up waiting: drop without waiting until the writer moves again
-        self._flush_requests: list[threading.Event] = []
+        # Flush requests: appended without a lock (a signal handler may flush), taken by the worker.
+        self._flush_requests: deque[threading.Event] = deque()
         self._closed = False
         self._forked = False
         self._counts: dict[str, int] = {}
@@ -836,8 +843,7 @@ class LedgerSpanProcessor(SpanProcessor):
                  else metrics.get_meter("otel_costattr", __version__))
         self._dropped_metric = meter.create_counter(
             "otel_costattr.ledger.spans.dropped", unit="{span}",
-            description="Spans the ledger did not store because its writer stalled, it was shut down, or the "
-                        "process forked")
+            description="Spans the ledger did not store because its writer stalled or it was shut down")
         self._worker = threading.Thread(target=self._work, name="otel-costattr-ledger", daemon=True)
         self._worker.start()
         if hasattr(os, "register_at_fork"):
@@ -845,12 +851,34 @@ class LedgerSpanProcessor(SpanProcessor):
 
             def _in_child() -> None:
                 me = ref()
-                if me is not None:  # the worker thread did not survive the fork; a lock it held would not either
-                    me._forked = True
-                    me._space = threading.Condition(threading.Lock())
-                    me._queue.clear()  # the parent's spans: the parent writes them
+                if me is not None:
+                    me._after_fork()
 
             os.register_at_fork(after_in_child=_in_child)
+
+    def _after_fork(self) -> None:
+        # Only the forking thread survives: the worker is gone, and a lock it (or any other thread) held stays
+        # held forever. Fresh ones; the worker is started again by the first span the child ends (starting a
+        # thread inside a fork handler is not safe everywhere). The parent's queued spans are the parent's.
+        self._forked = True
+        self._queue = deque()
+        self._wake = threading.Event()
+        self._space = threading.Condition(threading.Lock())
+        self._flush_requests = deque()
+        self._stalled = False
+        # The child's counters describe the child.
+        self._counts = {}
+        self._waits, self._wait_s, self._longest_wait_s = 0, 0.0, 0.0
+        self.exporter.written = self.exporter.failed_batches = 0
+
+    def _restart_worker(self) -> None:
+        """In a forked child: start the child's own worker (once)."""
+        with self._space:
+            if not self._forked:
+                return
+            self._worker = threading.Thread(target=self._work, name="otel-costattr-ledger", daemon=True)
+            self._worker.start()
+            self._forked = False
 
     @property
     def ledger(self) -> Ledger:
@@ -875,10 +903,8 @@ class LedgerSpanProcessor(SpanProcessor):
             logger.debug("ledger on_end failed", exc_info=True)
 
     def _on_end_slow(self, span: ReadableSpan) -> None:
-        if self._forked:
-            self._drop(span, "forked", "a span ended in a forked child process: the ledger is written only by "
-                       "the process that opened it (DuckDB allows one writer)")
-            return
+        if self._forked and not self._closed:
+            self._restart_worker()
         if self._closed:
             self._drop(span, "shutdown", "a span ended after the ledger processor was shut down")
             return
@@ -964,8 +990,10 @@ class LedgerSpanProcessor(SpanProcessor):
         while True:
             woken = self._wake.wait(delay)
             self._wake.clear()
+            flushes = []
+            while self._flush_requests:
+                flushes.append(self._flush_requests.popleft())
             with self._space:
-                flushes, self._flush_requests = self._flush_requests, []
                 closing = self._closed
             if flushes or closing:
                 n = len(self._queue)  # everything queued before the request; later spans wait their turn
@@ -989,12 +1017,19 @@ class LedgerSpanProcessor(SpanProcessor):
     # ------------------------------------------------------------------------------------ lifecycle
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Write everything queued before this call; True once written (or refused and counted) in time."""
+        """Write everything queued before this call; True once written (or refused and counted) in time.
+
+        Takes no lock that producers hold (the request goes on a lock-free queue), so it is safe to call from a
+        signal handler or while other threads are ending spans.
+        """
+        if self._forked:
+            if not self._queue:
+                return True  # a forked child that has ended no span yet: nothing to write
+            self._restart_worker()
         if self._closed or not self._worker.is_alive() or threading.current_thread() is self._worker:
             return False
         done = threading.Event()
-        with self._space:
-            self._flush_requests.append(done)
+        self._flush_requests.append(done)
         self._wake.set()
         return done.wait(timeout_millis / 1000)
 
@@ -1005,8 +1040,9 @@ class LedgerSpanProcessor(SpanProcessor):
                 return
             self._closed = True
             self._space.notify_all()  # producers waiting for room stop waiting (and drop, counted)
-        if self._forked:
-            return  # the parent's ledger: a checkpoint from this copy of its connection could corrupt the file
+        if self._forked:  # a forked child that never ended a span: no worker, nothing queued
+            self.exporter.shutdown()
+            return
         self._wake.set()
         if threading.current_thread() is not self._worker:
             self._worker.join(timeout_millis / 1000)
@@ -1020,8 +1056,8 @@ class LedgerSpanProcessor(SpanProcessor):
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``queued``, ``written``, ``failed_batches``, ``dropped`` (total) and
-        ``dropped_priced`` (spans that carried a cost), ``dropped_queue_full`` / ``dropped_shutdown`` /
-        ``dropped_forked``, and the backpressure waits (``waits``, ``wait_s``, ``longest_wait_s``)."""
+        ``dropped_priced`` (spans that carried a cost), ``dropped_queue_full`` / ``dropped_shutdown`` (and
+        ``dropped_forked``, always 0 since forked children write their own stream), and the backpressure waits (``waits``, ``wait_s``, ``longest_wait_s``)."""
         with self._space:
             counts = dict(self._counts)
             waits, wait_s, longest = self._waits, self._wait_s, self._longest_wait_s

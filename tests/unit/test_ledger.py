@@ -213,7 +213,7 @@ def test_ledger_processor_flush_writes_what_was_queued_and_drops_after_shutdown_
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_ledger_processor_in_a_forked_child_drops_counted_and_leaves_the_file_alone(tmp_path: Path) -> None:
+def test_ledger_processor_in_a_forked_child_writes_its_own_stream(tmp_path: Path) -> None:
     path = tmp_path / "l.duckdb"
     led = LedgerSpanProcessor(path, book=BOOK, schedule_delay_millis=50)
     tp = TracerProvider()
@@ -239,12 +239,14 @@ def test_ledger_processor_in_a_forked_child_drops_counted_and_leaves_the_file_al
     with os.fdopen(r) as f:
         child_stats = json.loads(f.read() or "{}")
     assert os.waitpid(pid, 0)[1] == 0
-    assert child_stats["dropped_forked"] == 2 and child_stats["written"] == 1
+    assert child_stats["dropped"] == 0 and child_stats["written"] == 2  # the child's own counters
     with tracer.start_as_current_span("after fork"):
         pass
     tp.shutdown()
     assert [n for (n,) in Ledger(path, read_only=True).query("SELECT name FROM spans ORDER BY name")] == [
-        "after fork", "before fork"]
+        "after fork", "before fork", "in child", "in child"]
+    streams = {s.stream for s in Ledger(path, read_only=True).segments()}
+    assert len(streams) == 2 and all(s.split("-")[0] in (str(os.getpid()), str(pid)) for s in streams)
 
 
 def test_values_that_do_not_fit_their_column_are_nulled_marked_and_counted(tmp_path: Path) -> None:
