@@ -246,6 +246,26 @@ class SegmentDir:
             self._mine.setdefault(level, []).append(seg)
             return seg
 
+    def reserve(self, *, level: int, flags: str = "", schema: int = 1) -> tuple[Path, Path]:
+        """(temporary path, final path) for a segment written by someone else (DuckDB's COPY): write the
+        temporary file, then :meth:`commit` it."""
+        with self._lock:
+            name = self._name(level, flags, schema)
+        return self.seg_dir / f".{name}.tmp", self.seg_dir / name
+
+    def commit(self, tmp: Path, final: Path) -> Segment:
+        """fsync ``tmp``, rename it to ``final``, fsync the directory: the segment is then durable and visible."""
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        _fsync_dir(self.seg_dir)
+        seg = Segment.parse(final)
+        assert seg is not None
+        return seg
+
     # ------------------------------------------------------------------------------------------ reading
 
     def replaced_by(self, seg: Segment) -> tuple[str, ...]:
@@ -282,7 +302,7 @@ class SegmentDir:
 
     # ------------------------------------------------------------------------------------------ merging
 
-    def _compact_lock(self, blocking: bool) -> Any:
+    def compact_lock(self, blocking: bool) -> Any:
         import fcntl
         fd = os.open(self.seg_dir / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -295,7 +315,7 @@ class SegmentDir:
         return fd
 
     @staticmethod
-    def _unlock(fd: int) -> None:
+    def unlock(fd: int) -> None:
         import fcntl
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -316,7 +336,7 @@ class SegmentDir:
             segs = self._mine[level]
             if len(segs) < MERGE_FANOUT:
                 continue
-            fd = self._compact_lock(blocking=False)
+            fd = self.compact_lock(blocking=False)
             if fd is None:
                 return done
             try:
@@ -326,16 +346,44 @@ class SegmentDir:
                     continue
                 table = pa.concat_tables([pq.read_table(s.path) for s in present])
                 table, flags = resolve(table, "".join(s.flags for s in present))
-                self._mine[level] = []
                 self.write(table, flags=flags, level=min(level + 1, FULL_LEVEL - 1),
                            replaces=[s.name for s in present])
-                self._delete(present)
+                self._mine[level] = [s for s in self._mine[level] if s not in segs]  # kept if the write failed
+                self.delete(present)
                 done += 1
             finally:
-                self._unlock(fd)
+                self.unlock(fd)
         return done
 
-    def _delete(self, segs: Iterable[Segment]) -> None:
+    def drop_flag(self, flag: str, which: Any) -> int:
+        """Rename the live segments ``which(seg)`` selects to the same name without ``flag``; returns how many.
+
+        Under the compaction lock, so no compaction names the old names meanwhile; a reader that listed an old
+        name fails to open it and lists again."""
+        fd = self.compact_lock(blocking=True)
+        n = 0
+        try:
+            for seg in self.live():
+                if flag not in seg.flags or not which(seg):
+                    continue
+                stem = seg.name[:-len(".parquet")]
+                head, _, tail = stem.rpartition("_v")
+                digits = tail.rstrip("abcdefghijklmnopqrstuvwxyz")
+                flags = "".join(f for f in seg.flags if f != flag)
+                os.replace(seg.path, self.seg_dir / f"{head}_v{digits}{flags}.parquet")
+                n += 1
+            if n:
+                _fsync_dir(self.seg_dir)
+                for level, segs in self._mine.items():  # this stream's own list follows the new names
+                    self._mine[level] = [Segment.parse(self.seg_dir / (s.name if flag not in s.flags else
+                                         s.name.replace(f"{s.flags}.parquet",
+                                                        "".join(f for f in s.flags if f != flag) + ".parquet")))
+                                         or s for s in segs]
+        finally:
+            self.unlock(fd)
+        return n
+
+    def delete(self, segs: Iterable[Segment]) -> None:
         for s in segs:
             try:
                 s.path.unlink(missing_ok=True)

@@ -660,6 +660,43 @@ class Ledger:
     def count(self) -> int:
         return self.query("SELECT count(*) FROM spans")[0][0]
 
+    def load_counts(self, before: set[str]) -> tuple[int, int, int]:
+        """For a load this object just wrote (its stream's segments not in ``before``): (distinct spans stored,
+        how many of them replaced a copy other segments already held, how many of its billed calls (response
+        id + provider) also appear in another span, of this load or of the ledger)."""
+        assert self._dir is not None
+        import duckdb
+        for attempt in range(5):
+            segs = self._dir.live()
+            mine = [s for s in segs if s.name not in before and s.stream == self._dir.stream]
+            others = [s for s in segs if not (s.name not in before and s.stream == self._dir.stream)]
+            if not mine:
+                return 0, 0, 0
+            keys = f"SELECT DISTINCT trace_id, span_id FROM {_parquet_list(mine)}"
+            calls = ("SELECT response_id, coalesce(lower(provider), '') AS p FROM {} "
+                     "WHERE is_llm AND response_id IS NOT NULL")
+            mine_calls = calls.format(_parquet_list(mine))
+            sql = (f"SELECT (SELECT count(*) FROM ({keys})), " + (
+                f"(SELECT count(*) FROM ({keys}) m SEMI JOIN (SELECT trace_id, span_id FROM {_parquet_list(others)}) "
+                "o USING (trace_id, span_id))" if others else "0") +
+                f", (SELECT count(*) FROM (SELECT response_id, p FROM ({mine_calls}) GROUP BY ALL HAVING count(*) > 1"
+                + (f" UNION SELECT m.response_id, m.p FROM ({mine_calls}) m SEMI JOIN ("
+                   f"{calls.format(_parquet_list(others))}) o USING (response_id, p)" if others else "") + "))")
+            try:
+                with self._lock:
+                    got = self._connect().execute(sql).fetchone()
+                return got[0], got[1], got[2]
+            except (duckdb.IOException, FileNotFoundError):
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def settle_load(self, before: set[str]) -> None:
+        """A load that replaced nothing and paired with nothing needs no settling at read time: drop the ``r``
+        flag of its segments (a rename each, under the compaction lock), so reports read them as plain ones."""
+        assert self._dir is not None
+        self._dir.drop_flag("r", lambda s: s.name not in before and s.stream == self._dir.stream)
+
     def segments(self) -> list[Any]:
         """The segments a reader reads now (empty for a single-file ledger)."""
         return [] if self._dir is None else self._dir.live()

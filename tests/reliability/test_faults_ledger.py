@@ -1,14 +1,15 @@
 """The ledger's storage fails under it: read-only, disk full, the process SIGKILLed mid-write.
 
-Contract under test (``_ledger.py``): a write returns only after DuckDB committed the batch; a failed batch
-makes the exporter return FAILURE and count it (``LedgerExporter.failed_batches``), never raise; nothing that
-was committed is lost or corrupted by later failures, and the ledger resumes once the storage is back.
+Contract under test (``_ledger/_store.py``, ``_segments.py``): a write returns only after its segment is
+durable (fsynced, renamed into place); a failed batch makes the exporter return FAILURE and count it
+(``LedgerExporter.failed_batches``), never raise; nothing that was committed is lost or corrupted by later
+failures, and the ledger resumes once the storage is back.
 
 We run as root, so file modes do not stop writes. What really fails for root:
 
 * read-only: a read-only bind mount over the ledger's directory (``mount --bind`` + ``remount,bind,ro``); if
-  mounting is not permitted, the write-ahead-log path is taken by a directory (``open`` then fails with
-  EISDIR for anyone). Either way the ledger is checkpointed first, so the next write must open a new WAL.
+  mounting is not permitted, the ``segments`` directory is replaced by a file (creating a segment then fails
+  with ENOTDIR for anyone).
 * disk full: a 2 MiB tmpfs (``mount -t tmpfs -o size=2m``); if mounting is not permitted, ``RLIMIT_FSIZE``
   (with SIGXFSZ ignored, writes past the limit fail with EFBIG).
 """
@@ -130,21 +131,18 @@ def test_read_only_ledger_fails_counted_keeps_committed_and_recovers(tmp_path: P
         for _ in range(3):
             assert p.round(20)
         acked_before = len(p.acked)
-        # Checkpoint (as DuckDB does on its own every 16 MiB of WAL): the next write must open a new WAL.
-        with p.proc.ledger._lock:  # noqa: SLF001
-            p.proc.ledger.con.execute("CHECKPOINT")
         method = "read-only bind mount"
         if not (_run("mount", "--bind", str(d), str(d)) and _run("mount", "-o", "remount,bind,ro", str(d))):
             _run("umount", "-l", str(d))
-            method = "WAL path taken by a directory"
-            (d / "costs.duckdb.wal").mkdir()
+            method = "segments directory replaced by a file"
+            _block_segments(d / "costs.duckdb")
         try:
             failed_rounds = sum(not p.round(20) for _ in range(3))
         finally:
             if method.startswith("read-only"):
                 _run("umount", "-l", str(d))
             else:
-                (d / "costs.duckdb.wal").rmdir()
+                _unblock_segments(d / "costs.duckdb")
         for _ in range(2):  # writable again: the ledger resumes
             assert p.round(20), "the ledger did not resume after the storage became writable again"
         failed_batches = p.proc.exporter.failed_batches
@@ -177,7 +175,7 @@ def test_disk_full_fails_counted_keeps_committed_and_recovers(tmp_path: Path, fi
                 # No mounting here: cap file size instead (this process only; restored below).
                 for _ in range(2):
                     assert p.round(20)
-                size = max(f.stat().st_size for f in mnt.iterdir())
+                size = max(f.stat().st_size for f in (mnt / "costs.duckdb" / "segments").iterdir())
                 resource.setrlimit(resource.RLIMIT_FSIZE, (size + 1_500_000, old_limit[1]))
             rounds = failed_rounds = 0
             while failed_rounds < 3 and rounds < 200:
@@ -210,27 +208,35 @@ def test_disk_full_fails_counted_keeps_committed_and_recovers(tmp_path: Path, fi
 
 
 def test_failed_ledger_write_names_the_real_cause(tmp_path: Path) -> None:
-    """Proves: the warning logged for a failed ledger write names the storage error that caused it, not a
-    follow-on error of the rollback, so an operator can tell a full disk from a bug. (Before: after a failed
-    COMMIT the ROLLBACK raised 'cannot rollback - no transaction is active', which replaced the real error.)"""
+    """Proves: the warning logged for a failed ledger write names the storage error that caused it and what is
+    already safe, so an operator can tell a full disk from a bug."""
     book = oc.PriceBook.load(env=False)
     d = tmp_path / "ledger-dir"
     d.mkdir()
     p = _Pipeline(d / "costs.duckdb", book)
     with LogCapture() as logs:
         assert p.round(2)
-        with p.proc.ledger._lock:  # noqa: SLF001
-            p.proc.ledger.con.execute("CHECKPOINT")
-        (d / "costs.duckdb.wal").mkdir()  # the next commit cannot open its write-ahead log
+        _block_segments(d / "costs.duckdb")  # the next segment cannot be created
         try:
             assert not p.round(2)
         finally:
-            (d / "costs.duckdb.wal").rmdir()
+            _unblock_segments(d / "costs.duckdb")
         p.tp.shutdown()
     (warning,) = [r.getMessage() for r in logs.records if r.name == "otel_costattr._ledger._store"
                   and r.levelname == "WARNING"]
-    assert "Is a directory" in warning or "costs.duckdb.wal" in warning, warning
-    assert "rollback" not in warning.lower(), warning
+    assert "Not a directory" in warning and "segments" in warning, warning
+    assert "stored before are safe" in warning, warning
+
+
+def _block_segments(ledger: Path) -> None:
+    """Make segment writes fail for anyone, root included: the segments directory becomes a file."""
+    (ledger / "segments").rename(ledger / "segments.aside")
+    (ledger / "segments").write_bytes(b"")
+
+
+def _unblock_segments(ledger: Path) -> None:
+    (ledger / "segments").unlink()
+    (ledger / "segments.aside").rename(ledger / "segments")
 
 
 # ------------------------------------------------------------------------------------------------- SIGKILL
@@ -286,7 +292,7 @@ def test_sigkill_mid_write_loses_no_acknowledged_span(tmp_path: Path, figure) ->
     elapsed = time.perf_counter() - t0
 
     begun, acked = _read_acks(acks)
-    led = Ledger(ledger, read_only=True)  # raises if the file were corrupt
+    led = Ledger(ledger, read_only=True)  # raises if the ledger were corrupt
     try:
         stored = {sid for (sid,) in led.query("SELECT span_id FROM spans")}
         (rows,), = led.query("SELECT count(*) FROM spans")
