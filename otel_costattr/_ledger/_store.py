@@ -605,13 +605,16 @@ class Ledger:
             try:
                 self._dir.write(table, flags=flags, schema=SCHEMA_VERSION)
             except OSError as exc:
+                if not exc.filename:
+                    exc.filename = str(self._dir.seg_dir)
+                again = " Loading the same spans again replaces them; it does not double them." if replace else ""
                 raise LedgerStorageError(storage_message(
                     exc, f"could not write {n} span(s) to the ledger {self.path}",
                     f"The {self.committed} span(s) this process stored before are safe (each batch is "
-                    "committed on its own).")) from None
+                    f"committed on its own).{again}")) from None
             self.committed += n
             try:
-                self._dir.merge_own(_resolve_merged)
+                self._dir.merge_own()
             except Exception as exc:  # noqa: BLE001 - the batch is stored; merging is retried with the next one
                 logger.debug("merging this writer's segments failed (%s); retried later", exc, exc_info=True)
         return n
@@ -621,7 +624,10 @@ class Ledger:
     def _connect(self) -> Any:
         import duckdb
         if self._con is None:
+            # Segments are immutable: their Parquet footers can be cached across queries (a report runs a few
+            # dozen queries over the same files; while writers write, most files stay the same).
             self._con = duckdb.connect()
+            self._con.execute("SET parquet_metadata_cache = true")
             cols = ", ".join(f"{n} {t.replace(' NOT NULL', '').replace('JSON', 'VARCHAR')}" for n, t in COLUMNS)
             self._con.execute(f"CREATE TABLE _empty ({cols})")
         return self._con
@@ -753,29 +759,6 @@ def _calls_sql(segs: Sequence[Any]) -> str:
     WHERE s.is_llm)
 SELECT s.* FROM spans s LEFT JOIN _rank r ON s.trace_id = r.trace_id AND s.span_id = r.span_id
 WHERE CASE WHEN r._rn IS NULL THEN {where.replace("span_id", "s.span_id")} ELSE s.is_llm AND r._rn = 1 END"""
-
-
-def _resolve_merged(table: Any, flags: str) -> tuple[Any, str]:
-    """Settle, inside merged rows, which spans a more detailed duplicate shadows; keep 's' only for the rest."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    out = "r" if "r" in flags else ""
-    if "s" not in flags:
-        return table, out
-    shadowing = pc.and_kleene(pc.and_kleene(table["counted"], pc.equal(table["cost_status"], "duplicate")),
-                              pc.is_valid(table["duplicate_of"]))
-    ids = pc.filter(table["duplicate_of"], pc.fill_null(shadowing, False))
-    if len(ids) == 0:
-        return table, out
-    hit = pc.and_kleene(pc.is_in(table["span_id"], value_set=pa.array(ids.to_pylist(), pa.string())),
-                        table["is_llm"])
-    counted = pc.if_else(pc.fill_null(hit, False), False, table["counted"])
-    table = table.set_column(table.schema.get_field_index("counted"), "counted", counted)
-    present = set(table["span_id"].to_pylist()) if len(ids) else set()
-    if any(i not in present for i in ids.to_pylist()):
-        out += "s"
-    return table, out
 
 
 def open_ledger(path: str | os.PathLike[str], **kwargs: Any) -> Ledger:

@@ -314,3 +314,34 @@ def test_sigkill_mid_write_loses_no_acknowledged_span(tmp_path: Path, figure) ->
     assert wrong_cost == 0
     # Anything stored but not acknowledged must be a whole batch that was in flight at the kill.
     assert stored - acked_ids <= {sid for ids in in_flight.values() for sid in ids}
+
+
+@pytest.mark.figure("Faults", "`ingest` into a full disk (1.2 MiB tmpfs): one message, committed batches kept")
+def test_ingest_into_a_full_disk_says_what_is_safe(tmp_path: Path, figure) -> None:
+    """Proves: `ingest` on a disk that fills up exits 2 with one message (what happened, what is already safe,
+    what to do), no traceback, and the batches it reported as safe are in the ledger and readable."""
+    sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+    import bench_ledger as B
+
+    src = tmp_path / "in.pb"
+    B._otlp_proto_file(src, B._records(200_000, priced=False))
+    mnt = tmp_path / "small-disk"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    with _tmpfs(mnt, "1200k") as mounted:
+        if not mounted:
+            pytest.skip("mounting a tmpfs is not permitted here")
+        r = subprocess.run([sys.executable, "-m", "otel_costattr", "ingest", str(src), "--db", str(mnt / "l")],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert "the disk is full" in r.stderr and "To continue: free space" in r.stderr
+        safe = int(r.stderr.split("The ")[1].split(" span(s)")[0])
+        led = Ledger(mnt / "l", read_only=True)
+        try:
+            stored = led.count()
+        finally:
+            led.close()
+        assert safe > 0 and stored == safe
+        assert not any(p.name.endswith(".tmp") for p in (mnt / "l" / "segments").iterdir())
+    figure.how_much = "200,000 spans into a 1.2 MiB tmpfs"
+    figure.lost = f"acknowledged: 0 of {safe} lost; exit 2 with one message"

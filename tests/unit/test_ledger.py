@@ -380,7 +380,23 @@ def test_writer_merges_its_own_segments_and_readers_never_double_count(tmp_path:
         (n, s), = reader.query("SELECT count(*), sum(cost_total) FROM calls")
         assert n == (b + 1) * 10 and s == total
     levels = sorted(seg.level for seg in led.segments())
-    assert levels == [0, 0, 0, 1, 1]  # 35 batches: two merges of 16, three batches not merged yet
+    assert levels == [0, 0, 0, 1, 1]  # two merges of MERGE_FANOUT batches, three batches not merged yet
+
+
+def test_a_writers_merge_settles_a_duplicate_pair_split_over_two_batches(tmp_path: Path) -> None:
+    from otel_costattr._ledger._segments import MERGE_FANOUT
+
+    led = Ledger(tmp_path / "costs.duckdb", book=BOOK)
+    led.write_records([_rec("1" * 16, "msg_1", False, "priced", 0.01245)])
+    led.write_records([_rec("2" * 16, "msg_1", True, "duplicate", None, dup_of="1" * 16, flags=("more_detailed",))])
+    assert [s.flags for s in led.segments()] == ["", "s"]  # the pair is settled at read time for now
+    want = [("2" * 16, Decimal("0.013575"))]
+    assert led.query("SELECT span_id, cost_total FROM calls") == want
+    for i in range(MERGE_FANOUT - 2):
+        led.write_records([_chat(i, 0.001)])
+    (merged,) = led.segments()
+    assert merged.level == 1 and merged.flags == ""  # settled inside the merge
+    assert led.query("SELECT span_id, cost_total FROM calls WHERE response_id = 'msg_1'") == want
 
 
 def test_compact_folds_reloads_and_duplicates_while_a_writer_keeps_writing(tmp_path: Path) -> None:
