@@ -585,6 +585,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # e.g. the importer's malformed-input errors
         print(f"otel-costattr: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a file or directory the command could not use: say which, no traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"otel-costattr: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

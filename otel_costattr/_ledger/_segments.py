@@ -198,7 +198,12 @@ class SegmentDir:
         if meta["version"] > FORMAT_VERSION:
             raise ConfigurationError(f"ledger {self.root} was written by a newer otel-costattr (format version "
                                      f"{meta['version']}, this one reads {FORMAT_VERSION}); upgrade otel-costattr")
-        self.seg_dir.mkdir(exist_ok=True)
+        if not self.seg_dir.is_dir():
+            try:
+                self.seg_dir.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise LedgerStorageError(storage_message(exc, f"cannot prepare the ledger {self.root}",
+                                                         "Nothing was changed.")) from None
 
     def _new_stream(self) -> None:
         self.pid = os.getpid()
@@ -308,7 +313,13 @@ class SegmentDir:
 
     def compact_lock(self, blocking: bool) -> Any:
         import fcntl
-        fd = os.open(self.seg_dir / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.seg_dir / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if not blocking:
+                return None  # a writer's own merge: skipped (the write itself will say what is wrong)
+            raise LedgerStorageError(storage_message(exc, f"cannot lock {self.seg_dir} for compaction",
+                                                     "Nothing was changed.")) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except OSError:

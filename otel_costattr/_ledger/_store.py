@@ -452,7 +452,10 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False, store_content: bool = False,
                  book: Any = None) -> None:
-        import duckdb  # noqa: F401 - both imported here, never on a first write (DESIGN D11: first batch <= 1 s)
+        # Imported here, never on a first write: the first batch is durable within about a second of the first
+        # span (DESIGN D11), and a SIGTERM soon after start-up does not wait for imports.
+        import duckdb  # noqa: F401
+        import pyarrow.compute  # noqa: F401
         import pyarrow.parquet  # noqa: F401
 
         self.dialect = "duckdb"
@@ -656,11 +659,15 @@ class Ledger:
                 try:
                     self._refresh()
                     return self._con.execute(sql, params or []).fetchall()
-                except (duckdb.IOException, FileNotFoundError):
+                except (duckdb.IOException, FileNotFoundError) as exc:
                     if attempt == 4:
-                        raise
+                        raise _unreadable(self.path, exc) from None
                     self._seen = None
                     time.sleep(0.01 * (attempt + 1))
+                except duckdb.InvalidInputException as exc:
+                    if "parquet" not in str(exc).lower():
+                        raise
+                    raise _unreadable(self.path, exc) from None
             raise AssertionError("unreachable")  # pragma: no cover
 
     def count(self) -> int:
@@ -713,6 +720,12 @@ class Ledger:
             self._seen = None
             if con is not None:
                 con.close()
+
+
+def _unreadable(path: Path, exc: BaseException) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot read the ledger {path}: {str(exc).splitlines()[0]}. Nothing was changed. A segment file named "
+        f"there is damaged or unreadable: move it out of {path / 'segments'} (the rest stays readable), or restore it")
 
 
 def _parquet_list(segs: Sequence[Any], extra: str = "") -> str:

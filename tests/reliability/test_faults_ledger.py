@@ -17,6 +17,7 @@ We run as root, so file modes do not stop writes. What really fails for root:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -345,3 +346,39 @@ def test_ingest_into_a_full_disk_says_what_is_safe(tmp_path: Path, figure) -> No
         assert not any(p.name.endswith(".tmp") for p in (mnt / "l" / "segments").iterdir())
     figure.how_much = "200,000 spans into a 1.2 MiB tmpfs"
     figure.lost = f"acknowledged: 0 of {safe} lost; exit 2 with one message"
+
+
+@pytest.mark.figure("Faults", "Commands on a read-only ledger (read-only bind mount)")
+def test_commands_on_a_read_only_ledger(tmp_path: Path, figure) -> None:
+    """Proves: on a read-only ledger `report` still works (readers write nothing), and `ingest` and `ledger
+    compact` exit 2 with one message saying nothing was lost, no traceback."""
+    sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+    import bench_ledger as B
+
+    src = tmp_path / "in.pb"
+    B._otlp_proto_file(src, B._records(2_000, priced=False))
+    d = tmp_path / "ro"
+    d.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "otel_costattr", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    assert cli("ingest", str(src), "--db", str(d / "l")).returncode == 0
+    assert cli("ingest", str(src), "--db", str(d / "l")).returncode == 0  # two segments: something to compact
+    if not (_run("mount", "--bind", str(d), str(d)) and _run("mount", "-o", "remount,bind,ro", str(d))):
+        _run("umount", "-l", str(d))
+        pytest.skip("a read-only bind mount is not permitted here")
+    try:
+        rep = cli("report", "--db", str(d / "l"), "--format", "json")
+        ing = cli("ingest", str(src), "--db", str(d / "l"))
+        cmp = cli("ledger", "compact", "--db", str(d / "l"))
+    finally:
+        _run("umount", "-l", str(d))
+    assert rep.returncode == 0 and json.loads(rep.stdout)["calls"] == 1_000, rep.stderr
+    for r in (ing, cmp):
+        assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert "read-only" in r.stderr and ("safe" in r.stderr or "Nothing was changed" in r.stderr), r.stderr
+    figure.how_much = "report, ingest, ledger compact on a read-only ledger"
+    figure.lost = "0; report exit 0, ingest and compact exit 2 with one message"
