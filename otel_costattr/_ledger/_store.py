@@ -119,6 +119,8 @@ def _to_decimal(col: Any) -> Any:
     dec = pa.decimal128(38, 18)
     if col.null_count == len(col):
         return pa.nulls(len(col), dec)
+    # Below 1e-20 a cost rounds to 0 at 18 places, and its text could need more than 40 decimals (1e-300).
+    col = pc.if_else(pc.less(col, 1e-20), 0.0, col)
     wide = col.cast(pa.string()).cast(pa.decimal256(76, 40))
     return pc.round(wide, ndigits=18, round_mode="half_up").cast(dec)
 

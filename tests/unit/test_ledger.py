@@ -347,7 +347,8 @@ def test_money_is_converted_exactly_as_the_single_file_ledger_did() -> None:
     from otel_costattr._ledger._store import _to_decimal
 
     rng = random.Random(5)
-    vals = [0.1, 3.0000000000000004e-05, 5e-19, 2.5e-18, 1.5e-18, 0.0077670000000000005, 99999999999999.99, None]
+    vals = [0.1, 3.0000000000000004e-05, 5e-19, 2.5e-18, 1.5e-18, 0.0077670000000000005, 99999999999999.99, None,
+            1e-300, 5e-324, 1.2345678901234567e-25, 4.9999999999999999e-19, 9.99999999999999e19]
     vals += [rng.randint(1, 10**7) * rng.choice([2.5e-6, 1.5e-7, 1 / 3, 1.25e-5, 7e-8]) for _ in range(20_000)]
     col = pa.array(vals, pa.float64())
     con = duckdb.connect()
