@@ -7,7 +7,7 @@ builds (or extends the application's existing) ``TracerProvider`` with:
 * the attribution baggage processor (allow-listed keys onto every span);
 * ``CostSpanProcessor`` wrapping one ``BatchSpanProcessor`` per destination: any OTLP/HTTP endpoint (the
   standard ``OTEL_EXPORTER_OTLP_*`` variables), Langfuse (``LANGFUSE_HOST``, ``LANGFUSE_PUBLIC_KEY``,
-  ``LANGFUSE_SECRET_KEY``), Jaeger (OTLP), and the local DuckDB ledger;
+  ``LANGFUSE_SECRET_KEY``), Jaeger (OTLP), and the local ledger (a directory of Parquet segments);
 * the attribution-safe propagator, thread context propagation, and a cost-aware sampler wrapper;
 * with a ledger, a SIGTERM/SIGINT handler that flushes the ledger and then chains to the handler that was there
   before (or the default action); see :func:`install_flush_on_signal`. Opt out with
@@ -138,7 +138,9 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
         langfuse: ``None`` = on when ``LANGFUSE_PUBLIC_KEY``/``LANGFUSE_SECRET_KEY`` are set; ``True`` = required;
             ``False`` = off; or a mapping with ``host``, ``public_key``, ``secret_key``.
         jaeger: Jaeger's OTLP/HTTP base URL (``True`` = ``http://localhost:4318``).
-        ledger: a DuckDB file path for the local ledger (every span, exact decimals).
+        ledger: the local ledger's path (every span, exact decimals): a directory, created if missing, that
+            any number of processes may write at once (``costs.duckdb`` is a fine name). A single-file ledger of
+            earlier versions must be converted once: ``otel-costattr ledger migrate PATH``.
         exporters / processors: extra exporters (each behind its own BatchSpanProcessor) or processors to wrap.
         tracer_provider: an existing provider to add to (default: the global SDK provider if there is one,
             else a new one, set as global when ``set_global``).

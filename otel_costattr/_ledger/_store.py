@@ -1,15 +1,18 @@
-"""The ledger: every span of every trace in a DuckDB file, with exact decimal cost (DESIGN D11).
+"""The ledger: every span of every trace, with exact decimal cost (DESIGN D11), in a directory of immutable
+Parquet segments that any number of processes write at once and reports read while they write.
 
 One row per span (not only LLM spans: retry chains and the call tree need the parents). Money is stored as
-``DECIMAL(38, 18)`` and summed exactly by DuckDB. Writes are batched (one ``INSERT ... SELECT unnest(...)``
-per batch, not row by row), idempotent (``INSERT OR REPLACE`` on ``(trace_id, span_id)``) and transactional:
-:meth:`Ledger.write` returns only after DuckDB committed the batch to its write-ahead log, so a span whose
-export returned success survives a crash, and a crash mid-batch leaves no partial batch behind.
+``decimal128(38, 18)`` and summed exactly by DuckDB. Writes are batched (one segment per batch, not row by row)
+and durable: :meth:`Ledger.write_records` returns only after the batch's segment is fsynced and renamed into
+place, so a span whose export returned success survives a crash, and a crash mid-batch leaves no partial batch
+behind. Re-loading the same spans (``replace=True``) stores them once. The directory format, compaction and
+the reader's rules are in :mod:`._segments`; ``ledger compact / migrate`` in :mod:`._maintain`.
 
 Prompt and completion content captured by instrumentations is *not* stored unless ``store_content=True``.
 
-Concurrency: one process opens the file for writing (DuckDB's rule). Inside it, a lock serialises writers
-(normally only the batch processor's worker thread writes).
+Concurrency: no process locks anything to write. Each process writes its own stream of segments (a new one
+after ``fork``); inside a process a lock serialises writes of one :class:`Ledger` (normally only the batch
+processor's worker thread writes).
 """
 
 from __future__ import annotations
@@ -84,11 +87,7 @@ ATTRIBUTION_COLUMNS: tuple[str, ...] = A.DEFAULT_ATTRIBUTION_KEYS
 COLUMNS: tuple[tuple[str, str], ...] = _BASE_COLUMNS + tuple((k, "VARCHAR") for k in ATTRIBUTION_COLUMNS) + (
     ("attributes", "JSON"),)
 _NAMES = [c for c, _ in COLUMNS]
-_COLS_SQL = ", ".join(_NAMES)
 _DUP_OF, _COUNTED, _STATUS = _NAMES.index("duplicate_of"), _NAMES.index("counted"), _NAMES.index("cost_status")
-# Money arrives as float64 and becomes an exact decimal through its shortest text form (see _dec).
-_SELECT_SQL = ", ".join(f"CAST(CAST({n} AS VARCHAR) AS DECIMAL(38,18)) AS {n}" if t.startswith("DECIMAL") else n
-                        for n, t in COLUMNS)
 
 
 def _arrow_schema(money: str = "decimal") -> Any:
@@ -505,6 +504,10 @@ class Ledger:
         # The child writes a stream of its own; the parent's reader connection (and its threads) stays the
         # parent's: the child opens its own when it first reads.
         self._lock = threading.Lock()
+        if self._con is not None:
+            # Never closed or freed here: the parent's DuckDB threads did not survive the fork, and a lock one of
+            # them held would hang the child's close. Kept alive (a small leak, once per fork) instead.
+            _PARENT_CONNECTIONS.append(self._con)
         self._con = None
         self._seen = None
         if self._dir is not None:
@@ -722,6 +725,9 @@ class Ledger:
             self._seen = None
             if con is not None:
                 con.close()
+
+
+_PARENT_CONNECTIONS: list[Any] = []  # reader connections a forked child inherited (see Ledger._after_fork)
 
 
 def _unreadable(path: Path, exc: BaseException) -> ConfigurationError:

@@ -1,4 +1,4 @@
-"""The DuckDB ledger: every span, exact decimals, idempotent, de-duplicated, durable."""
+"""The ledger: every span, exact decimals, idempotent, de-duplicated, durable; the segment store (issue 17)."""
 
 from __future__ import annotations
 
@@ -222,6 +222,7 @@ def test_ledger_processor_in_a_forked_child_writes_its_own_stream(tmp_path: Path
     with tracer.start_as_current_span("before fork"):
         pass
     assert led.force_flush()
+    assert led.ledger.count() == 1  # the parent has a reader connection (with its threads) when it forks
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: end two spans, shut down, report the counters, never return into pytest
@@ -230,8 +231,10 @@ def test_ledger_processor_in_a_forked_child_writes_its_own_stream(tmp_path: Path
             for _ in range(2):
                 with tracer.start_as_current_span("in child"):
                     pass
+            tp.force_flush()
+            seen = led.ledger.count()  # the child reads through a connection of its own
             tp.shutdown()
-            os.write(w, json.dumps(led.stats()).encode())
+            os.write(w, json.dumps({**led.stats(), "seen": seen}).encode())
             code = 0
         finally:
             os._exit(code)
@@ -240,6 +243,7 @@ def test_ledger_processor_in_a_forked_child_writes_its_own_stream(tmp_path: Path
         child_stats = json.loads(f.read() or "{}")
     assert os.waitpid(pid, 0)[1] == 0
     assert child_stats["dropped"] == 0 and child_stats["written"] == 2  # the child's own counters
+    assert child_stats["seen"] == 3
     with tracer.start_as_current_span("after fork"):
         pass
     tp.shutdown()
