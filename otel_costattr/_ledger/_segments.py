@@ -368,6 +368,26 @@ class SegmentDir:
                 self.unlock(fd)
         return done
 
+    def seal(self) -> bool:
+        """When this stream ends (its ledger is closed): merge all its own segments that are still small into one,
+        so a stream that is gone leaves one file, not a few per level. Skipped while a compaction runs."""
+        entries = [e for level in sorted(self._mine) for e in self._mine[level]]
+        if len(entries) < 2 or sum(r for _, r in entries) > MERGE_MAX_ROWS:
+            return False
+        fd = self.compact_lock(blocking=False)
+        if fd is None:
+            return False
+        try:
+            present = [(s, r) for s, r in entries if s.path.exists()]
+            if len(present) < 2:
+                return False
+            self._merge(present, min(max(s.level for s, _ in present) + 1, FULL_LEVEL - 1))
+            self._mine = {}
+            self.delete(s for s, _ in present)
+            return True
+        finally:
+            self.unlock(fd)
+
     def _merge(self, inputs: list[tuple[Segment, int]], level: int) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc

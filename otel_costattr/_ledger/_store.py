@@ -720,11 +720,18 @@ class Ledger:
         return [] if self._dir is None else self._dir.live()
 
     def close(self) -> None:
+        """Close the reader connection; a writer also merges its stream's remaining small segments into one (its
+        stream ends here: a process that is gone should leave one file, not several per merge level)."""
         with self._lock:
             con, self._con = self._con, None
             self._seen = None
             if con is not None:
                 con.close()
+            if self._dir is not None and not self.read_only and self._dir.pid == os.getpid():
+                try:
+                    self._dir.seal()
+                except Exception as exc:  # noqa: BLE001 - everything is stored; only the file count stays higher
+                    logger.debug("sealing this writer's segments failed (%s)", exc, exc_info=True)
 
 
 _PARENT_CONNECTIONS: list[Any] = []  # reader connections a forked child inherited (see Ledger._after_fork)

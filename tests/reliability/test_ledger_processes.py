@@ -186,9 +186,13 @@ def test_gunicorn_four_workers_every_request_span_is_stored(tmp_path: Path, prel
                     raise AssertionError(f"gunicorn did not start: {g.stdout.read() if g.stdout else ''}")
                 time.sleep(0.2)
         n = 400
-        pids = set()
-        for k in range(1, n):
-            pids.add(urllib.request.urlopen(f"http://127.0.0.1:{port}/?seq={k}", timeout=10).read())
+        from concurrent.futures import ThreadPoolExecutor
+
+        def get(k: int) -> bytes:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/?seq={k}", timeout=30).read()
+
+        with ThreadPoolExecutor(8) as pool:  # concurrent clients: every worker gets requests
+            pids = set(pool.map(get, range(1, n)))
         # Live: every request's span is in the ledger while gunicorn still runs (written within ~0.5 s).
         deadline = time.monotonic() + 30
         while len(_seqs(ledger)) < n and time.monotonic() < deadline:

@@ -532,3 +532,14 @@ def test_signal_flush_chains_to_the_previous_handler(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[5]"
+
+
+def test_closing_a_writer_leaves_one_segment_for_its_stream(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "costs.duckdb")
+    for b in range(5):
+        led.write_records([_chat(b * 10 + i, 0.001) for i in range(10)])
+    assert len(led.segments()) == 5
+    led.close()
+    reader = Ledger(tmp_path / "costs.duckdb", read_only=True)
+    (seg,) = reader.segments()
+    assert seg.level == 1 and reader.count() == 50
