@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark (installs the benchmark-only extra, e.g. litellm, on first use) and prints ratios.
-# ./scripts/bench.sh [--quick] [pricing|capture|ledger|serve ...]
+# ./scripts/bench.sh [--quick] [pricing|capture|ledger|economics|serve ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh

@@ -231,19 +231,37 @@ def spans_sql(table_ref: str, *, has_scope_column: bool = True) -> str:
     map ``_t``), the second reads every quantity, the third derives what depends on several (``is_llm``,
     the cache-write split, ``usage_detail``); the outer one ranks spans of the same call and picks ``counted``.
     """
-    text_q = ("operation", "provider", "request_model", "response_model", "response_id")
-    count_q = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_5m_tokens",
-               "cache_write_1h_tokens", "reasoning_tokens", "input_audio_tokens", "output_audio_tokens")
-    read = sorted({k for q in (*text_q, *count_q) for k in READ[q]} | {"http.request.resend_count"})
+    rank = ("row_number() OVER (PARTITION BY is_llm, response_id, coalesce(lowerUTF8(provider), '') ORDER BY "
+            "coalesce(cost_status, '') = 'duplicate', coalesce(usage_detail, 0) DESC, cost_total IS NULL, end_ns, "
+            "span_id) AS _rn")
+    counted = ("is_llm AND coalesce(cost_status, '') != 'duplicate' AND (response_id IS NULL OR _rn = 1) "
+               "AS counted")
+    final = ", ".join(counted if n == "counted" else n for n, _ in COLUMNS)
+    return (f"SELECT {final}\nFROM (SELECT *, {rank}\n  FROM (SELECT {_derived_columns()}\n"
+            f"    FROM (SELECT {_read_columns(has_scope_column)}\n      FROM ({_trimmed_reads(table_ref)}))))")
+
+
+_TEXT_Q = ("operation", "provider", "request_model", "response_model", "response_id")
+_COUNT_Q = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_5m_tokens",
+            "cache_write_1h_tokens", "reasoning_tokens", "input_audio_tokens", "output_audio_tokens")
+
+
+def _trimmed_reads(table_ref: str) -> str:
+    """Level 0: every row, plus ``_t``, the attributes the usage rules read, trimmed once per value."""
+    read = sorted({k for q in (*_TEXT_Q, *_COUNT_Q) for k in READ[q]} | {"http.request.resend_count"})
     trim_re = _lit(f"^{_WS}+|{_WS}+$")
-    level0 = (f"SELECT *, mapApply((k, v) -> (k, replaceRegexpAll(v, {trim_re}, '')), mapFilter((k, v) -> "
-              f"has([{', '.join(map(_lit, read))}], k), SpanAttributes)) AS _t FROM {table_ref}")
+    return (f"SELECT *, mapApply((k, v) -> (k, replaceRegexpAll(v, {trim_re}, '')), mapFilter((k, v) -> "
+            f"has([{', '.join(map(_lit, read))}], k), SpanAttributes)) AS _t FROM {table_ref}")
+
+
+def _read_columns(has_scope_column: bool) -> str:
+    """Level 1: every quantity read from one attribute (or the first of its aliases) or one column."""
     excluded = sorted(_MAPPED | CONTENT_KEYS)
     keep = (f"mapFilter((k, v) -> NOT has([{', '.join(_lit(k) for k in excluded)}], k) AND NOT "
             f"({' OR '.join(f'startsWith(k, {_lit(p)})' for p in _CONTENT_PREFIXES)}), SpanAttributes)")
     flags = _get(A.COST_FLAGS)
     resend = _trimmed("http.request.resend_count")
-    level1 = ",\n    ".join([
+    return ",\n    ".join([
         "TraceId AS trace_id", "SpanId AS span_id", "nullIf(ParentSpanId, '') AS parent_span_id",
         "toString(SpanName) AS name",
         # The exporter writes pdata's names (Client, Ok); older ones wrote the proto's (SPAN_KIND_CLIENT).
@@ -254,8 +272,8 @@ def spans_sql(table_ref: str, *, has_scope_column: bool = True) -> str:
         "toUnixTimestamp64Nano(Timestamp) + toInt64(Duration) AS end_ns",
         "upper(replaceRegexpOne(toString(StatusCode), '^STATUS_CODE_', '')) AS status_code",
         f"{_str_or_none('error.type')} AS error_type",
-        *(f"{_first([_text(k, _TEXT_LIMITS[q]) for k in READ[q]])} AS _{q}" for q in text_q),
-        *(f"{_first([_count(k) for k in READ[q]])} AS _{q}" for q in count_q),
+        *(f"{_first([_text(k, _TEXT_LIMITS[q]) for k in READ[q]])} AS _{q}" for q in _TEXT_Q),
+        *(f"{_first([_count(k) for k in READ[q]])} AS _{q}" for q in _COUNT_Q),
         f"if({_has(A.COST_STATUS)}, {_get(A.COST_STATUS)}, NULL) AS _status",
         # the column keeps gen_ai.response.model as sent (the ledger's rule), whatever _usage made of it
         f"if({_has('gen_ai.response.model')}, {_get('gen_ai.response.model')}, NULL) AS response_model",
@@ -283,10 +301,14 @@ def spans_sql(table_ref: str, *, has_scope_column: bool = True) -> str:
         *(f"{_str_or_none(k)} AS {k}" for k in ATTRIBUTION_COLUMNS),
         f"{keep} AS attributes",
     ])
+
+
+def _derived_columns() -> str:
+    """Level 2: what depends on several reads (``is_llm``, the cache-write split, ``usage_detail``)."""
     ops_llm = ", ".join(map(_lit, sorted(LLM_OPERATIONS)))
     ops_not = ", ".join(map(_lit, sorted(NON_LLM_OPERATIONS)))
     split = "(_cache_write_5m_tokens IS NOT NULL OR _cache_write_1h_tokens IS NOT NULL)"
-    level2 = ",\n    ".join([
+    return ",\n    ".join([
         "*",
         "_operation AS operation", "_provider AS provider", "_request_model AS request_model",
         "_response_id AS response_id",
@@ -306,14 +328,6 @@ def spans_sql(table_ref: str, *, has_scope_column: bool = True) -> str:
         # _ledger._sum_dec: the short-TTL and 1h halves added (either alone if the other is missing)
         "if(_has_cw, if(_cw IS NULL OR _cw1h IS NULL, coalesce(_cw, _cw1h), _cw + _cw1h), NULL) AS cost_cache_write",
     ])
-    rank = ("row_number() OVER (PARTITION BY is_llm, response_id, coalesce(lowerUTF8(provider), '') ORDER BY "
-            "coalesce(cost_status, '') = 'duplicate', coalesce(usage_detail, 0) DESC, cost_total IS NULL, end_ns, "
-            "span_id) AS _rn")
-    counted = ("is_llm AND coalesce(cost_status, '') != 'duplicate' AND (response_id IS NULL OR _rn = 1) "
-               "AS counted")
-    final = ", ".join(counted if n == "counted" else n for n, _ in COLUMNS)
-    return (f"SELECT {final}\nFROM (SELECT *, {rank}\n  FROM (SELECT {level2}\n    FROM (SELECT {level1}\n"
-            f"      FROM ({level0}))))")
 
 
 # ------------------------------------------------------------------------------------------------ source

@@ -764,7 +764,7 @@ def _spans_sql(segs: Sequence[Any]) -> str:
             f"USING (trace_id, span_id) UNION ALL BY NAME {newest}")
 
 
-def _calls_sql(segs: Sequence[Any]) -> str:
+def _calls_sql(segs: Sequence[Any], spans: str = "spans") -> str:
     shadow = [s for s in segs if "s" in s.flags]
     rep = [s for s in segs if "r" in s.flags]
     where = "is_llm AND counted"
@@ -773,7 +773,7 @@ def _calls_sql(segs: Sequence[Any]) -> str:
         where += (f" AND span_id NOT IN (SELECT duplicate_of FROM {_parquet_list(shadow)} WHERE counted AND "
                   "cost_status = 'duplicate' AND duplicate_of IS NOT NULL)")
     if not rep:
-        return f"SELECT * FROM spans WHERE {where}"
+        return f"SELECT * FROM {spans} WHERE {where}"
     # Re-loaded files can repeat a call that another file (or a live writer) stored under another span: for the
     # calls the re-loads touch, which span counts is decided again over every copy (see _RANK_SQL).
     return f"""WITH _keys AS (
@@ -783,10 +783,82 @@ def _calls_sql(segs: Sequence[Any]) -> str:
     SELECT s.trace_id, s.span_id, row_number() OVER (
         PARTITION BY s.response_id, coalesce(lower(s.provider), '')
         ORDER BY (s.cost_total IS NOT NULL) DESC, coalesce(s.usage_detail, 0) DESC, s.end_ns, s.span_id) AS _rn
-    FROM spans s JOIN _keys k ON s.response_id = k.response_id AND coalesce(lower(s.provider), '') = k.p
+    FROM {spans} s JOIN _keys k ON s.response_id = k.response_id AND coalesce(lower(s.provider), '') = k.p
     WHERE s.is_llm)
-SELECT s.* FROM spans s LEFT JOIN _rank r ON s.trace_id = r.trace_id AND s.span_id = r.span_id
+SELECT s.* FROM {spans} s LEFT JOIN _rank r ON s.trace_id = r.trace_id AND s.span_id = r.span_id
 WHERE CASE WHEN r._rn IS NULL THEN {where.replace("span_id", "s.span_id")} ELSE s.is_llm AND r._rn = 1 END"""
+
+
+class LedgerSet:
+    """Several ledgers read as one rollup source: its ``spans`` and ``calls`` are the union of theirs, each ledger
+    read live as :class:`Ledger` reads it (ledger directories) or attached read-only (single files of earlier
+    versions). A call stored in two of them counts twice: pass ledgers that hold different spans.
+
+    Raises:
+        ConfigurationError: a path is missing or not a ledger (see :class:`Ledger`).
+    """
+
+    dialect = "duckdb"
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        import duckdb
+
+        self.ledgers = [Ledger(p, read_only=True) for p in paths]  # each validated, with its own message
+        for led in self.ledgers:
+            if led._con is not None:  # a single file: attached below instead
+                led._con.close()
+                led._con = None
+        self._lock = threading.Lock()
+        self._seen: tuple[Any, ...] | None = None
+        self.con = duckdb.connect()
+        self.con.execute("SET parquet_metadata_cache = true")
+        cols = ", ".join(f"{n} {t.replace(' NOT NULL', '').replace('JSON', 'VARCHAR')}" for n, t in COLUMNS)
+        self.con.execute(f"CREATE TABLE _empty ({cols})")
+        for i, led in enumerate(self.ledgers):
+            if led._dir is None:
+                literal = str(led.path).replace("'", "''")
+                try:
+                    self.con.execute(f"ATTACH '{literal}' AS l{i} (READ_ONLY)")
+                except duckdb.Error as exc:
+                    raise ConfigurationError(f"cannot open ledger {led.path}: {exc}") from None
+                for view in ("spans", "calls"):
+                    self.con.execute(f"CREATE VIEW {view}_{i} AS SELECT * FROM l{i}.{view}")
+        self.path = self.ledgers[0].path if self.ledgers else None
+        self._refresh()  # the per-ledger views exist before the union names them
+        for view in ("spans", "calls"):
+            union = " UNION ALL BY NAME ".join(f"SELECT * FROM {view}_{i}" for i in range(len(self.ledgers)))
+            self.con.execute(f"CREATE VIEW {view} AS {union}")
+
+    def _refresh(self) -> None:
+        listing = [(i, led._dir.live()) for i, led in enumerate(self.ledgers) if led._dir is not None]
+        names = tuple(tuple(s.name for s in segs) for _, segs in listing)
+        if names == self._seen:
+            return
+        for i, segs in listing:
+            self.con.execute(f"CREATE OR REPLACE VIEW spans_{i} AS {_spans_sql(segs)}")
+            self.con.execute(f"CREATE OR REPLACE VIEW calls_{i} AS {_calls_sql(segs, spans=f'spans_{i}')}")
+        self._seen = names
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        import duckdb
+
+        with self._lock:
+            for attempt in range(5):
+                try:
+                    self._refresh()
+                    return self.con.execute(sql, params or []).fetchall()
+                except (duckdb.IOException, FileNotFoundError) as exc:
+                    if attempt == 4:
+                        raise _unreadable(Path(str(self.path)), exc) from None
+                    self._seen = None
+                    time.sleep(0.01 * (attempt + 1))
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            self.con.close()
+            for led in self.ledgers:
+                led.close()
 
 
 def open_ledger(path: str | os.PathLike[str], **kwargs: Any) -> Ledger:
