@@ -543,3 +543,20 @@ def test_closing_a_writer_leaves_one_segment_for_its_stream(tmp_path: Path) -> N
     reader = Ledger(tmp_path / "costs.duckdb", read_only=True)
     (seg,) = reader.segments()
     assert seg.level == 1 and reader.count() == 50
+
+
+def test_several_ledgers_read_as_one_live_including_a_single_file(tmp_path: Path) -> None:
+    from otel_costattr._analysis._source import open_ledgers
+
+    a, b, old = tmp_path / "a", tmp_path / "b", tmp_path / "old.duckdb"
+    Ledger(a).write_records([_chat(i, 0.001) for i in range(10)])
+    wb = Ledger(b)
+    wb.write_records([_chat(100 + i, 0.002) for i in range(5)])
+    _legacy_file(old, [_chat(200 + i, 0.004) for i in range(3)])
+    both = open_ledgers([str(a), str(b), str(old)])
+    try:
+        assert both.query("SELECT count(*), sum(cost_total) FROM calls") == [(18, Decimal("0.032"))]
+        wb.write_records([_chat(300, 0.5)])  # written after opening: seen by the next query
+        assert both.query("SELECT count(*) FROM calls") == [(19,)]
+    finally:
+        both.close()
