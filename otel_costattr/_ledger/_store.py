@@ -319,7 +319,7 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     names of the affected columns are appended to ``out_of_range`` when given (the ledger counts them).
     """
     a = rec.attributes
-    call = read_call(a)
+    call = read_call(a, rec.scope_name)  # the scope selects the emitter's usage convention (D16)
     is_llm = call.is_llm_call
     status = a.get(A.COST_STATUS)
     if type(status) is not str:
@@ -342,7 +342,8 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     if status == "duplicate" and book is not None and call.has_usage and call.model:
         # Re-price the second span of a call so that the more detailed of the pair can be the one counted.
         try:
-            cost = book.price(call.model, provider=call.provider, input_tokens=call.input_tokens or 0,
+            provider = A.PROVIDER_NAMES.get(call.provider.strip().lower(), call.provider) if call.provider else None
+            cost = book.price(call.model, provider=provider, input_tokens=call.input_tokens or 0,
                               output_tokens=call.output_tokens or 0, cache_read_tokens=call.cache_read_tokens or 0,
                               cache_write_tokens=call.cache_write_tokens or 0,
                               cache_write_1h_tokens=call.cache_write_1h_tokens or 0,
