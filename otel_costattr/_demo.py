@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib.util
 import io
 import json
@@ -839,41 +840,64 @@ def _vendor_sql(ledger: Any, book: Any) -> str:
 def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[RunPlan], requests: Sequence[Any],
                baggage_leaks: int) -> tuple[str, dict[str, Decimal], dict[str, Decimal],
                                             dict[str, tuple[int, Decimal]]]:
-    """The deterministic headline text, and the figures the tests check."""
-    total = Decimal(report["total"])
-    out = io.StringIO()
-    w = out.write
-    n_runs = sum(1 for p in plans if p.customer_id)
-    n_tasks = sum(len(p.tasks) for p in plans if p.customer_id)
-    w(f"Simulated week 2026-11-16 .. 2026-11-20: {len(CUSTOMERS)} customers, {len(PROCESSES)} processes, "
-      f"{n_runs} runs, {n_tasks} tasks, {sum(p.n_calls for p in plans)} SDK calls "
-      f"(OpenAI, Anthropic and DeepSeek through the real SDKs; {len(requests)} HTTP requests to the fake vendor).\n\n")
-    w("Which customer, task, agent and skill spent this money?\n\n")
-    w(f"TOTAL SPEND  {_money(total)}   (exact: ${report['total']})   over {report['calls']} LLM calls\n\n")
+    """The deterministic headline text, and the figures the tests check.
 
+    Returns ``(text, vendor_costs, calls_per_task, retry_waste)``: the cost per billing vendor, the LLM calls
+    per task per customer (``"(unattributed)"`` for calls without a customer), and per customer the rejected
+    calls and their cost. The text is, in order: the workload line and total, the rollup tables, the vendor
+    share per workload, and where the money leaks. Same ledger and plans: same text.
+    """
+    total = Decimal(report["total"])
     per_task = {c: Decimal(n) / Decimal(t) for c, n, t in ledger.query(
         "SELECT coalesce(customer_id, '(unattributed)'), count(*), count(DISTINCT task_id) FROM calls "
         "GROUP BY 1 HAVING count(DISTINCT task_id) > 0")}
     waste = _retry_waste(ledger)
+    shares, vendor_costs = _vendor_shares(ledger, book)
+    text = (_headline(report, plans, requests) + _rollup_tables(ledger, report, per_task, waste) + shares
+            + _leaks(ledger, report, waste, len(requests), baggage_leaks))
+    return text, vendor_costs, per_task, waste
 
-    def cost_cell(r: dict[str, Any]) -> str:
-        # A row with no priced call has no cost, which is not the same as costing nothing.
-        if r["cost"] is None or (r["calls"] and r["unpriced_calls"] == r["calls"]):
-            return "unpriced" if r["unpriced_calls"] else "no usage"
-        if r["calls"] and r["no_usage_calls"] == r["calls"]:
-            return "no usage"
-        return _money(Decimal(r["cost"]))
 
-    def rows(section: str, extra: Callable[[dict[str, Any]], list[str]] | None = None,
-             limit: int | None = None) -> list[list[str]]:
-        out = []
-        for r in report["top"][section][:limit]:
-            cost = cost_cell(r)
-            key = r["key"][section]
-            out.append([f"(no {section})" if key is None else str(key), cost, f"{r['share']}%" if cost.startswith("$") else "-",
-                        str(r["calls"]), *(extra(r) if extra else [])])
-        return out
+def _headline(report: dict[str, Any], plans: Sequence[RunPlan], requests: Sequence[Any]) -> str:
+    """What was simulated (customers, processes, runs, tasks, calls, HTTP requests) and the total spend."""
+    n_runs = sum(1 for p in plans if p.customer_id)
+    n_tasks = sum(len(p.tasks) for p in plans if p.customer_id)
+    return (f"Simulated week 2026-11-16 .. 2026-11-20: {len(CUSTOMERS)} customers, {len(PROCESSES)} processes, "
+            f"{n_runs} runs, {n_tasks} tasks, {sum(p.n_calls for p in plans)} SDK calls "
+            f"(OpenAI, Anthropic and DeepSeek through the real SDKs; {len(requests)} HTTP requests to the fake "
+            "vendor).\n\n"
+            "Which customer, task, agent and skill spent this money?\n\n"
+            f"TOTAL SPEND  {_money(Decimal(report['total']))}   (exact: ${report['total']})   over "
+            f"{report['calls']} LLM calls\n\n")
 
+
+def _cost_cell(r: dict[str, Any]) -> str:
+    """A rollup row's cost: money, or why there is none ("unpriced", "no usage")."""
+    # A row with no priced call has no cost, which is not the same as costing nothing.
+    if r["cost"] is None or (r["calls"] and r["unpriced_calls"] == r["calls"]):
+        return "unpriced" if r["unpriced_calls"] else "no usage"
+    if r["calls"] and r["no_usage_calls"] == r["calls"]:
+        return "no usage"
+    return _money(Decimal(r["cost"]))
+
+
+def _section_rows(report: dict[str, Any], section: str, extra: Callable[[dict[str, Any]], list[str]] | None = None,
+                  limit: int | None = None) -> list[list[str]]:
+    """Table cells ``[key, cost, share, calls, *extra(row)]`` for the first ``limit`` rows of a report section;
+    the share is "-" when the cost is not money."""
+    out = []
+    for r in report["top"][section][:limit]:
+        cost = _cost_cell(r)
+        key = r["key"][section]
+        share = f"{r['share']}%" if cost.startswith("$") else "-"
+        out.append([f"(no {section})" if key is None else str(key), cost, share, str(r["calls"]),
+                    *(extra(r) if extra else [])])
+    return out
+
+
+def _rollup_tables(ledger: Any, report: dict[str, Any], per_task: dict[str, Decimal],
+                   waste: dict[str, tuple[int, Decimal]]) -> str:
+    """The tables by customer (with calls per task and re-ask spend), top tasks, process, agent, skill, model."""
     task_customer = dict(ledger.query("SELECT task_id, any_value(customer_id) FROM calls WHERE task_id IS NOT NULL "
                                       "GROUP BY 1"))
 
@@ -884,6 +908,9 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
         wasted = waste.get(c, (0, Decimal(0)))[1]
         return [f"{pt:.1f}" if pt is not None else "-", _money(wasted) if wasted else "-"]
 
+    rows = functools.partial(_section_rows, report)
+    out = io.StringIO()
+    w = out.write
     w("By customer\n")
     w(_table(["customer", "cost", "share", "calls", "calls/task", "spent on re-asks"],
              rows("customer_id", cust_extra)) + "\n\n")
@@ -893,10 +920,17 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
     w("By agent\n" + _table(["agent", "cost", "share", "calls"], rows("agent_id")) + "\n\n")
     w("By skill\n" + _table(["skill", "cost", "share", "calls"], rows("skill_id")) + "\n\n")
     w("Top models\n" + _table(["model", "cost", "share", "calls"], rows("model")) + "\n\n")
+    return out.getvalue()
 
+
+def _vendor_shares(ledger: Any, book: Any) -> tuple[str, dict[str, Decimal]]:
+    """The vendor share per workload type (named workloads first, the untagged remainder last) as text, and the
+    cost per billing vendor over all workloads (most expensive first)."""
     vendor = _vendor_sql(ledger, book)
     vendor_costs = {v: Decimal(c) for v, c in ledger.query(
         f"SELECT {vendor} AS v, coalesce(sum(cost_total), 0) FROM calls GROUP BY v ORDER BY 2 DESC, v")}
+    out = io.StringIO()
+    w = out.write
     w("Vendor share by workload type (vendor = who bills the call)\n")
     share_rows = []
     by_workload: dict[str, list[tuple[str, Decimal]]] = {}
@@ -911,7 +945,16 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
         share_rows.append([wl, _money(sub), pct])
     w(_table(["workload", "cost", "vendors"], share_rows, left=(0, 2)) + "\n")
     w("  all workloads: " + ", ".join(f"{v} {_money(c)}" for v, c in vendor_costs.items()) + "\n\n")
+    return out.getvalue(), vendor_costs
 
+
+def _leaks(ledger: Any, report: dict[str, Any], waste: dict[str, tuple[int, Decimal]], n_requests: int,
+           baggage_leaks: int) -> str:
+    """"Where the money leaks": re-asks (and the retry-heavy customer's pattern), unattributed and unpriced
+    spend, calls without usage, de-duplicated spans, and attribution tags that reached the vendor."""
+    total = Decimal(report["total"])
+    out = io.StringIO()
+    w = out.write
     w("Where the money leaks\n")
     all_waste = sum((c for _, c in waste.values()), Decimal(0))
     n_waste = sum(n for n, _ in waste.values())
@@ -934,9 +977,9 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
     w(f"  calls without usage: {report['no_usage_calls']} (failed calls and streams without include_usage)\n")
     w(f"  de-duplicated: {report['duplicate_spans']} duplicate spans (each Anthropic call is traced by the SDK and by "
       "Traceloop), priced once\n")
-    w(f"  attribution sent to vendors: {baggage_leaks} of {len(requests)} requests carried customer tags "
+    w(f"  attribution sent to vendors: {baggage_leaks} of {n_requests} requests carried customer tags "
       "(the outbound baggage guard strips them)\n")
-    return out.getvalue(), vendor_costs, per_task, waste
+    return out.getvalue()
 
 
 def _pct(part: Decimal, whole: Decimal) -> str:
