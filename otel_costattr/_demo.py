@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -1067,16 +1067,65 @@ def _global_propagator_restored() -> Iterator[None]:
             propagate.set_global_textmap(prior)
 
 
+class _Phases:
+    """Seconds per named phase of a demo run, each measured from the end of the previous one (the first from
+    ``started``); for the debug log and :attr:`DemoResult.phases`."""
+
+    def __init__(self, started: float) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = started
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = now - self._last
+        self._last = now
+
+
+class _Rollups(NamedTuple):
+    """What :func:`_rollups` read back from the written ledger (see there)."""
+
+    report: dict[str, Any]
+    summary: str
+    vendor_costs: dict[str, Decimal]
+    per_task: dict[str, Decimal]
+    waste: dict[str, tuple[int, Decimal]]
+    n_spans: int
+    leaks: int
+
+
 def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPlan], started: float,
                 progress: bool, stream: TextIO) -> DemoResult:
-    phases: dict[str, float] = {}
-    last = [started]
+    """The body of :func:`run_demo`, under its lock: replace the ledger, make the calls, read the rollups back,
+    write the HTML report, print the summary and the footer to ``stream``. Same contract and errors as
+    :func:`run_demo`."""
+    phases = _Phases(started)
+    ledger_path = _fresh_ledger_path(out_dir)
+    planned = sum(p.n_calls for p in plans)
+    bar = _Progress(planned, sys.stderr if progress else None, started)
+    book, requests = _drive(seed, plans, ledger_path, bar, phases.mark)
+    r = _rollups(ledger_path, book, plans, requests)
+    phases.mark("rollups")
+    report_path = _write_html(r.report, out_dir)
+    phases.mark("html")
+    elapsed = time.monotonic() - started
+    logger.debug("demo phases: %s", ", ".join(f"{k} {v:.2f}s" for k, v in phases.seconds.items()))
 
-    def mark(name: str) -> None:
-        now = time.monotonic()
-        phases[name] = now - last[0]
-        last[0] = now
+    output = r.summary + _footer(ledger_path, r.n_spans, report_path, elapsed)
+    stream.write(output)
+    stream.flush()
+    return DemoResult(seed=seed, calls_scale=calls_scale, ledger_path=ledger_path, report_path=report_path,
+                      elapsed_s=elapsed, planned_calls=planned, total=Decimal(r.report["total"]), report=r.report,
+                      vendor_costs=r.vendor_costs, calls_per_task=r.per_task, retry_waste=r.waste,
+                      vendor_requests=len(requests), baggage_leaks=r.leaks, summary=r.summary, output=output,
+                      requests=requests, phases=phases.seconds)
 
+
+def _fresh_ledger_path(out_dir: Path) -> Path:
+    """Create ``out_dir`` if missing and remove a previous demo ledger (and its WAL) there; returns the path.
+
+    Raises:
+        ConfigurationError: the directory cannot be created or the old ledger cannot be removed (in use).
+    """
     from ._errors import ConfigurationError
 
     try:
@@ -1090,10 +1139,17 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
         except OSError as exc:
             raise ConfigurationError(f"cannot replace {stale}: {exc}. Close whatever has it open, or pass another "
                                      "--out-dir") from None
+    return ledger_path
 
-    planned = sum(p.n_calls for p in plans)
-    bar = _Progress(planned, sys.stderr if progress else None, started)
 
+def _drive(seed: int, plans: Sequence[RunPlan], ledger_path: Path, bar: _Progress,
+           mark: Callable[[str], None]) -> tuple[Any, list[Any]]:
+    """Make every planned call through the real SDKs against a fake vendor, into a pipeline writing
+    ``ledger_path``; returns the price book the pipeline used and the requests the vendor saw.
+
+    The ledger is flushed and the pipeline shut down when this returns (or raises). Marks the phases imports,
+    configure, instrument, calls, flush.
+    """
     import anthropic
     import openai
     from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor  # noqa: F401 - imported inside timing
@@ -1102,8 +1158,6 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     from opentelemetry.sdk.trace import TracerProvider
 
     from ._configure import configure
-    from ._ledger._store import Ledger
-    from ._analysis._rollup import build_report
 
     mark("imports")
 
@@ -1141,7 +1195,14 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
         requests = vendor.requests
     bar.finish()
     mark("flush")
+    return pipeline.processor.book, requests
 
+
+def _rollups(ledger_path: Path, book: Any, plans: Sequence[RunPlan], requests: list[Any]) -> _Rollups:
+    """Read the written ledger back: the report (by customer, all sections), the summary text and its figures,
+    the span count, and how many vendor requests carried an attribution key in their baggage (must be 0)."""
+    from ._ledger._store import Ledger
+    from ._analysis._rollup import build_report
     from ._capture._attribution import attribution_keys
 
     keys = attribution_keys()
@@ -1149,24 +1210,26 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     ledger = Ledger(ledger_path, read_only=True)
     try:
         report = build_report(ledger, by=["customer_id"], top=None, sections=True)
-        summary, vendor_costs, per_task, waste = _summarise(ledger, pipeline.processor.book, report, plans, requests,
-                                                               leaks)
+        summary, vendor_costs, per_task, waste = _summarise(ledger, book, report, plans, requests, leaks)
         n_spans = ledger.count()
     finally:
         ledger.close()
-    mark("rollups")
+    return _Rollups(report, summary, vendor_costs, per_task, waste, n_spans, leaks)
 
-    report_path: Path | None = None
-    if importlib.util.find_spec("otel_costattr._report._html") is not None:
-        from ._report._render import render, write_output
-        report_path = out_dir / REPORT_NAME
-        write_output(render(report, "html"), str(report_path))
-    else:
+
+def _write_html(report: dict[str, Any], out_dir: Path) -> Path | None:
+    """Write ``<out_dir>/report.html``; None (and an info log) when this build has no HTML renderer."""
+    if importlib.util.find_spec("otel_costattr._report._html") is None:
         logger.info("the HTML report renderer is not available; report.html not written")
-    mark("html")
-    elapsed = time.monotonic() - started
-    logger.debug("demo phases: %s", ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+        return None
+    from ._report._render import render, write_output
+    report_path = out_dir / REPORT_NAME
+    write_output(render(report, "html"), str(report_path))
+    return report_path
 
+
+def _footer(ledger_path: Path, n_spans: int, report_path: Path | None, elapsed: float) -> str:
+    """Where the files went, the next commands to try, and how long the run took (not deterministic)."""
     footer = io.StringIO()
     footer.write(f"\nWrote {ledger_path} (the ledger: {n_spans} spans, exact decimals)")
     footer.write(f" and {report_path}\n" if report_path else "; report.html skipped: this build has no HTML renderer\n")
@@ -1176,11 +1239,4 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     if report_path:
         footer.write(f"  open {report_path}\n")
     footer.write(f"Done in {elapsed:.1f} s.\n")
-    output = summary + footer.getvalue()
-    stream.write(output)
-    stream.flush()
-    return DemoResult(seed=seed, calls_scale=calls_scale, ledger_path=ledger_path, report_path=report_path,
-                      elapsed_s=elapsed, planned_calls=planned, total=Decimal(report["total"]), report=report,
-                      vendor_costs=vendor_costs, calls_per_task=per_task, retry_waste=waste,
-                      vendor_requests=len(requests), baggage_leaks=leaks, summary=summary, output=output,
-                      requests=requests, phases=phases)
+    return footer.getvalue()
