@@ -298,11 +298,12 @@ def _unmapped(a: Mapping[str, Any], store_content: bool) -> dict[str, Any]:
 
 
 def _attribution_values(a: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The attribution columns' values: strings cut to 256 characters, other values as their text."""
+    """The attribution columns' values: as text, cut by :func:`~otel_costattr.attributes.cut_value`."""
     values = tuple(map(a.get, ATTRIBUTION_COLUMNS))
     for v in values:
-        if v is not None and (type(v) is not str or len(v) > 256):
-            return tuple(map(_str_or_none, values))  # some value needs converting or cutting
+        if v is not None and (type(v) is not str or len(v) > A.MAX_VALUE_LENGTH):
+            # some value needs converting or cutting; a cut keeps a hash, so long values stay distinct
+            return tuple(None if v is None else A.cut_value(v if type(v) is str else str(v)) for v in values)
     return values  # all short strings or absent: the common case
 
 
