@@ -113,7 +113,7 @@ class CostSpanProcessor(SpanProcessor):
         self._downstream: tuple[SpanProcessor, ...] = tuple(downstream)
         self.book = book
         self.enricher = Enricher(book, dedup_size=dedup_size, langfuse=langfuse)
-        self.metrics = CostMetrics(meter_provider, metric_keys)
+        self.metrics = CostMetrics(meter_provider, metric_keys, book=book)
         self.stats = EnrichmentStats()
         self._required = tuple(required_keys)
         self._strict = strict
