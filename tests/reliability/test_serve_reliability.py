@@ -1,8 +1,9 @@
-"""``otel-costattr serve`` (the OTLP/HTTP pricing endpoint): bad input and the bearer token.
+"""``otel-costattr serve`` (the OTLP/HTTP pricing endpoint): bad input, the bearer token, and hostile load.
 
-Skipped, saying why, until ``otel_costattr/_serve.py`` is merged. Written against its ``CostServer`` API
-(``CostServer(port=0, ledger=..., token=..., book=...)``, ``start()``, ``traces_url``, ``stop()`` draining the
-queue) and HTTP contract (200 / 400 / 401 / 413 / 415, 503 with Retry-After when its queue is full).
+Written against its ``CostServer`` API (``CostServer(port=0, ledger=..., token=..., book=...)``, ``start()``,
+``traces_url``, ``stop()`` draining the queue), its HTTP contract (200 / 400 / 401 / 413 / 415, 503 with
+Retry-After when its queue is full or its memory budget is spent) and, for the hostile-load tests, the real CLI
+in a child process.
 """
 
 from __future__ import annotations
@@ -24,15 +25,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_costattr as oc
-from otel_costattr._ledger import Ledger
+from otel_costattr._ledger._store import Ledger
 from otel_costattr.testing._otlp_receiver import encode_otlp_json
 
 from _helpers import LogCapture, emit_units
 from _settings import FUZZ_SECONDS
 
-SERVE = Path(oc.__file__).resolve().parent / "_serve.py"
-pytestmark = pytest.mark.skipif(not SERVE.exists(), reason="otel-costattr serve is not merged on this branch "
-                                "(otel_costattr/_serve.py does not exist)")
 
 
 def _request(units: range) -> Any:
@@ -70,7 +68,7 @@ def _get(url: str, path: str, headers: dict[str, str] | None = None) -> int:
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Any:
-    from otel_costattr._serve import CostServer
+    from otel_costattr._serve._app import CostServer
 
     started: list[Any] = []
     book = oc.PriceBook.load(env=False)
