@@ -426,6 +426,7 @@ class OTLPApp:
             del chunks
             try:
                 if len(body) > _INLINE_DECODE_MAX:
+                    self.stats.add(requests_decoded_off_loop=1)
                     decoded, extra = await asyncio.get_running_loop().run_in_executor(
                         self._decoder, self._decode, body, encoding, content_type, reserved)
                 else:

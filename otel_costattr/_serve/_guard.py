@@ -59,14 +59,14 @@ class ConnectionLimits:
 
 
 def fd_headroom_cap(wanted: int) -> int:
-    """``wanted`` connections, lowered to what the open-file limit leaves after a reserve (never below 16)."""
+    """``wanted`` connections, lowered to what the open-file limit leaves after a reserve (but not below 16)."""
     try:
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (OSError, ValueError):  # pragma: no cover - not on Linux/macOS
         return wanted
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(16, min(wanted, soft - _FD_RESERVE))
+    return min(wanted, max(16, soft - _FD_RESERVE))
 
 
 class _Sweeper:

@@ -49,7 +49,7 @@ class Stats:
         "requests_forwarded", "spans_forwarded", "forward_retries", "forward_failed_requests",
         "forward_dropped_spans", "ledger_spans_written", "ledger_failed_batches", "ledger_dropped_spans",
         "batches_processed", "requests_over_budget", "connections_refused", "connections_header_timeout",
-        "connections_body_timeout", "connections_closed_max_requests",
+        "connections_body_timeout", "connections_closed_max_requests", "requests_decoded_off_loop",
     )
 
     def __init__(self) -> None:
