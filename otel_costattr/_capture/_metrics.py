@@ -127,7 +127,7 @@ class CostMetrics:
                 with self._lock:
                     if len(self._admitted) < self.label_limit:
                         self._admitted.add(key)
-                    else:
+                    elif any(v is not None for v in values):
                         values = tuple(None if v is None else OTHER for v in values)
                         self.overflow["gen_ai.client.cost"] = self.overflow.get("gen_ai.client.cost", 0) + 1
                         self.overflowed.add(1, {"instrument": "gen_ai.client.cost"})
