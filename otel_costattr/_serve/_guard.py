@@ -8,8 +8,10 @@ request in progress and its ``more_body``/``response_complete``, ``on_response_c
 event loop checks every open connection twice a second:
 
 * **connection cap**: past ``max_connections`` open connections a new one gets a canned ``503`` with
-  ``Retry-After`` and is closed at once (counted in ``connections_refused``). The cap is kept below the
-  process's open-file limit, so the loop never reaches ``EMFILE`` on ``accept()``.
+  ``Retry-After`` and is closed at once (counted in ``connections_refused``). The cap is kept 64 below the
+  process's open-file limit; a burst far past that limit can still make ``accept()`` fail with ``EMFILE`` for
+  a moment (asyncio accepts up to the backlog in one go, before any can be refused, and retries after 1 s),
+  which the log limiter below reduces to one line a minute and counts (``accept_errors``).
 * **header timeout**: from the first byte of a request (or from the connection's start) its header must be
   complete within ``header_timeout`` seconds; otherwise ``408`` and close (``connections_header_timeout``).
   Idle keep-alive connections are closed by uvicorn's own keep-alive timeout.
