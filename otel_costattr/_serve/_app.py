@@ -611,8 +611,8 @@ class CostServer:
                                  queue_size=config.queue_size, workers=config.workers, budget=self.budget)
         max_connections = fd_headroom_cap(config.max_connections)
         if max_connections < config.max_connections:
-            logger.warning("serving at most %d connections (not %d): the open-file limit (ulimit -n) leaves no "
-                           "more; raise it to allow more", max_connections, config.max_connections)
+            logger.info("serving at most %d connections (not %d): the open-file limit (ulimit -n) leaves no "
+                        "more; raise it to allow more", max_connections, config.max_connections)
         self.limits = ConnectionLimits(max_connections=max_connections, header_timeout=config.header_timeout,
                                        body_timeout=config.body_timeout, min_body_rate=config.min_body_rate,
                                        keep_alive_max_requests=config.keep_alive_max_requests)

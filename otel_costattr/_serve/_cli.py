@@ -107,9 +107,11 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a clean drain. ConfigurationError propagates (exit 2)."""
     from ._allocator import tune_for_serving
+    from ._guard import raise_open_file_limit
     from ._app import ServeConfig, serve
 
     tune_for_serving()  # this process is serve's own: see _allocator
+    raise_open_file_limit()  # ... and so are its descriptors: room for --max-connections
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")

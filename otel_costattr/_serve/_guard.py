@@ -37,7 +37,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ConnectionLimits", "LogLimiter", "fd_headroom_cap", "guarded_protocol", "install_log_limits"]
+__all__ = ["ConnectionLimits", "LogLimiter", "fd_headroom_cap", "guarded_protocol", "install_log_limits",
+           "raise_open_file_limit"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,21 @@ def fd_headroom_cap(wanted: int) -> int:
     if soft == resource.RLIM_INFINITY:
         return wanted
     return min(wanted, max(16, soft - _FD_RESERVE))
+
+
+def raise_open_file_limit(wanted: int = 65536) -> int:
+    """Raise this process's soft open-file limit towards its hard limit (at most ``wanted``), as servers
+    commonly do at start-up (Go's runtime does it for every program). Only the serve command calls it, for its
+    own process. Returns the soft limit now in force; never raises."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        return soft
+    except (OSError, ValueError):  # pragma: no cover - a platform or container that refuses it
+        return -1
 
 
 class _Sweeper:

@@ -319,3 +319,13 @@ def test_thread_safety_of_the_budget() -> None:
     assert budget.reserve(20_000)  # alone, a reservation larger than the budget is allowed
     assert not budget.reserve(1)  # ... and then nothing else fits
     assert budget.reserve(1, own=20_000)  # except for its own holder
+
+
+def test_the_serve_command_raises_its_soft_open_file_limit() -> None:
+    import subprocess
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024)); "
+            "from otel_costattr._serve._guard import raise_open_file_limit, fd_headroom_cap; "
+            "print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0], fd_headroom_cap(5000))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["1024", "1024", str(1024 - 64)]
