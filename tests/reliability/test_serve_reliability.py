@@ -639,7 +639,7 @@ def test_serve_distinct_values_do_not_grow_memory(figure) -> None:
     figure.set(rss_growth_mib=round(growth, 1), stats={k: stats[k] for k in ("pricing_resolve_evictions",
                                                                           "attribute_cache_clears")})
     assert rc == 0, srv.stderr.decode()[-2000:]
-    assert stats["enriched_by_status"].get("unpriced") == total * per_request, stats["enriched_by_status"]
+    assert stats["enriched_by_status"].get("unpriced") == total * per_request, stats
     assert growth < 30 * 1e6 / MIB, f"RSS grew {growth:.1f} MiB"
     assert stats["pricing_resolve_evictions"] > 0 and stats["attribute_cache_clears"] > 0, stats
 
