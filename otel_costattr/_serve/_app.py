@@ -22,6 +22,8 @@ HTTP contract (OTLP/HTTP specification):
   is configured; 503 with ``Retry-After`` when the queue is full, the memory budget is spent, or the server is
   shutting down. A 200 means the spans are queued and will be processed, including across a SIGTERM (the queue
   is drained first).
+* ``GET /healthz``: 200 ``{"status": "ok"}`` while accepting, 503 once shutting down. Never needs the token.
+* ``GET /metrics`` (or ``/stats``): the JSON counters of :class:`~otel_costattr._serve._pipeline.Stats`.
 
 Memory: one :class:`~otel_costattr._serve._pipeline.MemoryBudget` (``max_memory`` bytes) covers bodies being
 received, decoded requests queued, and requests being processed. A request reserves its worst case when its
@@ -31,8 +33,6 @@ from what the request holds (its size and its LLM spans), which the worker gives
 above ``_INLINE_DECODE_MAX`` bytes are decompressed and decoded on a worker thread, so the event loop keeps
 answering (``/healthz`` included). Connection limits (cap, header and body-progress timeouts, keep-alive) are
 in :mod:`~otel_costattr._serve._guard`.
-* ``GET /healthz``: 200 ``{"status": "ok"}`` while accepting, 503 once shutting down. Never needs the token.
-* ``GET /metrics`` (or ``/stats``): the JSON counters of :class:`~otel_costattr._serve._pipeline.Stats`.
 
 Python API: :class:`CostServer` (in-process, background thread, ephemeral port: for tests and embedding) and
 :func:`serve` (blocking, signal handling: the CLI).
@@ -51,8 +51,8 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -325,10 +325,11 @@ class _HealthProbe:
         self._thread.join(10)
 
 
-def _llm_request(n_spans: int, *, seed: int = 0, model: Any = "gpt-4o-mini", feature: Any = "search"
-                 ) -> ExportTraceServiceRequest:
+def _llm_request(n_spans: int, *, seed: int = 0, model: Any = "gpt-4o-mini", feature: Any = "search",
+                 response_ids: bool = False) -> ExportTraceServiceRequest:
     """One export request of ``n_spans`` OpenAI chat spans. ``model``/``feature`` may be callables of the span
-    index (distinct values per span)."""
+    index (distinct values per span). ``response_ids``: give each span its own ``gen_ai.response.id``, so that no
+    two of them can be taken for two spans of one call (they overlap in time and repeat token counts)."""
     req = ExportTraceServiceRequest()
     ss = req.resource_spans.add().scope_spans.add()
     ss.scope.name = "hostile-client"
@@ -344,7 +345,8 @@ def _llm_request(n_spans: int, *, seed: int = 0, model: Any = "gpt-4o-mini", fea
         f = feature(j) if callable(feature) else feature
         for k, v in (("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"),
                      ("gen_ai.request.model", m), ("gen_ai.usage.input_tokens", 1000 + j % 500),
-                     ("gen_ai.usage.output_tokens", 100 + j % 50), ("feature", f), ("customer_id", "c1")):
+                     ("gen_ai.usage.output_tokens", 100 + j % 50), ("feature", f), ("customer_id", "c1"),
+                     *((("gen_ai.response.id", f"resp-{seed}-{j}"),) if response_ids else ())):
             kv = sp.attributes.add()
             kv.key = k
             if isinstance(v, int):
@@ -606,7 +608,8 @@ def test_serve_distinct_values_do_not_grow_memory(figure) -> None:
 
     def send(r: int) -> None:
         body = _llm_request(per_request, seed=r, model=lambda j: f"no-such-model-{r * per_request + j}",
-                            feature=lambda j: f"feature-{(r * per_request + j) % 50_000}").SerializeToString()
+                            feature=lambda j: f"feature-{(r * per_request + j) % 50_000}",
+                            response_ids=True).SerializeToString()
         while True:
             conn.request("POST", "/v1/traces", body=body, headers={"content-type": "application/x-protobuf"})
             resp = conn.getresponse()
@@ -639,7 +642,7 @@ def test_serve_distinct_values_do_not_grow_memory(figure) -> None:
     figure.set(rss_growth_mib=round(growth, 1), stats={k: stats[k] for k in ("pricing_resolve_evictions",
                                                                           "attribute_cache_clears")})
     assert rc == 0, srv.stderr.decode()[-2000:]
-    assert stats["enriched_by_status"].get("unpriced") == total * per_request, stats
+    assert stats["enriched_by_status"].get("unpriced") == total * per_request, (json.dumps(stats), srv.stderr[-3000:])
     assert growth < 30 * 1e6 / MIB, f"RSS grew {growth:.1f} MiB"
     assert stats["pricing_resolve_evictions"] > 0 and stats["attribute_cache_clears"] > 0, stats
 
