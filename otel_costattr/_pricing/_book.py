@@ -500,8 +500,12 @@ class PriceBook:
         except KeyError:
             res = self._resolve_uncached(model, provider)
             if len(cache) >= _RESOLVE_CACHE_MAX:
-                cache.pop(next(iter(cache)), None)
-                self.evictions["resolve"] += 1
+                # under the lock: another thread inserting between iter() and next() makes next() raise
+                # "dictionary changed size during iteration" (seen with serve's two workers)
+                with self._lock:
+                    if len(cache) >= _RESOLVE_CACHE_MAX:
+                        cache.pop(next(iter(cache)), None)
+                        self.evictions["resolve"] += 1
             cache[key] = res
         if res is None:
             return None
@@ -574,8 +578,10 @@ class PriceBook:
         ints = tuple(int(r.scaleb(scale, _CTX)) for r in vec)
         out = (ints, scale, frozenset(fallbacks))
         if len(self._rates_cache) >= _RATES_CACHE_MAX:
-            self._rates_cache.pop(next(iter(self._rates_cache)), None)
-            self.evictions["rates"] += 1
+            with self._lock:  # as in resolve(): evicting while another thread inserts must not raise
+                if len(self._rates_cache) >= _RATES_CACHE_MAX:
+                    self._rates_cache.pop(next(iter(self._rates_cache)), None)
+                    self.evictions["rates"] += 1
         self._rates_cache[key] = out
         return out
 
