@@ -329,3 +329,35 @@ def test_the_serve_command_raises_its_soft_open_file_limit() -> None:
             "print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0], fd_headroom_cap(5000))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["1024", "1024", str(1024 - 64)]
+
+
+def test_price_book_caches_evict_safely_under_serves_concurrent_workers() -> None:
+    """serve's workers price on two threads: past 4,096 distinct models the book's resolve cache evicts, and an
+    eviction racing another thread's insert raised "dictionary changed size during iteration" (an enrich error
+    for that whole batch). Switch threads as often as possible to make the race likely."""
+    import otel_costattr as oc
+
+    book = oc.PriceBook.load(env=False)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def work(k: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(8000):
+                book.resolve(f"no-such-model-{k}-{i}", "openai")
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors[:1]
+    assert book.cache_stats()["resolve_evictions"] > 0
