@@ -499,14 +499,14 @@ class PriceBook:
             res = cache[key]
         except KeyError:
             res = self._resolve_uncached(model, provider)
-            if len(cache) >= _RESOLVE_CACHE_MAX:
-                # under the lock: another thread inserting between iter() and next() makes next() raise
-                # "dictionary changed size during iteration" (seen with serve's two workers)
-                with self._lock:
-                    if len(cache) >= _RESOLVE_CACHE_MAX:
-                        cache.pop(next(iter(cache)), None)
-                        self.evictions["resolve"] += 1
-            cache[key] = res
+            # Inserts and evictions under the lock (a miss costs far more than the lock): a thread inserting
+            # between another's iter() and next() made next() raise "dictionary changed size during iteration"
+            # (seen with serve's two workers). Lookups stay lock-free.
+            with self._lock:
+                if len(cache) >= _RESOLVE_CACHE_MAX:
+                    cache.pop(next(iter(cache)), None)
+                    self.evictions["resolve"] += 1
+                cache[key] = res
         if res is None:
             return None
         return res.entry, res.geo, res.region, res.flags
@@ -577,12 +577,11 @@ class PriceBook:
                 scale = -exp
         ints = tuple(int(r.scaleb(scale, _CTX)) for r in vec)
         out = (ints, scale, frozenset(fallbacks))
-        if len(self._rates_cache) >= _RATES_CACHE_MAX:
-            with self._lock:  # as in resolve(): evicting while another thread inserts must not raise
-                if len(self._rates_cache) >= _RATES_CACHE_MAX:
-                    self._rates_cache.pop(next(iter(self._rates_cache)), None)
-                    self.evictions["rates"] += 1
-        self._rates_cache[key] = out
+        with self._lock:  # as in resolve(): evicting while another thread inserts must not raise
+            if len(self._rates_cache) >= _RATES_CACHE_MAX:
+                self._rates_cache.pop(next(iter(self._rates_cache)), None)
+                self.evictions["rates"] += 1
+            self._rates_cache[key] = out
         return out
 
     def _discount(self, entry: ModelEntry) -> Discount | None:
