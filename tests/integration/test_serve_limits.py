@@ -169,10 +169,12 @@ def test_large_bodies_are_decoded_off_the_event_loop(make_server: Any, receiver:
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
     assert _post(conn, make_body(3)).status == 200
     assert srv.stats.get("requests_decoded_off_loop") == 0
-    assert _post(conn, make_body(4000, trace=2)).status == 200  # ~0.5 MB
+    big = make_body(10_000, trace=2)
+    assert len(big) > 1 << 20
+    assert _post(conn, big).status == 200
     assert srv.stats.get("requests_decoded_off_loop") == 1
     conn.close()
-    _wait(lambda: srv.stats.get("spans_forwarded") == 4003)
+    _wait(lambda: srv.stats.get("spans_forwarded") == 10_003)
 
 
 # ----------------------------------------------------------------------------------------- connections
