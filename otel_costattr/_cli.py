@@ -31,12 +31,23 @@ def _non_negative_int(text: str) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    """The `otel-costattr` parser: one `_add_<command>_parser` per subcommand (`_SUBCOMMANDS`), then serve's.
+
+    The parsed namespace carries `command` and, for commands with actions, `<command>_command`."""
     parser = argparse.ArgumentParser(
         prog="otel-costattr",
         description="Price LLM calls exactly and attribute the spend to customers, tasks, agents and skills.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _SUBCOMMANDS:
+        add(sub)
+    from ._serve._cli import add_serve_parser
+    add_serve_parser(sub)
+    return parser
 
+
+def _add_price_parser(sub: argparse._SubParsersAction) -> None:
+    """`price MODEL`: price one call from token counts."""
     p = sub.add_parser("price", help="price one call from token counts",
                        description="Price one call. Counts follow the OpenTelemetry GenAI convention: --input "
                        "includes cache reads and both kinds of cache writes; --output includes reasoning.")
@@ -63,6 +74,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="overlay pricing file(s); they win over the shipped tables")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
+
+def _add_pricing_parser(sub: argparse._SubParsersAction) -> None:
+    """`pricing validate|list|import-litellm|update`: the pricing tables."""
     pr = sub.add_parser("pricing", help="validate, list and import pricing tables")
     psub = pr.add_subparsers(dest="pricing_command", metavar="ACTION")
     v = psub.add_parser("validate", help="validate pricing files (exit 1 if any is invalid)")
@@ -86,6 +100,10 @@ def _build_parser() -> argparse.ArgumentParser:
     up.add_argument("--out", metavar="PATH", help="the imported layer to compare with and replace (default: the "
                     "shipped pricing/imported/litellm.json)")
     up.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+
+
+def _add_ingest_parser(sub: argparse._SubParsersAction) -> None:
+    """`ingest FILE...`: load OTLP trace files into the ledger."""
     ing = sub.add_parser("ingest", help="load OTLP JSON-lines or protobuf files into the ledger",
                          description="Load OTLP trace files (the collector's file exporter: JSON lines, or "
                          "length-prefixed protobuf; gzip accepted) into the ledger, pricing spans that are not priced "
@@ -96,6 +114,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--no-progress", action="store_true",
                      help="no progress display (it is shown only when standard error is a terminal)")
 
+
+def _add_ledger_parser(sub: argparse._SubParsersAction) -> None:
+    """`ledger compact|migrate|info`: ledger maintenance."""
     led = sub.add_parser("ledger", help="maintain the ledger: compact, migrate, info",
                          description="The ledger is a directory of Parquet segments that any number of processes "
                          "write at once and reports read while they write.")
@@ -110,6 +131,9 @@ def _build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger (default: %(default)s)")
     inf.add_argument("--json", action="store_true")
 
+
+def _add_report_parser(sub: argparse._SubParsersAction) -> None:
+    """`report`: rollups, budgets and retry findings over ledgers or a ClickHouse source."""
     rep = sub.add_parser("report", help="roll spend up by customer, task, agent, skill, model, day ...")
     rep.add_argument("--db", action="append", metavar="PATH",
                      help=f"ledger (default: {_default_db()}); repeat to report over several ledgers at once")
@@ -139,7 +163,16 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--findings-by", default="customer_id", metavar="KEY[,KEY...]",
                      help="retry findings (\"N%% of X's spend went into retry loops ...\") per customer_id, agent_id, "
                      "task_id and/or skill_id (default: %(default)s)")
+    rep.add_argument("--budgets", metavar="FILE", help="budget file (TOML): mark budgets exceeded or on track to be "
+                     "exceeded in the current UTC day/month (JSON key `budgets`, a panel and alerts in HTML)")
+    rep.add_argument("--as-of", metavar="T", help="evaluate --budgets as of this ISO instant (default: now)")
+    rep.add_argument("--fail-on", choices=("exceeded", "warning"),
+                     help="with --budgets: exit 1 when a budget is exceeded (or, with 'warning', past its warning "
+                     "level or on track to exceed), for cron jobs and CI")
 
+
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    """`demo`: the multi-tenant workload against a local fake vendor."""
     demo = sub.add_parser("demo", help="run a multi-tenant agent workload on a local fake vendor and show who spent "
                           "what", description="Drive the real OpenAI and Anthropic SDKs (and DeepSeek through the "
                           "OpenAI SDK), under real OpenTelemetry instrumentations, against a local fake vendor: five "
@@ -153,13 +186,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     demo.add_argument("--scale", type=float, default=1.0, metavar="F",
                       help="multiply the number of runs (default: %(default)s; tests use less)")
-    rep.add_argument("--budgets", metavar="FILE", help="budget file (TOML): mark budgets exceeded or on track to be "
-                     "exceeded in the current UTC day/month (JSON key `budgets`, a panel and alerts in HTML)")
-    rep.add_argument("--as-of", metavar="T", help="evaluate --budgets as of this ISO instant (default: now)")
-    rep.add_argument("--fail-on", choices=("exceeded", "warning"),
-                     help="with --budgets: exit 1 when a budget is exceeded (or, with 'warning', past its warning "
-                     "level or on track to exceed), for cron jobs and CI")
 
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    """`export focus`: FinOps FOCUS rows."""
     exp = sub.add_parser("export", help="export ledger spend in standard formats")
     esub = exp.add_subparsers(dest="export_command", metavar="FORMAT")
     foc = esub.add_parser("focus", help="FinOps FOCUS 1.2 cost and usage rows (CSV or Parquet)",
@@ -175,6 +205,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="BillingAccountId (and name) per provider, e.g. openai=org-abc:Acme; default: the provider")
     foc.add_argument("--out", required=True, metavar="FILE.{csv,parquet}")
 
+
+def _add_reconcile_parser(sub: argparse._SubParsersAction) -> None:
+    """`reconcile FILE...`: vendor usage/cost exports against the ledger."""
     rec = sub.add_parser("reconcile", help="compare vendor usage/cost exports with the ledger",
                          description="Compare OpenAI (/v1/organization/costs, /usage/completions) and Anthropic "
                          "(/v1/organizations/cost_report, /usage_report/messages) exports with the ledger per UTC day, "
@@ -193,9 +226,10 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="overlay pricing files (used to match model names)")
     rec.add_argument("--format", choices=("table", "json"), default="table")
     rec.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
-    from ._serve._cli import add_serve_parser
-    add_serve_parser(sub)
-    return parser
+
+
+# Subcommands in the order `--help` lists them; serve is added last from its own stage.
+_SUBCOMMANDS = (_add_price_parser, _add_pricing_parser, _add_ingest_parser, _add_ledger_parser, _add_report_parser, _add_demo_parser, _add_export_parser, _add_reconcile_parser)
 
 
 def _default_db() -> str:

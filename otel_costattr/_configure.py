@@ -162,51 +162,15 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
     env = os.environ if env is None else env
     if attribution_keys is not None:
         set_attribution_keys(attribution_keys)
-    try:
-        book = book if book is not None else PriceBook.load(pricing)
-    except PricingError as exc:
-        raise ConfigurationError(f"pricing overlay is invalid: {exc}") from exc
-
-    tracker = None
-    if budgets is not None:
-        from ._finance._budgets import BudgetTracker, load_budgets
-        # Read (and validate) before any exporter thread starts, so a bad file fails fast and leaves nothing behind.
-        if isinstance(budgets, BudgetTracker):
-            tracker = budgets
-        else:
-            tracker = BudgetTracker(load_budgets(budgets) if isinstance(budgets, (str, os.PathLike)) else budgets,
-                                    meter_provider=meter_provider)
-
-    named: dict[str, SpanExporter] = {}
-    endpoint = otlp_endpoint or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env) or _env("OTEL_EXPORTER_OTLP_ENDPOINT",
-                                                                                      env)
-    if endpoint:
-        base = _check_url(endpoint, "the OTLP endpoint (otlp_endpoint / OTEL_EXPORTER_OTLP_ENDPOINT)",
-                          "point it at your collector or backend")
-        headers = dict(otlp_headers or {})
-        if not headers and _env("OTEL_EXPORTER_OTLP_HEADERS", env):
-            for part in env["OTEL_EXPORTER_OTLP_HEADERS"].split(","):
-                if "=" not in part:
-                    raise ConfigurationError("OTEL_EXPORTER_OTLP_HEADERS must be comma-separated key=value pairs")
-                k, v = part.split("=", 1)
-                headers[k.strip()] = v.strip()
-        named["otlp"] = _otlp_exporter(_traces_url(base), headers)
-    lf = _langfuse_settings(langfuse, env)
-    if lf is not None:
-        named["langfuse"] = _otlp_exporter(lf[0], {"Authorization": lf[1]})
-    if jaeger:
-        jbase = "http://localhost:4318" if jaeger is True else _check_url(
-            str(jaeger), "jaeger", "pass Jaeger's OTLP/HTTP base URL, e.g. http://localhost:4318")
-        named["jaeger"] = _otlp_exporter(_traces_url(jbase))
-    for i, exp in enumerate(exporters):
-        named[f"exporter{i}"] = exp
+    book = _price_book(book, pricing)
+    # Budgets are read (and validated) before any exporter thread starts: a bad file fails fast, leaving nothing.
+    tracker = _budget_tracker(budgets, meter_provider)
+    named = _named_exporters(otlp_endpoint, otlp_headers, langfuse, jaeger, exporters, env)
 
     downstream: list[SpanProcessor] = [BatchSpanProcessor(e) for e in named.values()]
     downstream.extend(processors)
-    ledger_obj = None
-    if ledger is not None:
-        from ._ledger._store import LedgerSpanProcessor
-        ledger_obj = LedgerSpanProcessor(ledger, book=book)
+    ledger_obj = _ledger_processor(ledger, book)
+    if ledger_obj is not None:
         downstream.append(ledger_obj)
     if tracker is not None and ledger_obj is not None:
         tracker.seed(ledger_obj.ledger)
@@ -214,20 +178,7 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
                                   required_keys=required_keys, strict=strict,
                                   cost_listeners=[tracker] if tracker is not None else ())
 
-    provider = tracer_provider
-    if provider is None:
-        current = trace.get_tracer_provider()
-        if isinstance(current, TracerProvider):
-            provider = current
-            if sampler is not None:
-                raise ConfigurationError("a global TracerProvider already exists, so configure() cannot set its "
-                                         "sampler; build it with sampler=CostAwareSampler(your_sampler) instead")
-        else:
-            res = Resource.create({"service.name": service_name or _env("OTEL_SERVICE_NAME", env) or "unknown_service"})
-            kw: dict[str, Any] = {"sampler": CostAwareSampler(sampler)} if sampler is not None else {}
-            provider = TracerProvider(resource=res, **kw)
-            if set_global:
-                trace.set_tracer_provider(provider)
+    provider = _tracer_provider(tracer_provider, sampler, service_name, set_global, env)
     if instrument_threading is None:
         # process-wide: only when configure() also owns the global provider
         instrument_threading = set_global
@@ -240,12 +191,115 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
                     "otlp_endpoint=..., or set LANGFUSE_* / OTEL_EXPORTER_OTLP_ENDPOINT.")
     pipeline = Pipeline(tracer_provider=provider, processor=processor, destinations=list(named) + (
         ["ledger"] if ledger_obj is not None else []), exporters=named, ledger=ledger_obj, budgets=tracker)
-    if flush_on_signal is None:
-        flush_on_signal = (_env("OTEL_COSTATTR_FLUSH_ON_SIGNAL", env) or "true").lower() not in (
-            "0", "false", "no", "off")
-    if flush_on_signal and ledger_obj is not None:
+    if _flush_on_signal_wanted(flush_on_signal, env) and ledger_obj is not None:
         install_flush_on_signal(pipeline)
     return pipeline
+
+
+def _ledger_processor(ledger: str | os.PathLike[str] | None, book: PriceBook) -> Any:
+    """A ``LedgerSpanProcessor`` writing to ``ledger`` (re-pricing duplicates with ``book``), or None."""
+    if ledger is None:
+        return None
+    from ._ledger._store import LedgerSpanProcessor
+    return LedgerSpanProcessor(ledger, book=book)
+
+
+def _flush_on_signal_wanted(flush_on_signal: bool | None, env: Mapping[str, str]) -> bool:
+    """``flush_on_signal`` if given, else on unless ``OTEL_COSTATTR_FLUSH_ON_SIGNAL`` is false/0/no/off."""
+    if flush_on_signal is not None:
+        return flush_on_signal
+    return (_env("OTEL_COSTATTR_FLUSH_ON_SIGNAL", env) or "true").lower() not in ("0", "false", "no", "off")
+
+
+def _price_book(book: PriceBook | None, pricing: Sequence[str]) -> PriceBook:
+    """``book`` if given, else the shipped tables with the ``pricing`` overlays.
+
+    Raises:
+        ConfigurationError: an overlay is invalid (the message carries the pricing error)."""
+    try:
+        return book if book is not None else PriceBook.load(pricing)
+    except PricingError as exc:
+        raise ConfigurationError(f"pricing overlay is invalid: {exc}") from exc
+
+
+def _budget_tracker(budgets: Any, meter_provider: Any) -> Any:
+    """The ``BudgetTracker`` for ``budgets`` (a TOML path, a list of budgets, or a ready tracker), or None.
+
+    Raises:
+        ConfigurationError: a bad budget file or budget (from :func:`load_budgets` / ``BudgetTracker``)."""
+    if budgets is None:
+        return None
+    from ._finance._budgets import BudgetTracker, load_budgets
+    if isinstance(budgets, BudgetTracker):
+        return budgets
+    return BudgetTracker(load_budgets(budgets) if isinstance(budgets, (str, os.PathLike)) else budgets,
+                         meter_provider=meter_provider)
+
+
+def _named_exporters(otlp_endpoint: str | None, otlp_headers: Mapping[str, str] | None,
+                     langfuse: bool | Mapping[str, str] | None, jaeger: str | bool | None,
+                     exporters: Iterable[SpanExporter], env: Mapping[str, str]) -> dict[str, SpanExporter]:
+    """The span exporters by destination name, in this order: ``otlp``, ``langfuse``, ``jaeger``, then the
+    caller's as ``exporter0``, ``exporter1`` ... (the names become ``Pipeline.destinations``).
+
+    Raises:
+        ConfigurationError: a malformed URL or ``OTEL_EXPORTER_OTLP_HEADERS``; half-set Langfuse settings."""
+    named: dict[str, SpanExporter] = {}
+    endpoint = otlp_endpoint or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env) or _env("OTEL_EXPORTER_OTLP_ENDPOINT",
+                                                                                      env)
+    if endpoint:
+        base = _check_url(endpoint, "the OTLP endpoint (otlp_endpoint / OTEL_EXPORTER_OTLP_ENDPOINT)",
+                          "point it at your collector or backend")
+        named["otlp"] = _otlp_exporter(_traces_url(base), _otlp_headers(otlp_headers, env))
+    lf = _langfuse_settings(langfuse, env)
+    if lf is not None:
+        named["langfuse"] = _otlp_exporter(lf[0], {"Authorization": lf[1]})
+    if jaeger:
+        jbase = "http://localhost:4318" if jaeger is True else _check_url(
+            str(jaeger), "jaeger", "pass Jaeger's OTLP/HTTP base URL, e.g. http://localhost:4318")
+        named["jaeger"] = _otlp_exporter(_traces_url(jbase))
+    for i, exp in enumerate(exporters):
+        named[f"exporter{i}"] = exp
+    return named
+
+
+def _otlp_headers(otlp_headers: Mapping[str, str] | None, env: Mapping[str, str]) -> dict[str, str]:
+    """``otlp_headers``, or (only when none are given) ``OTEL_EXPORTER_OTLP_HEADERS`` parsed as ``k=v,k=v``.
+
+    Raises:
+        ConfigurationError: a part of the variable without ``=``."""
+    headers = dict(otlp_headers or {})
+    if not headers and _env("OTEL_EXPORTER_OTLP_HEADERS", env):
+        for part in env["OTEL_EXPORTER_OTLP_HEADERS"].split(","):
+            if "=" not in part:
+                raise ConfigurationError("OTEL_EXPORTER_OTLP_HEADERS must be comma-separated key=value pairs")
+            k, v = part.split("=", 1)
+            headers[k.strip()] = v.strip()
+    return headers
+
+
+def _tracer_provider(tracer_provider: TracerProvider | None, sampler: Sampler | None, service_name: str | None,
+                     set_global: bool, env: Mapping[str, str]) -> TracerProvider:
+    """``tracer_provider`` if given; else the global SDK provider if there is one; else a new provider
+    (``service.name`` from ``service_name`` / ``$OTEL_SERVICE_NAME``, ``sampler`` wrapped in
+    :class:`CostAwareSampler`), set as the global one when ``set_global``.
+
+    Raises:
+        ConfigurationError: a ``sampler`` while a global SDK provider already exists (its sampler is fixed)."""
+    if tracer_provider is not None:
+        return tracer_provider
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        if sampler is not None:
+            raise ConfigurationError("a global TracerProvider already exists, so configure() cannot set its "
+                                     "sampler; build it with sampler=CostAwareSampler(your_sampler) instead")
+        return current
+    res = Resource.create({"service.name": service_name or _env("OTEL_SERVICE_NAME", env) or "unknown_service"})
+    kw: dict[str, Any] = {"sampler": CostAwareSampler(sampler)} if sampler is not None else {}
+    provider = TracerProvider(resource=res, **kw)
+    if set_global:
+        trace.set_tracer_provider(provider)
+    return provider
 
 
 # ------------------------------------------------------------------------------------------ signals

@@ -146,19 +146,63 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
         ConfigurationError: no key in ``by``; a key no call has (a typo; the message lists the known keys);
             an unknown ``sort`` or ``findings_by`` key.
     """
+    findings_by, match = _check_report_args(src, by, sort, findings_by, required_keys, where)
+    retry = sections if retry is None else retry
+    f = Filters(since_ns, until_ns, tuple((k, tuple(v)) for k, v in match.items()), _dialect(src))
+    head = _headline(src, f, required_keys)
+    total = head.pop("_total")
+    main = _rollup(src, list(by), f, total, top, sort)
+    report: dict[str, Any] = {
+        "currency": "USD",
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "since": _iso(since_ns), "until": _iso(until_ns),
+        "by": list(by),
+        "where": {k: list(v) for k, v in match.items()},
+        "sort": sort,
+        "total": _d(total),
+        "calls": head.pop("calls"),
+        "rows": main["rows"],
+        "other": main["other"],
+        **head,
+    }
+    if sections:
+        report.update(_overview_sections(src, f, total))
+    found = chains_for(src, f) if sections or retry else None
+    if retry and found is not None:
+        report["retry"] = retry_analysis(src, f, total, chains=found, findings_by=findings_by)
+    if sections and found is not None:
+        report["economics"] = {"by_task": economics(src, f, found[0], "task_id"),
+                               "by_workload": economics(src, f, found[0], "workload_type")}
+        report["layers"] = layers(src, f, "agent_id")
+    return report
+
+
+def _check_report_args(src: Source, by: Sequence[str], sort: str, findings_by: Sequence[str],
+                       required_keys: Sequence[str], where: Sequence[tuple[str, str]]
+                       ) -> tuple[Sequence[str], dict[str, list[str]]]:
+    """Validate :func:`build_report`'s arguments; return the checked ``findings_by`` and ``where`` grouped by key
+    (values in the order given).
+
+    Raises:
+        ConfigurationError: as :func:`build_report` describes."""
     if not by:
         raise ConfigurationError("--by needs at least one key, e.g. --by customer_id")
     if sort not in SORTS:
         raise ConfigurationError(f"--sort {sort!r} is not known; use one of: {', '.join(SORTS)}")
     findings_by = check_findings_by(findings_by)
-    retry = sections if retry is None else retry
     check_keys(src, list(by), "--by")
     check_keys(src, list(required_keys), "--required-keys")
     check_keys(src, [k for k, _ in where], "--where")
     match: dict[str, list[str]] = {}
     for k, v in where:
         match.setdefault(k, []).append(v)
-    f = Filters(since_ns, until_ns, tuple((k, tuple(v)) for k, v in match.items()), _dialect(src))
+    return findings_by, match
+
+
+def _headline(src: Source, f: Filters, required_keys: Sequence[str]) -> dict[str, Any]:
+    """The report's counts over the calls ``f`` selects, in report order: ``calls``, ``unattributed``, the
+    ``*_calls`` by cost status, ``duplicate_spans``, ``unpriced_models``; plus ``_total`` (the exact Decimal sum,
+    0 when no call is priced) for the caller to take out."""
     where_sql, params = f.where()
     (total, calls, unpriced, no_usage, partial, provided), = src.query(
         f"SELECT sum(cost_total), count(*), count(*) FILTER (WHERE cost_status = 'unpriced'), "
@@ -176,18 +220,9 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
     unpriced_models = [{"model": m, "provider": p, "calls": int(n)} for m, p, n in src.query(
         f"SELECT coalesce(response_model, request_model, 'unknown'), coalesce(provider, 'unknown'), count(*) "
         f"FROM calls{up_where} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50", up_params)]
-    main = _rollup(src, list(by), f, total, top, sort)
-    report: dict[str, Any] = {
-        "currency": "USD",
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "since": _iso(since_ns), "until": _iso(until_ns),
-        "by": list(by),
-        "where": {k: list(v) for k, v in match.items()},
-        "sort": sort,
-        "total": _d(total),
+    return {
+        "_total": total,
         "calls": int(calls),
-        "rows": main["rows"],
-        "other": main["other"],
         "unattributed": {"required_keys": list(required_keys), "cost": _d(un_cost), "share": _share(un_cost, total),
                          "calls": int(un_calls)},
         "unpriced_calls": int(unpriced),
@@ -197,30 +232,29 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
         "duplicate_spans": int(dups),
         "unpriced_models": unpriced_models,
     }
-    if sections:
-        day_sql = DAY_INDEX_SQL[_dialect(src)]
-        report["by_day"] = [{"day": _day_text(d), "cost": _money(c), "calls": int(n)} for d, c, n in src.query(
-            f"SELECT {day_sql} AS d, sum(cost_total), count(*) FROM calls{where_sql} GROUP BY d ORDER BY d", params)]
-        tops = {k: _rollup(src, [k], f, total, 10)
-                for k in ("customer_id", "workload_type", "task_id", "agent_id", "skill_id", "process_id", "model",
-                          "provider")}
-        report["top"] = {k: t["rows"] for k, t in tops.items()}
-        report["top_other"] = {k: t["other"] for k, t in tops.items() if t["other"]}
-        days = [d["day"] for d in report["by_day"]]
-        report["series"] = series_many(src, f, {k: [r["key"][k] for r in tops[k]["rows"]][:8]
-                                                for k in SERIES_DIMENSIONS}, days)
-        report["growth"] = {k: growth(src, f, k, days) for k in SERIES_DIMENSIONS}
-        report["vendor_share_by_workload"] = vendor_share(src, f)
-        report["top_traces"] = top_traces(src, f)
-    found = chains_for(src, f) if sections or retry else None
-    if retry and found is not None:
-        report["retry"] = retry_analysis(src, f, total, chains=found, findings_by=findings_by)
-    if sections and found is not None:
-        report["economics"] = {"by_task": economics(src, f, found[0], "task_id"),
-                               "by_workload": economics(src, f, found[0], "workload_type")}
-        report["layers"] = layers(src, f, "agent_id")
-    return report
 
+
+def _overview_sections(src: Source, f: Filters, total: Decimal) -> dict[str, Any]:
+    """The ``sections`` part of the report, in report order: ``by_day``, ``top`` (10 per dimension) and
+    ``top_other``, ``series`` and ``growth`` per :data:`SERIES_DIMENSIONS`, ``vendor_share_by_workload``,
+    ``top_traces``."""
+    where_sql, params = f.where()
+    day_sql = DAY_INDEX_SQL[_dialect(src)]
+    out: dict[str, Any] = {}
+    out["by_day"] = [{"day": _day_text(d), "cost": _money(c), "calls": int(n)} for d, c, n in src.query(
+        f"SELECT {day_sql} AS d, sum(cost_total), count(*) FROM calls{where_sql} GROUP BY d ORDER BY d", params)]
+    tops = {k: _rollup(src, [k], f, total, 10)
+            for k in ("customer_id", "workload_type", "task_id", "agent_id", "skill_id", "process_id", "model",
+                      "provider")}
+    out["top"] = {k: t["rows"] for k, t in tops.items()}
+    out["top_other"] = {k: t["other"] for k, t in tops.items() if t["other"]}
+    days = [d["day"] for d in out["by_day"]]
+    out["series"] = series_many(src, f, {k: [r["key"][k] for r in tops[k]["rows"]][:8]
+                                         for k in SERIES_DIMENSIONS}, days)
+    out["growth"] = {k: growth(src, f, k, days) for k in SERIES_DIMENSIONS}
+    out["vendor_share_by_workload"] = vendor_share(src, f)
+    out["top_traces"] = top_traces(src, f)
+    return out
 
 def _all_days(days: Sequence[str]) -> list[str]:
     """Every UTC day from the first to the last of ``days`` (a day without calls is a day of zero spend)."""

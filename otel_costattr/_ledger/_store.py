@@ -319,6 +319,8 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     ``cost_status`` becomes ``unpriced``: an unknown cost is counted as unknown, never summed as zero. The
     names of the affected columns are appended to ``out_of_range`` when given (the ledger counts them).
     """
+    # This runs once per span on every ledger write, so the common path stays inline (no call per column);
+    # only the cold parts are helpers: re-pricing a duplicate, layer figures, marking out-of-range values.
     a = rec.attributes
     call = read_call(a, rec.scope_name)  # the scope selects the emitter's usage convention (D16)
     is_llm = call.is_llm_call
@@ -341,25 +343,9 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
         cost_total = _dec(call.provided_cost, "cost_total", bad)
     repriced_provider = None
     if status == "duplicate" and book is not None and call.has_usage and call.model:
-        # Re-price the second span of a call so that the more detailed of the pair can be the one counted.
-        try:
-            provider = A.PROVIDER_NAMES.get(call.provider.strip().lower(), call.provider) if call.provider else None
-            cost = book.price(call.model, provider=provider, input_tokens=call.input_tokens or 0,
-                              output_tokens=call.output_tokens or 0, cache_read_tokens=call.cache_read_tokens or 0,
-                              cache_write_tokens=call.cache_write_tokens or 0,
-                              cache_write_1h_tokens=call.cache_write_1h_tokens or 0,
-                              reasoning_tokens=call.reasoning_tokens or 0, at=rec.start_ns or None)
-            if cost.priced:
-                repriced_provider = cost.provider
-                w = ("cache_write", "cache_write_1h")
-                cost_total = _dec(cost.total_float(), "cost_total", bad)
-                c_in = _dec(cost.sum_float(("input", "cache_read") + w), "cost_input", bad)
-                c_out = _dec(cost.sum_float(("output", "reasoning")), "cost_output", bad)
-                c_cr = _dec(cost.sum_float(("cache_read",)), "cost_cache_read", bad)
-                c_cw = _dec(cost.sum_float(w), "cost_cache_write", bad)
-                c_rs = _dec(cost.sum_float(("reasoning",)), "cost_reasoning", bad)
-        except Exception:  # noqa: BLE001 - a row is still written, without the re-priced figure
-            logger.debug("could not re-price duplicate span", exc_info=True)
+        repriced = _reprice_duplicate(call, rec.start_ns, book, bad)
+        if repriced is not None:
+            repriced_provider, cost_total, c_in, c_out, c_cr, c_cw, c_rs = repriced
     flags = a.get(A.COST_FLAGS)
     if isinstance(flags, (tuple, list)):
         flags = ",".join(str(f) for f in flags)
@@ -376,14 +362,7 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     if _LAYER_ATTRS.isdisjoint(a):  # most spans carry no layers
         layer_tokens = layer_costs = _NONE3
     else:
-        lp, lt, lm = get(A.COST_LAYER_PROMPT_TOKENS), get(A.COST_LAYER_TOOL_TOKENS), get(A.COST_LAYER_MEMORY_TOKENS)
-        layer_tokens = _NONE3 if lp is None and lt is None and lm is None else (
-            _int_or_none(lp, "layer_prompt_tokens", bad), _int_or_none(lt, "layer_tool_tokens", bad),
-            _int_or_none(lm, "layer_memory_tokens", bad))
-        lp, lt, lm = get(A.COST_LAYER_PROMPT), get(A.COST_LAYER_TOOL), get(A.COST_LAYER_MEMORY)
-        layer_costs = _NONE3 if lp is None and lt is None and lm is None else (
-            _dec(lp, "cost_layer_prompt", bad), _dec(lt, "cost_layer_tool", bad),
-            _dec(lm, "cost_layer_memory", bad))
+        layer_tokens, layer_costs = _layer_values(a, bad)
     if _COST_TEXT.isdisjoint(a):
         model = version = dup_of = provider = source = None
     else:
@@ -394,15 +373,10 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     error_type = get("error.type")
     keep = _unmapped(a, store_content)
     if bad:
-        marks = ",".join(f"out_of_range:{c}" for c in bad)
-        flags = f"{flags},{marks}" if flags else marks
-        for c, v in bad.items():
-            keep[f"otel_costattr.out_of_range.{c}"] = repr(v)[:64]
-        if "cost_total" in bad and status in _PRICED:
+        flags, total_unknown = _mark_out_of_range(bad, flags, keep, out_of_range)
+        if total_unknown and status in _PRICED:
             status = "unpriced"
             c_in = c_out = c_cr = c_cw = c_rs = c_tool = None  # parts of a total that is not known
-        if out_of_range is not None:
-            out_of_range.extend(bad)
     return (
         rec.trace_id, rec.span_id, rec.parent_span_id or None, rec.name, rec.kind, rec.service_name, rec.scope_name,
         start_ns, end_ns, rec.status_code, None if error_type is None else _str_or_none(error_type),
@@ -421,6 +395,61 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
         *_attribution_values(a),
         json.dumps(keep, default=str) if keep else "{}",
     )
+
+
+def _reprice_duplicate(call: Any, start_ns: Any, book: Any, bad: _OutOfRange) -> tuple[Any, ...] | None:
+    """Re-price the second span of a call (a ``duplicate``) with ``book``, so that the more detailed of the pair
+    can be the one counted: ``(provider, total, input, output, cache_read, cache_write, reasoning)`` (amounts as
+    the columns hold them; a value that does not fit is recorded in ``bad``), or None when the call cannot be
+    priced. Never raises: a failure is logged at debug level and the row keeps the span's own figures."""
+    try:
+        provider = A.PROVIDER_NAMES.get(call.provider.strip().lower(), call.provider) if call.provider else None
+        cost = book.price(call.model, provider=provider, input_tokens=call.input_tokens or 0,
+                          output_tokens=call.output_tokens or 0, cache_read_tokens=call.cache_read_tokens or 0,
+                          cache_write_tokens=call.cache_write_tokens or 0,
+                          cache_write_1h_tokens=call.cache_write_1h_tokens or 0,
+                          reasoning_tokens=call.reasoning_tokens or 0, at=start_ns or None)
+        if not cost.priced:
+            return None
+        w = ("cache_write", "cache_write_1h")
+        return (cost.provider, _dec(cost.total_float(), "cost_total", bad),
+                _dec(cost.sum_float(("input", "cache_read") + w), "cost_input", bad),
+                _dec(cost.sum_float(("output", "reasoning")), "cost_output", bad),
+                _dec(cost.sum_float(("cache_read",)), "cost_cache_read", bad),
+                _dec(cost.sum_float(w), "cost_cache_write", bad),
+                _dec(cost.sum_float(("reasoning",)), "cost_reasoning", bad))
+    except Exception:  # noqa: BLE001 - a row is still written, without the re-priced figure
+        logger.debug("could not re-price duplicate span", exc_info=True)
+        return None
+
+
+def _layer_values(a: Mapping[str, Any], bad: _OutOfRange) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The context-layer columns of a span that has some: ``(prompt, tool, memory)`` tokens and costs, each
+    triple all None when the span has none of its three attributes; values that do not fit go to ``bad``."""
+    get = a.get
+    lp, lt, lm = get(A.COST_LAYER_PROMPT_TOKENS), get(A.COST_LAYER_TOOL_TOKENS), get(A.COST_LAYER_MEMORY_TOKENS)
+    layer_tokens = _NONE3 if lp is None and lt is None and lm is None else (
+        _int_or_none(lp, "layer_prompt_tokens", bad), _int_or_none(lt, "layer_tool_tokens", bad),
+        _int_or_none(lm, "layer_memory_tokens", bad))
+    lp, lt, lm = get(A.COST_LAYER_PROMPT), get(A.COST_LAYER_TOOL), get(A.COST_LAYER_MEMORY)
+    layer_costs = _NONE3 if lp is None and lt is None and lm is None else (
+        _dec(lp, "cost_layer_prompt", bad), _dec(lt, "cost_layer_tool", bad),
+        _dec(lm, "cost_layer_memory", bad))
+    return layer_tokens, layer_costs
+
+
+def _mark_out_of_range(bad: _OutOfRange, flags: str | None, keep: dict[str, Any],
+                       out_of_range: list[str] | None) -> tuple[str, bool]:
+    """Record the values that did not fit their columns (see :func:`record_to_row`): add
+    ``otel_costattr.out_of_range.<column>`` to ``keep`` (the row's ``attributes``) and the column names to
+    ``out_of_range`` when given; return the row's flags with ``out_of_range:<column>`` marks appended, and
+    whether the call's total cost is what did not fit (then the cost is unknown)."""
+    marks = ",".join(f"out_of_range:{c}" for c in bad)
+    for c, v in bad.items():
+        keep[f"otel_costattr.out_of_range.{c}"] = repr(v)[:64]
+    if out_of_range is not None:
+        out_of_range.extend(bad)
+    return (f"{flags},{marks}" if flags else marks), "cost_total" in bad
 
 
 def _sum_dec(a: Any, b: Any, bad: _OutOfRange | None = None) -> float | None:

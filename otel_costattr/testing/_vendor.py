@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -392,18 +392,20 @@ class FakeVendorServer:
         request_id: str,
         path_model: str | None = None,
     ) -> FakeReply:
+        """The reply to one parsed request, in this order: the ``on_request`` hook (a reply of its own, or the
+        usage to bill), a body that is not JSON, an unknown endpoint (404), ``error-N`` / ``flaky`` scenarios,
+        a stored Responses lookup, else the vendor's body for ``endpoint``.
+
+        Raises:
+            _ControlError: a bad control header or request body (the caller answers 400).
+            TypeError: the hook returned something else than ``FakeReply``, ``Usage`` or None."""
         scenarios = _parse_scenarios(headers.get(SCENARIO_HEADER, ""))
         try:
             usage = self.default_usage.overlay(Usage.parse(headers.get(USAGE_HEADER, "")))
         except ValueError as exc:
             raise _ControlError(str(exc)) from None
         mapping = body if isinstance(body, dict) else {}
-        requested_model = path_model or str(mapping.get("model") or "")
-        if vendor == "bedrock":
-            # Bedrock model ids carry a geo prefix and a version (us.anthropic.claude-...-v1:0); replies name the
-            # model as the vendor does (Anthropic bodies) or not at all (Converse).
-            requested_model = _bedrock_base_model(requested_model)
-        model = headers.get(MODEL_HEADER) or self._model_map.get(requested_model, requested_model)
+        model = self._reply_model(vendor, path_model or str(mapping.get("model") or ""), headers)
 
         if self._hook is not None:
             decision = self._hook(
@@ -424,22 +426,11 @@ class FakeVendorServer:
             raise _ControlError(body_error)
         if endpoint is None:
             return self._error(vendor, 404, request_id, f"No fake for {method} {path}.")
-        for scenario in scenarios:
-            error = _ERROR_SCENARIO.match(scenario)
-            if error:
-                return self._error(vendor, int(error.group(1)), request_id, None)
-        for scenario in scenarios:
-            flaky = _FLAKY_SCENARIO.match(scenario)
-            if flaky and attempt <= int(flaky.group(1) or 1):
-                return self._error(vendor, 500, request_id, f"Flaky failure on attempt {attempt} (fake vendor).")
-
+        failure = self._scenario_failure(scenarios, vendor, request_id, attempt)
+        if failure is not None:
+            return failure
         if endpoint == "responses.retrieve":
-            response_id = unquote(path.rsplit("/", 1)[1])
-            with self._lock:
-                stored = self._stored.get(response_id)
-            if stored is None:
-                return self._error(vendor, 404, request_id, f"Response with id '{response_id}' not found.")
-            return FakeReply(body=stored)
+            return self._retrieve(path, vendor, request_id)
 
         plan = Plan(
             body=mapping,
@@ -449,6 +440,43 @@ class FakeVendorServer:
             service_tier=headers.get(SERVICE_TIER_HEADER),
             ids=self._ids,
         )
+        return self._create(endpoint, plan)
+
+    def _reply_model(self, vendor: str, requested_model: str, headers: Mapping[str, str]) -> str:
+        """The model the reply names: the model header if set, else the requested model through the model map
+        (a Bedrock id reduced to its base model first)."""
+        if vendor == "bedrock":
+            # Bedrock model ids carry a geo prefix and a version (us.anthropic.claude-...-v1:0); replies name the
+            # model as the vendor does (Anthropic bodies) or not at all (Converse).
+            requested_model = _bedrock_base_model(requested_model)
+        return headers.get(MODEL_HEADER) or self._model_map.get(requested_model, requested_model)
+
+    def _scenario_failure(self, scenarios: Sequence[str], vendor: str, request_id: str,
+                          attempt: int) -> FakeReply | None:
+        """The error an ``error-N`` scenario asks for (the first wins), else a 500 while ``flaky[-N]`` still
+        applies to this ``attempt`` (N defaults to 1), else None."""
+        for scenario in scenarios:
+            error = _ERROR_SCENARIO.match(scenario)
+            if error:
+                return self._error(vendor, int(error.group(1)), request_id, None)
+        for scenario in scenarios:
+            flaky = _FLAKY_SCENARIO.match(scenario)
+            if flaky and attempt <= int(flaky.group(1) or 1):
+                return self._error(vendor, 500, request_id, f"Flaky failure on attempt {attempt} (fake vendor).")
+        return None
+
+    def _retrieve(self, path: str, vendor: str, request_id: str) -> FakeReply:
+        """``GET /v1/responses/{id}``: a stored response, or the vendor's 404."""
+        response_id = unquote(path.rsplit("/", 1)[1])
+        with self._lock:
+            stored = self._stored.get(response_id)
+        if stored is None:
+            return self._error(vendor, 404, request_id, f"Response with id '{response_id}' not found.")
+        return FakeReply(body=stored)
+
+    def _create(self, endpoint: str, plan: Plan) -> FakeReply:
+        """The vendor's reply for a create ``endpoint``; a Responses reply is also stored (bounded: the oldest
+        is dropped past ``max_stored_responses``) for later retrieval."""
         if endpoint == "chat.completions":
             return _openai.chat_completion(plan)
         if endpoint == "embeddings":
