@@ -847,7 +847,6 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
     calls and their cost. The text is, in order: the workload line and total, the rollup tables, the vendor
     share per workload, and where the money leaks. Same ledger and plans: same text.
     """
-    total = Decimal(report["total"])
     per_task = {c: Decimal(n) / Decimal(t) for c, n, t in ledger.query(
         "SELECT coalesce(customer_id, '(unattributed)'), count(*), count(DISTINCT task_id) FROM calls "
         "GROUP BY 1 HAVING count(DISTINCT task_id) > 0")}

@@ -356,7 +356,7 @@ def test_money_is_converted_exactly_as_the_single_file_ledger_did() -> None:
     vals += [rng.randint(1, 10**7) * rng.choice([2.5e-6, 1.5e-7, 1 / 3, 1.25e-5, 7e-8]) for _ in range(20_000)]
     col = pa.array(vals, pa.float64())
     con = duckdb.connect()
-    t = pa.table({"x": col})
+    t = pa.table({"x": col})  # noqa: F841 - DuckDB reads it by name (replacement scan)
     want = [r[0] for r in con.execute("SELECT CAST(CAST(x AS VARCHAR) AS DECIMAL(38,18)) FROM t").fetchall()]
     assert _to_decimal(col).to_pylist() == want
 
