@@ -8,33 +8,7 @@
 #                test extras from a .venv that has them); otherwise .venv is made to match the lock exactly
 # Python: $PYTHON if set, else the first Python >= 3.11 that uv finds.
 
-# The oldest uv that reads this lock format; older ones on PATH are ignored in favour of the pinned bootstrap.
-UV_MIN_VERSION="0.8.0"
-# The uv installed from PyPI (into .uv/, not the user's Python) when none fits is on PATH.
-UV_PINNED_VERSION="0.13.9"
-
-_uv_fits() {
-  local v
-  v="$("$1" --version 2>/dev/null | awk '{print $2}')" || return 1
-  [ -n "$v" ] && [ "$(printf '%s\n%s\n' "$UV_MIN_VERSION" "$v" | sort -V | head -n1)" = "$UV_MIN_VERSION" ]
-}
-
-_find_uv() {
-  if [ -n "${UV:-}" ] && _uv_fits "$UV"; then return 0; fi
-  if command -v uv >/dev/null 2>&1 && _uv_fits "$(command -v uv)"; then UV="$(command -v uv)"; return 0; fi
-  if [ -x .uv/bin/uv ] && _uv_fits .uv/bin/uv; then UV="$PWD/.uv/bin/uv"; return 0; fi
-  local py="${PYTHON:-python3}"
-  echo "set-up: uv >= $UV_MIN_VERSION not found; installing uv $UV_PINNED_VERSION into .uv/ (from PyPI)" >&2
-  rm -rf .uv
-  "$py" -m venv .uv
-  # (the machine's pip config may list local mirrors that are absent: drop those warnings, keep real errors)
-  .uv/bin/python -m pip install -q --disable-pip-version-check "uv==$UV_PINNED_VERSION" \
-    2> >(grep -v "^WARNING: Location" >&2)
-  UV="$PWD/.uv/bin/uv"
-}
-
-_find_uv
-export UV
+source scripts/_uv.sh
 
 # _sync_env DIR ARGS...: make the environment DIR hold what uv.lock pins for ARGS (extras, groups).
 _sync_env() {
