@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind
 
 import otel_costattr as oc
-from otel_costattr._enrich import Enricher, clone_span
+from otel_costattr._capture._enrich import Enricher, clone_span
 
 N = 3000
 START = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",

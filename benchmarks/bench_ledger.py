@@ -17,8 +17,8 @@ from pathlib import Path
 
 from _harness import line
 
-from otel_costattr._ledger import Ledger, SpanRecord
-from otel_costattr._rollup import build_report
+from otel_costattr._ledger._store import Ledger, SpanRecord
+from otel_costattr._analysis._rollup import build_report
 
 
 def _records(n: int, offset: int = 0) -> list[SpanRecord]:
@@ -168,7 +168,7 @@ def main(long: bool = True) -> list[str]:
     _synthetic_calls(led, 1_000_000)
     t = time.perf_counter()
     report = build_report(led, by=["customer_id"], top=20)
-    from otel_costattr._report import render
+    from otel_costattr._report._render import render
     render(report, "json")
     try:
         render(report, "html")

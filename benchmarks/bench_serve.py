@@ -16,7 +16,7 @@ Cases, per batch of ``BATCH`` spans (one ``ExportTraceServiceRequest``, as an SD
                    57.6k spans/s, when that was measured). It calibrates the machine: the shared VM's speed varies
                    by 2x with the other tenants' load, so compare serve / naive across runs, not raw us.
 
-The process runs with serve's malloc settings (``otel_costattr._allocator``, applied by the serve command at
+The process runs with serve's malloc settings (``otel_costattr._serve._allocator``, applied by the serve command at
 start-up), as a serve process does; every case in it shares them. Without them each 512-span request of the llm
 workload touches ~450 fresh pages (``tests/unit/test_allocator.py``), about 5% of serve's time here.
 
@@ -47,10 +47,10 @@ from _harness import interleaved, line, median, ratio
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from otel_costattr._allocator import tune_for_serving
-from otel_costattr._enrich import UNRENDERED, Enricher
-from otel_costattr._pricing import PriceBook
-from otel_costattr._serve_codec import ProtoEnricher
+from otel_costattr._serve._allocator import tune_for_serving
+from otel_costattr._capture._enrich import UNRENDERED, Enricher
+from otel_costattr._pricing._book import PriceBook
+from otel_costattr._serve._codec import ProtoEnricher
 
 BATCH = 512
 TARGET = 30_000
@@ -201,7 +201,7 @@ def main(rounds: int = 15) -> list[str]:
                     naive(b)
             return (time.thread_time_ns() - t) / (reps * len(bodies) * BATCH) / 1000
 
-        from otel_costattr._serve_codec import _WANTED, _value
+        from otel_costattr._serve._codec import _WANTED, _value
 
         span_data = []
         for b in bodies:

@@ -18,31 +18,31 @@ import importlib
 from typing import Any
 
 from ._errors import ConfigurationError, OtelCostattrError, PricingError
-from ._pricing import Cost, PriceBook, default_book, format_money, price
+from ._pricing._book import Cost, PriceBook, default_book, format_money, price
 from ._version import __version__
 
 # Pricing is imported eagerly (it is what `price()` needs); the tracing pieces load on first use, so that
 # `import otel_costattr` stays cheap for scripts that only price.
 _LAZY = {
-    "AttributionBaggageProcessor": "._attribution",
-    "attribution": "._attribution",
-    "attribution_keys": "._attribution",
-    "baggage_processor": "._attribution",
-    "propagator": "._attribution",
-    "set_attribution_keys": "._attribution",
-    "strip_attribution": "._attribution",
+    "AttributionBaggageProcessor": "._capture._attribution",
+    "attribution": "._capture._attribution",
+    "attribution_keys": "._capture._attribution",
+    "baggage_processor": "._capture._attribution",
+    "propagator": "._capture._attribution",
+    "set_attribution_keys": "._capture._attribution",
+    "strip_attribution": "._capture._attribution",
     "Pipeline": "._configure",
     "configure": "._configure",
-    "CostSpanExporter": "._exporter",
-    "CostSpanProcessor": "._processor",
-    "CostAwareSampler": "._sampling",
+    "CostSpanExporter": "._capture._exporter",
+    "CostSpanProcessor": "._capture._processor",
+    "CostAwareSampler": "._capture._sampling",
     "attributes": ".attributes",
-    "attempt": "._attempt",
-    "Chain": "._chains",
-    "token_layers": "._layers",
-    "memory": "._layers",
-    "set_memory_rule": "._layers",
-    "build_chains": "._chains",
+    "attempt": "._capture._attempt",
+    "Chain": "._analysis._chains",
+    "token_layers": "._capture._layers",
+    "memory": "._capture._layers",
+    "set_memory_rule": "._capture._layers",
+    "build_chains": "._analysis._chains",
 }
 
 __all__ = [

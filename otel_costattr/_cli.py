@@ -151,7 +151,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="overlay pricing files (used to match model names)")
     rec.add_argument("--format", choices=("table", "json"), default="table")
     rec.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
-    from ._serve_cli import add_serve_parser
+    from ._serve._cli import add_serve_parser
     add_serve_parser(sub)
     return parser
 
@@ -198,7 +198,7 @@ def _instant(text: str | None, what: str) -> int | None:
 
 
 def _cmd_price(args: argparse.Namespace) -> int:
-    from ._pricing import PriceBook, format_money
+    from ._pricing._book import PriceBook, format_money
 
     book = PriceBook.load(args.pricing)
     usage = dict(input_tokens=args.input, output_tokens=args.output, cache_read_tokens=args.cache_read,
@@ -256,7 +256,7 @@ def _print_cost_table(cost: Any, usage: dict[str, int], fmt: Any) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from ._errors import PricingError
-    from ._pricebook import validate_file
+    from ._pricing._schema import validate_file
 
     failed = 0
     for f in args.files:
@@ -299,7 +299,7 @@ def _coverage(table: Any) -> dict[str, Any]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ._pricing import PriceBook
+    from ._pricing._book import PriceBook
 
     book = PriceBook.load(args.pricing)
     want = book.canonical_provider(args.provider) if args.provider else None
@@ -335,7 +335,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from ._litellm_import import import_litellm_file
+    from ._pricing._litellm import import_litellm_file
 
     report = import_litellm_file(args.file, args.out)
     print(report)
@@ -348,9 +348,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from ._ingest import ingest_files
-    from ._ledger import Ledger
-    from ._pricing import PriceBook
+    from ._ledger._ingest import ingest_files
+    from ._ledger._store import Ledger
+    from ._pricing._book import PriceBook
 
     book = PriceBook.load(args.pricing)
     ledger = Ledger(args.db, book=book)
@@ -368,19 +368,19 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ._ledger import Ledger
-    from ._report import render, write_output
-    from ._rollup import build_report
+    from ._ledger._store import Ledger
+    from ._report._render import render, write_output
+    from ._analysis._rollup import build_report
 
     by = [k.strip() for k in args.by.split(",") if k.strip()]
     required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
     since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
     budgets = None
     if args.budgets:
-        from ._budgets import budget_status, load_budgets
+        from ._finance._budgets import budget_status, load_budgets
         budgets = load_budgets(args.budgets)  # a bad file fails before the ledger is opened
     if args.source:
-        from ._clickhouse import open_source
+        from ._analysis._clickhouse import open_source
         ledger: Any = open_source(args.source)
     else:
         ledger = Ledger(args.db, read_only=True)
@@ -419,8 +419,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from ._errors import ConfigurationError
-    from ._focus import focus_rows, write_focus
-    from ._ledger import Ledger
+    from ._finance._focus import focus_rows, write_focus
+    from ._ledger._store import Ledger
 
     if not args.out.lower().endswith((".csv", ".parquet")):
         raise ConfigurationError(f"--out {args.out}: the FOCUS export is written as .csv or .parquet; name the file "
@@ -443,10 +443,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
-    from ._ledger import Ledger
-    from ._pricing import PriceBook
-    from ._reconcile import load_exports, reconcile, render_reconciliation
-    from ._report import write_output
+    from ._ledger._store import Ledger
+    from ._pricing._book import PriceBook
+    from ._finance._reconcile import load_exports, reconcile, render_reconciliation
+    from ._report._render import write_output
 
     exports = load_exports(args.files)  # unreadable or unknown files fail first, naming the file
     required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
@@ -473,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._version import __version__
         print(__version__)
         return EXIT_OK
-    from ._serve_cli import cmd_serve
+    from ._serve._cli import cmd_serve
     handlers = {"price": _cmd_price, "ingest": _cmd_ingest, "report": _cmd_report, "demo": _cmd_demo,
                 "reconcile": _cmd_reconcile, "serve": cmd_serve}
     try:

@@ -30,11 +30,11 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from ._attribution import baggage_processor, propagator, set_attribution_keys
+from ._capture._attribution import baggage_processor, propagator, set_attribution_keys
 from ._errors import ConfigurationError, PricingError
-from ._pricing import PriceBook
-from ._processor import DEFAULT_METRIC_KEYS, CostSpanProcessor
-from ._sampling import CostAwareSampler
+from ._pricing._book import PriceBook
+from ._capture._processor import DEFAULT_METRIC_KEYS, CostSpanProcessor
+from ._capture._sampling import CostAwareSampler
 
 __all__ = ["Pipeline", "configure"]
 
@@ -139,7 +139,7 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
         pricing / book: overlay pricing files, or a ready :class:`PriceBook`.
         attribution_keys: extra attribution keys to allow (added to the defaults of DESIGN D9).
         trust_inbound: ``False`` drops attribution keys from inbound baggage (for public edges).
-        budgets: a budget file (TOML, see :mod:`otel_costattr._budgets`), a list of budgets, or a ready
+        budgets: a budget file (TOML, see :mod:`otel_costattr._finance._budgets`), a list of budgets, or a ready
             ``BudgetTracker``: running totals per budget that emit the ``otel_costattr.budget.crossed`` metric and a
             log event the moment a warn threshold or limit is crossed; seeded from the ledger when one is set.
 
@@ -156,7 +156,7 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
 
     tracker = None
     if budgets is not None:
-        from ._budgets import BudgetTracker, load_budgets
+        from ._finance._budgets import BudgetTracker, load_budgets
         # Read (and validate) before any exporter thread starts, so a bad file fails fast and leaves nothing behind.
         if isinstance(budgets, BudgetTracker):
             tracker = budgets
@@ -192,7 +192,7 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
     downstream.extend(processors)
     ledger_obj = None
     if ledger is not None:
-        from ._ledger import LedgerSpanProcessor
+        from ._ledger._store import LedgerSpanProcessor
         ledger_obj = LedgerSpanProcessor(ledger, book=book)
         downstream.append(ledger_obj)
     if tracker is not None and ledger_obj is not None:

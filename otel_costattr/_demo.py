@@ -1055,8 +1055,8 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     from opentelemetry.sdk.trace import TracerProvider
 
     from ._configure import configure
-    from ._ledger import Ledger
-    from ._rollup import build_report
+    from ._ledger._store import Ledger
+    from ._analysis._rollup import build_report
 
     mark("imports")
 
@@ -1095,7 +1095,7 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     bar.finish()
     mark("flush")
 
-    from ._attribution import attribution_keys
+    from ._capture._attribution import attribution_keys
 
     keys = attribution_keys()
     leaks = sum(1 for r in requests if any(f"{k}=" in r.headers.get("baggage", "") for k in keys))
@@ -1110,8 +1110,8 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     mark("rollups")
 
     report_path: Path | None = None
-    if importlib.util.find_spec("otel_costattr._html") is not None:
-        from ._report import render, write_output
+    if importlib.util.find_spec("otel_costattr._report._html") is not None:
+        from ._report._render import render, write_output
         report_path = out_dir / REPORT_NAME
         write_output(render(report, "html"), str(report_path))
     else:

@@ -93,6 +93,12 @@ COST_LAYER_PROMPT = "gen_ai.cost.layer_prompt_cost"
 COST_LAYER_TOOL = "gen_ai.cost.layer_tool_cost"
 COST_LAYER_MEMORY = "gen_ai.cost.layer_memory_cost"
 
+# Explicit retry-attempt markers, written by :func:`otel_costattr.attempt` at capture and read by the chain rules
+# in analysis (DESIGN D14); named here so that both stages share one spelling without importing each other.
+ATTEMPT_STEP = "otel_costattr.attempt.step"
+ATTEMPT_NUMBER = "otel_costattr.attempt.number"
+ATTEMPT_OUTCOME = "otel_costattr.attempt.outcome"
+
 #: Every value of ``gen_ai.cost.status`` (DESIGN D6).
 STATUSES = ("priced", "unpriced", "no_usage", "partial", "duplicate", "provided")
 

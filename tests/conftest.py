@@ -20,7 +20,7 @@ def _restore_process_globals():
     put both back so that no test depends on the order it runs in."""
     from opentelemetry import propagate
 
-    import otel_costattr._attribution as attribution_module
+    import otel_costattr._capture._attribution as attribution_module
 
     textmap = propagate.get_global_textmap()
     keys = attribution_module._keys

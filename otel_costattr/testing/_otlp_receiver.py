@@ -293,6 +293,10 @@ def _decompress(data: bytes, encoding: str, limit: int) -> bytes:
     raise ValueError(f"invalid {encoding} body: {last_error}")
 
 
+# What a refused request is answered with: status, message, reply content type, extra headers.
+_Refusal = tuple[int, str, str, "dict[str, str] | None"]
+
+
 class _UnsupportedEncoding(Exception):
     pass
 
@@ -809,67 +813,56 @@ class OTLPReceiver:
             handler.close_connection = True
             return
 
-        with self._cond:
-            fault: tuple[int, str | None] | None = None
-            if self._fail_remaining > 0:
-                self._fail_remaining -= 1
-                fault = (self._fail_status, self._fail_retry_after)
-            required = dict(self._required_headers)
-
-        if fault is not None:
-            status, retry_after = fault
-            extra = {"Retry-After": retry_after} if retry_after is not None else {}
-            self._finish(
-                handler, headers, content_type, content_encoding, status,
-                "injected failure", reply_type, extra,
-            )  # fmt: skip
+        refusal = self._refusal(headers, content_type, reply_type)
+        if refusal is None:
+            decoded, refusal = self._decode(body, content_type, content_encoding, reply_type)
+        if refusal is not None:
+            self._finish(handler, headers, content_type, content_encoding, *refusal)
             return
-
-        for name, expected in required.items():
-            if headers.get(name) != expected:
-                self._finish(
-                    handler, headers, content_type, content_encoding, 401,
-                    f"missing or wrong {name} header", reply_type,
-                    {"WWW-Authenticate": "Basic"} if name == "authorization" else None,
-                )  # fmt: skip
-                return
-
-        if content_type not in (PROTOBUF, JSON):
-            self._finish(
-                handler, headers, content_type, content_encoding, 415,
-                f"unsupported content type {content_type!r}; use {PROTOBUF} or {JSON}", JSON,
-            )  # fmt: skip
-            return
-
-        try:
-            payload = _decompress(body, content_encoding, self._max_body_bytes)
-            if content_type == PROTOBUF:
-                message = ExportTraceServiceRequest.FromString(payload)
-            else:
-                message = decode_otlp_json(payload)
-            spans = _flatten(message)
-        except _UnsupportedEncoding:
-            self._finish(
-                handler, headers, content_type, content_encoding, 415,
-                f"unsupported content encoding {content_encoding!r}", reply_type,
-            )  # fmt: skip
-            return
-        except _TooLarge as exc:
-            self._finish(handler, headers, content_type, content_encoding, 413, str(exc), reply_type)
-            return
-        except (DecodeError, ValueError, UnicodeDecodeError, RecursionError) as exc:
-            self._finish(
-                handler, headers, content_type, content_encoding, 400,
-                f"cannot decode body: {exc}", reply_type,
-            )  # fmt: skip
-            return
-
+        message, spans = decoded
         record = ReceivedRequest(message, content_type, content_encoding, headers, len(body),
                                  urlsplit(handler.path).path)
         self._finish(
             handler, headers, content_type, content_encoding, 200, None, reply_type,
             accepted=(record, spans),
         )  # fmt: skip
+
+    def _refusal(self, headers: dict[str, str], content_type: str, reply_type: str) -> _Refusal | None:
+        """The answer for a request refused before its body is decoded, in the order a backend checks:
+        an injected failure, a missing or wrong required header, an unsupported content type."""
+        with self._cond:
+            fault: tuple[int, str | None] | None = None
+            if self._fail_remaining > 0:
+                self._fail_remaining -= 1
+                fault = (self._fail_status, self._fail_retry_after)
+            required = dict(self._required_headers)
+        if fault is not None:
+            status, retry_after = fault
+            return status, "injected failure", reply_type, {"Retry-After": retry_after} if retry_after is not None else None
+        for name, expected in required.items():
+            if headers.get(name) != expected:
+                return (401, f"missing or wrong {name} header", reply_type,
+                        {"WWW-Authenticate": "Basic"} if name == "authorization" else None)
+        if content_type not in (PROTOBUF, JSON):
+            return 415, f"unsupported content type {content_type!r}; use {PROTOBUF} or {JSON}", JSON, None
+        return None
+
+    def _decode(self, body: bytes, content_type: str, content_encoding: str,
+                reply_type: str) -> tuple[Any, _Refusal | None]:
+        """``((message, spans), None)`` for a body that decodes, else ``(None, refusal)`` (415, 413 or 400)."""
+        try:
+            payload = _decompress(body, content_encoding, self._max_body_bytes)
+            if content_type == PROTOBUF:
+                message = ExportTraceServiceRequest.FromString(payload)
+            else:
+                message = decode_otlp_json(payload)
+            return (message, _flatten(message)), None
+        except _UnsupportedEncoding:
+            return None, (415, f"unsupported content encoding {content_encoding!r}", reply_type, None)
+        except _TooLarge as exc:
+            return None, (413, str(exc), reply_type, None)
+        except (DecodeError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return None, (400, f"cannot decode body: {exc}", reply_type, None)
 
     def _finish(
         self,

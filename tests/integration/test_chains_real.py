@@ -16,7 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Status, StatusCode
 
 import otel_costattr as oc
-from otel_costattr._chains import spans_from_readable
+from otel_costattr._analysis._chains import spans_from_readable
 from otel_costattr.testing import Usage, fake_headers
 
 USAGE = Usage(input=1000, output=100)
@@ -161,8 +161,8 @@ def test_missing_parent_spans_are_tolerated(priced: Any) -> None:
 
 
 def test_ledger_report_quantifies_a_tenant_dominated_by_a_retry_loop(priced: Any, tmp_path) -> None:
-    from otel_costattr._ledger import Ledger
-    from otel_costattr._rollup import build_report
+    from otel_costattr._ledger._store import Ledger
+    from otel_costattr._analysis._rollup import build_report
 
     priced.instrument("traceloop-openai")
     client = priced.openai()
@@ -195,7 +195,7 @@ def test_ledger_report_quantifies_a_tenant_dominated_by_a_retry_loop(priced: Any
     econ = {r["key"]["task_id"]: r for r in rep["economics"]["by_task"]}
     assert econ["intake"]["cost_per_call"] == str(CALL) and econ["intake"]["cost_per_successful_task"] == str(6 * CALL)
     assert econ["faq"]["cost_per_successful_task"] == str(4 * CALL)
-    from otel_costattr._report import render
+    from otel_costattr._report._render import render
 
     page = render(rep, "html")
     assert "Retry waste by customer" in page and worst["trace_id"] in page
@@ -204,9 +204,9 @@ def test_ledger_report_quantifies_a_tenant_dominated_by_a_retry_loop(priced: Any
 
 
 def test_token_layers_reach_the_span_the_ledger_and_the_report(priced: Any, tmp_path) -> None:
-    from otel_costattr._layers import token_layers
-    from otel_costattr._ledger import Ledger
-    from otel_costattr._rollup import build_report
+    from otel_costattr._capture._layers import token_layers
+    from otel_costattr._ledger._store import Ledger
+    from otel_costattr._analysis._rollup import build_report
 
     priced.instrument("traceloop-openai")
     client = priced.openai()

@@ -33,10 +33,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import otel_costattr as oc
-from otel_costattr._clickhouse import ClickHouseSource, bind_params, is_source_url, money_sql, parse_url
+from otel_costattr._analysis._clickhouse import ClickHouseSource, bind_params, is_source_url, money_sql, parse_url
 from otel_costattr._errors import ConfigurationError
-from otel_costattr._ledger import Ledger, SpanRecord
-from otel_costattr._rollup import build_report
+from otel_costattr._ledger._store import Ledger, SpanRecord
+from otel_costattr._analysis._rollup import build_report
 from tests.conftest import DATA
 
 chdb_session = pytest.importorskip("chdb.session")

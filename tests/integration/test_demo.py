@@ -30,10 +30,10 @@ from otel_costattr._demo import (
     plan_workload,
     run_demo,
 )
-from otel_costattr._ledger import Ledger
+from otel_costattr._ledger._store import Ledger
 from otel_costattr.attributes import DEFAULT_ATTRIBUTION_KEYS
 
-HTML_AVAILABLE = importlib.util.find_spec("otel_costattr._html") is not None
+HTML_AVAILABLE = importlib.util.find_spec("otel_costattr._report._html") is not None
 
 
 def _run(out: Path, seed: int, scale: float) -> tuple[DemoResult, float]:
@@ -182,7 +182,7 @@ def test_attribution_never_reaches_the_vendor(first: DemoResult) -> None:
 
 def test_report_html(first: DemoResult) -> None:
     if not HTML_AVAILABLE:
-        pytest.skip("otel_costattr._html (the HTML renderer) is not in this build; the demo skips report.html")
+        pytest.skip("otel_costattr._report._html (the HTML renderer) is not in this build; the demo skips report.html")
     assert first.report_path is not None and first.report_path.exists()
     assert first.report_path.stat().st_size > 0
 

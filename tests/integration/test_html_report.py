@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from otel_costattr._cli import main as cli_main
-from otel_costattr._html import render_html
-from otel_costattr._report import render
+from otel_costattr._report._html import render_html
+from otel_costattr._report._render import render
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "sample_report.json"
@@ -272,7 +272,7 @@ def test_render_is_deterministic_and_pure() -> None:
 
 def test_cli_writes_html_from_an_empty_ledger(tmp_path: Path) -> None:
     """``otel-costattr report --format html --out`` end to end: a ledger with no spans still gives a page."""
-    from otel_costattr._ledger import Ledger
+    from otel_costattr._ledger._store import Ledger
 
     db = tmp_path / "costs.duckdb"
     Ledger(db).close()

@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 from otel_costattr._errors import ConfigurationError
-from otel_costattr._serve import CostServer, ServeConfig
+from otel_costattr._serve._app import CostServer, ServeConfig
 from otel_costattr.testing._otlp_receiver import OTLPReceiver, encode_otlp_json
 
 PB = "application/x-protobuf"
@@ -193,7 +193,7 @@ def test_protobuf_reply_is_protobuf(make_server: Any, receiver: OTLPReceiver) ->
 
 
 def test_ledger_rows_written(tmp_path: Path, receiver: OTLPReceiver) -> None:
-    from otel_costattr._ledger import Ledger
+    from otel_costattr._ledger._store import Ledger
 
     db = tmp_path / "costs.duckdb"
     srv = CostServer(ServeConfig(port=0, ledger=str(db), token_env=None)).start()
@@ -217,7 +217,7 @@ def test_ledger_rows_written(tmp_path: Path, receiver: OTLPReceiver) -> None:
 
 
 def test_one_span_the_ledger_cannot_hold_does_not_lose_its_batch(tmp_path: Path) -> None:
-    from otel_costattr._ledger import Ledger
+    from otel_costattr._ledger._store import Ledger
 
     db = tmp_path / "costs.duckdb"
     srv = CostServer(ServeConfig(port=0, ledger=str(db), token_env=None)).start()
@@ -237,7 +237,7 @@ def test_one_span_the_ledger_cannot_hold_does_not_lose_its_batch(tmp_path: Path)
 
 
 def test_ledger_and_forward_together(tmp_path: Path, make_server: Any, receiver: OTLPReceiver) -> None:
-    from otel_costattr._ledger import Ledger
+    from otel_costattr._ledger._store import Ledger
 
     db = tmp_path / "both.duckdb"
     srv = make_server(ledger=str(db))
@@ -540,7 +540,7 @@ def test_sigterm_drains_every_accepted_span(tmp_path: Path, receiver: OTLPReceiv
     assert all(s.attributes["gen_ai.cost.status"] == "priced" for s in receiver.spans())
     assert b"draining" in err
 
-    from otel_costattr._ledger import Ledger
+    from otel_costattr._ledger._store import Ledger
 
     led = Ledger(tmp_path / "c.duckdb", read_only=True)
     try:

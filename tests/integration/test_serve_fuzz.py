@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_costattr import attributes as A
-from otel_costattr._serve import CostServer, ServeConfig
+from otel_costattr._serve._app import CostServer, ServeConfig
 from otel_costattr.testing._otlp_receiver import OTLPReceiver, encode_otlp_json
 
 PB = "application/x-protobuf"

@@ -20,9 +20,9 @@ import atheris
 
 with atheris.instrument_imports(include=["otel_costattr"]):
     from otel_costattr._errors import PricingError
-    from otel_costattr._otlp import OTLPDecodeError, records_from_json, records_from_proto
-    from otel_costattr._pricebook import decode_document, parse_document
-    from otel_costattr._usage import read_call
+    from otel_costattr._ledger._otlp import OTLPDecodeError, records_from_json, records_from_proto
+    from otel_costattr._pricing._schema import decode_document, parse_document
+    from otel_costattr._capture._usage import read_call
     from otel_costattr.attributes import READ
 
 KEYS = sorted({n for names in READ.values() for n in names})

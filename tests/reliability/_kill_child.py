@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SpanExportResult  # noqa: E402
 
 import otel_costattr as oc  # noqa: E402
-from otel_costattr._ledger import LedgerSpanProcessor  # noqa: E402
+from otel_costattr._ledger._store import LedgerSpanProcessor  # noqa: E402
 
 from _helpers import emit_units  # noqa: E402
 

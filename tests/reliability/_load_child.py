@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
     import otel_costattr as oc
-    from otel_costattr._ledger import LedgerSpanProcessor
+    from otel_costattr._ledger._store import LedgerSpanProcessor
 
     warnings = _Counter()
     logging.getLogger().addHandler(warnings)

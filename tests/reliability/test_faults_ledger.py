@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 import otel_costattr as oc
-from otel_costattr._ledger import Ledger, LedgerSpanProcessor
+from otel_costattr._ledger._store import Ledger, LedgerSpanProcessor
 
 from _helpers import LogCapture, emit_units, to_pico
 import _workload as W
@@ -227,7 +227,7 @@ def test_failed_ledger_write_names_the_real_cause(tmp_path: Path) -> None:
         finally:
             (d / "costs.duckdb.wal").rmdir()
         p.tp.shutdown()
-    (warning,) = [r.getMessage() for r in logs.records if r.name == "otel_costattr._ledger"
+    (warning,) = [r.getMessage() for r in logs.records if r.name == "otel_costattr._ledger._store"
                   and r.levelname == "WARNING"]
     assert "Is a directory" in warning or "costs.duckdb.wal" in warning, warning
     assert "rollback" not in warning.lower(), warning

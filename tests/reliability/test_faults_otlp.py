@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_costattr as oc
-from otel_costattr._ledger import LedgerSpanProcessor
+from otel_costattr._ledger._store import LedgerSpanProcessor
 from otel_costattr.testing import OTLPReceiver
 
 from _helpers import LogCapture, emit_units

@@ -43,10 +43,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_costattr as oc
 from otel_costattr import PricingError
-from otel_costattr._ledger import COLUMNS, Ledger, LedgerSpanProcessor, SpanRecord, record_to_row
-from otel_costattr._otlp import OTLPDecodeError, iter_file, records_from_json, records_from_proto
-from otel_costattr._pricebook import load_file, parse_document
-from otel_costattr._usage import Call, read_call
+from otel_costattr._ledger._store import COLUMNS, Ledger, LedgerSpanProcessor, SpanRecord, record_to_row
+from otel_costattr._ledger._otlp import OTLPDecodeError, iter_file, records_from_json, records_from_proto
+from otel_costattr._pricing._schema import load_file, parse_document
+from otel_costattr._capture._usage import Call, read_call
 from otel_costattr.attributes import PROVIDED_COST, READ
 from otel_costattr.testing._otlp_receiver import encode_otlp_json
 
@@ -543,7 +543,7 @@ def test_iter_file_reports_a_truncated_gzip_file_and_keeps_what_came_before(tmp_
     """Proves: a gzip file cut short yields the complete lines before the cut, then one error naming the file
     and the line where the cut is; ``ingest`` loads those spans and reports the file. (Before: EOFError out of
     iter_file, so `otel-costattr ingest` died with a traceback and skipped the remaining files.)"""
-    from otel_costattr._ingest import ingest_files
+    from otel_costattr._ledger._ingest import ingest_files
 
     text, per_line = _three_lines()
     z = gzip.compress(text)
@@ -668,7 +668,7 @@ def test_ingest_reports_an_out_of_range_timestamp_and_loads_the_rest(tmp_path: P
     reported with its file, line and place in the message, and the other spans of the same line load.
     (Before: the decoder accepted it, the Arrow conversion of the whole batch raised OverflowError and
     `otel-costattr ingest` died with a traceback, loading nothing of the file.)"""
-    from otel_costattr._ingest import ingest_files
+    from otel_costattr._ledger._ingest import ingest_files
 
     req = json.loads(encode_otlp_json(_valid_request()))
     spans = req["resourceSpans"][0]["scopeSpans"][0]["spans"]

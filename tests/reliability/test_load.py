@@ -23,7 +23,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_costattr as oc
-from otel_costattr._ledger import Ledger, LedgerSpanProcessor
+from otel_costattr._ledger._store import Ledger, LedgerSpanProcessor
 
 from _helpers import LogCapture, emit_units, to_pico
 from _settings import LOAD_SPANS

@@ -42,7 +42,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 import otel_costattr as oc
 from otel_costattr import ConfigurationError
 from otel_costattr._cli import main as cli
-from otel_costattr._ledger import Ledger, LedgerSpanProcessor
+from otel_costattr._ledger._store import Ledger, LedgerSpanProcessor
 from otel_costattr.attributes import DEFAULT_ATTRIBUTION_KEYS
 from otel_costattr.testing import FakeVendorServer, OTLPReceiver, fake_headers
 from otel_costattr.testing._common import REPLY_TEXT

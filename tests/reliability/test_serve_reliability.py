@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_costattr as oc
-from otel_costattr._ledger import Ledger
+from otel_costattr._ledger._store import Ledger
 from otel_costattr.testing._otlp_receiver import encode_otlp_json
 
 from _helpers import LogCapture, emit_units
@@ -70,7 +70,7 @@ def _get(url: str, path: str, headers: dict[str, str] | None = None) -> int:
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Any:
-    from otel_costattr._serve import CostServer
+    from otel_costattr._serve._app import CostServer
 
     started: list[Any] = []
     book = oc.PriceBook.load(env=False)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import otel_costattr as oc
-from otel_costattr._enrich import Enricher
-from otel_costattr._ledger import Ledger, SpanRecord
+from otel_costattr._capture._enrich import Enricher
+from otel_costattr._ledger._store import Ledger, SpanRecord
 
 _ids = itertools.count(1)
 

@@ -25,12 +25,12 @@ import json, resource, sys
 sys.path.insert(0, sys.argv[1] + "/benchmarks")
 tuned = None
 if sys.argv[2] == "tuned":
-    from otel_costattr._allocator import tune_for_serving
+    from otel_costattr._serve._allocator import tune_for_serving
     tuned = tune_for_serving()
 from bench_serve import make_batch
-from otel_costattr._enrich import Enricher
-from otel_costattr._pricing import PriceBook
-from otel_costattr._serve_codec import PROTOBUF, ProtoEnricher
+from otel_costattr._capture._enrich import Enricher
+from otel_costattr._pricing._book import PriceBook
+from otel_costattr._serve._codec import PROTOBUF, ProtoEnricher
 
 bodies = [make_batch("llm", seed) for seed in range(8)]
 pe = ProtoEnricher(Enricher(PriceBook.load()))

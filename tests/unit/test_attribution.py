@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_costattr as oc
+from otel_costattr._capture import _attribution
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_never_overwrites_bounds_values_and_filters_keys(traced) -> None:
         context.detach(token)
     s, t = exp.get_finished_spans()
     assert s.attributes["customer_id"] == "set-by-app"
-    assert t.attributes["customer_id"] == "x" * oc._attribution.MAX_VALUE_LENGTH
+    assert t.attributes["customer_id"] == "x" * _attribution.MAX_VALUE_LENGTH
     assert "secret.token" not in s.attributes and "secret.token" not in t.attributes
 
 
@@ -201,14 +202,14 @@ def test_copied_baggage_obeys_span_limits_exactly_like_set_attributes(limits) ->
         (s,) = exp.get_finished_spans()
         return dict(s.attributes), s.dropped_attributes
 
-    class ViaSetAttributes(oc._attribution.AttributionBaggageProcessor):
+    class ViaSetAttributes(_attribution.AttributionBaggageProcessor):
         def on_start(self, span, parent_context=None):  # noqa: ANN001
-            original = oc._attribution._FAST_SET
-            oc._attribution._FAST_SET = False
+            original = _attribution._FAST_SET
+            _attribution._FAST_SET = False
             try:
                 super().on_start(span, parent_context)
             finally:
-                oc._attribution._FAST_SET = original
+                _attribution._FAST_SET = original
 
     assert run(oc.baggage_processor) == run(ViaSetAttributes)
     attrs, _ = run(oc.baggage_processor)

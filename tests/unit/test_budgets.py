@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_costattr as oc
-from otel_costattr._budgets import (Budget, BudgetTracker, budget_status, load_budgets, parse_budgets, projection,
+from otel_costattr._finance._budgets import (Budget, BudgetTracker, budget_status, load_budgets, parse_budgets, projection,
                                     status_of)
 from otel_costattr._cli import main
 from tests.conftest import DATA

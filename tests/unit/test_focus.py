@@ -15,8 +15,8 @@ import pytest
 
 import otel_costattr as oc
 from otel_costattr._cli import main
-from otel_costattr._focus import FOCUS_COLUMNS, FOCUS_VERSION, focus_rows, write_focus
-from otel_costattr._ledger import Ledger
+from otel_costattr._finance._focus import FOCUS_COLUMNS, FOCUS_VERSION, focus_rows, write_focus
+from otel_costattr._ledger._store import Ledger
 from tests.conftest import DATA
 from tests.unit.finance_support import Call, ns, write_ledger
 

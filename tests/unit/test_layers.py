@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_costattr import ConfigurationError
-from otel_costattr._layers import (
+from otel_costattr._capture._layers import (
     EXPLICIT_ATTRIBUTES, MEMORY_CHARS_ATTRIBUTE, LayerSplit, apportion, context_attributes, layer_costs, memory,
     set_memory_rule, split_layers, token_layers,
 )

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 import otel_costattr as oc
-from otel_costattr._ledger import Ledger, LedgerSpanProcessor, SpanRecord
+from otel_costattr._ledger._store import Ledger, LedgerSpanProcessor, SpanRecord
 from tests.conftest import DATA
 
 BOOK = oc.PriceBook.load([DATA / "rules.toml"], builtin=False, imported=False, env=False)
@@ -149,7 +149,7 @@ def test_bad_ledger_location_fails_fast(tmp_path: Path) -> None:
 
 CHILD = textwrap.dedent("""
     import sys
-    from otel_costattr._ledger import Ledger, SpanRecord
+    from otel_costattr._ledger._store import Ledger, SpanRecord
     led = Ledger(sys.argv[1])
     batch = 500
     for b in range(10_000):
@@ -195,7 +195,7 @@ def test_ledger_processor_flush_writes_what_was_queued_and_drops_after_shutdown_
     assert led.stats()["queued"] == 5
     assert led.force_flush(10_000) and led.ledger.count() == 5 and led.stats()["queued"] == 0
     tp.shutdown()
-    with caplog.at_level("WARNING", logger="otel_costattr._ledger"):
+    with caplog.at_level("WARNING", logger="otel_costattr._ledger._store"):
         for _ in range(3):
             with tracer.start_as_current_span("chat", attributes=CHAT) as s:
                 s.set_attributes({"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 1})

@@ -1,4 +1,4 @@
-"""Tests for the LiteLLM importer (otel_costattr._litellm_import).
+"""Tests for the LiteLLM importer (otel_costattr._pricing._litellm).
 
 Most tests convert small hand-written LiteLLM-shaped entries. One group converts the real reference
 snapshot (``$OTEL_COSTATTR_LITELLM_REFERENCE``; skipped when absent) and checks that the committed
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_costattr._litellm_import import (
+from otel_costattr._pricing._litellm import (
     ImportReport,
     _per_million,
     convert_litellm,
@@ -1040,9 +1040,9 @@ def test_copies_with_other_service_tiers_are_not_folded():
 
 
 def test_mirrored_engine_constants_agree():
-    resolve = pytest.importorskip("otel_costattr._resolve")
-    pricebook = pytest.importorskip("otel_costattr._pricebook")
-    from otel_costattr import _litellm_import as importer
+    resolve = pytest.importorskip("otel_costattr._pricing._resolve")
+    pricebook = pytest.importorskip("otel_costattr._pricing._schema")
+    from otel_costattr._pricing import _litellm as importer
 
     assert set(resolve.GEO_PREFIXES) == importer._FOLDABLE_GEOS
     assert pricebook._ID_RE.pattern == importer._ID_PATTERN.pattern
@@ -1052,7 +1052,7 @@ def test_mirrored_engine_constants_agree():
 @needs_reference
 def test_committed_file_prices_what_litellm_charges():
     """The engine loads the whole committed layer and prices calls as LiteLLM 1.109.1 would."""
-    pricing = pytest.importorskip("otel_costattr._pricing")
+    pricing = pytest.importorskip("otel_costattr._pricing._book")
     book = pricing.PriceBook.load([COMMITTED], builtin=False, imported=False, env=False)
 
     def cost(model, provider, **usage):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_costattr._otlp import OTLPDecodeError, _json_attrs, _json_value
+from otel_costattr._ledger._otlp import OTLPDecodeError, _json_attrs, _json_value
 
 _scalars = st.one_of(st.text(max_size=8), st.integers(-10**20, 10**20), st.floats(allow_nan=True),
                      st.booleans(), st.none(), st.sampled_from(["12", "007", "-3", "+4", " 5", "٣", "1e3", "NaN"]))

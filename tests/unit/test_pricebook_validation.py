@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from otel_costattr import PriceBook, PricingError
-from otel_costattr._pricebook import validate_file
+from otel_costattr._pricing._schema import validate_file
 
 HEADER = """
 [meta]

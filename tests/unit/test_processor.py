@@ -53,7 +53,7 @@ def test_priced_span_carries_exact_cost_and_langfuse_details() -> None:
 @pytest.mark.parametrize("mask", range(32))
 def test_langfuse_details_list_exactly_the_non_zero_components_in_order(mask: int) -> None:
     """Every combination of the five components: keys in component order then total, each the span's float."""
-    from otel_costattr._enrich import Enricher
+    from otel_costattr._capture._enrich import Enricher
 
     book = oc.PriceBook.load(imported=False, env=False)
     on = [bool(mask >> i & 1) for i in range(5)]  # input, cache_read, cache_write, output, reasoning
@@ -251,7 +251,7 @@ def test_bad_construction_fails_fast() -> None:
 def test_unpaired_index_bounds_the_spans_kept_under_one_parent() -> None:
     """A parent with thousands of LLM children and no response ids must not grow one list without bound (nor make
     every match scan it): the oldest siblings go, counted, and pairing of recent siblings still works."""
-    from otel_costattr._enrich import _UNPAIRED_PER_PARENT, _UnpairedIndex
+    from otel_costattr._capture._enrich import _UNPAIRED_PER_PARENT, _UnpairedIndex
 
     index = _UnpairedIndex(capacity=8)
     n = 5 * _UNPAIRED_PER_PARENT

@@ -12,8 +12,8 @@ import pytest
 
 import otel_costattr as oc
 from otel_costattr._cli import main
-from otel_costattr._ledger import Ledger
-from otel_costattr._reconcile import ExportFormatError, load_export, reconcile, render_reconciliation
+from otel_costattr._ledger._store import Ledger
+from otel_costattr._finance._reconcile import ExportFormatError, load_export, reconcile, render_reconciliation
 from tests.conftest import DATA
 from tests.unit.finance_support import Call, ns, write_ledger
 

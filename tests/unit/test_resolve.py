@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otel_costattr._resolve import candidates
+from otel_costattr._pricing._resolve import candidates
 
 
 def names(model: str) -> list[tuple[str, str, str | None]]:

@@ -6,8 +6,8 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_costattr import PriceBook
-from otel_costattr._enrich import Enricher
-from otel_costattr._serve_codec import ProtoEnricher
+from otel_costattr._capture._enrich import Enricher
+from otel_costattr._serve._codec import ProtoEnricher
 
 LAYOUTS = [
     {"gen_ai.cost.status": "priced", "gen_ai.cost.total_cost": 0.00472, "gen_ai.cost.input_cost": 0.00172,
@@ -48,7 +48,7 @@ def test_string_attributes_are_the_bytes_protobuf_writes(key: str, value: str) -
     """The hand-built string encoding (cached key bytes, multi-byte length prefixes) against protobuf's own."""
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-    from otel_costattr._serve_codec import _encode_attribute
+    from otel_costattr._serve._codec import _encode_attribute
 
     want = Span(attributes=[KeyValue(key=key, value=AnyValue(string_value=value))]).SerializeToString()
     assert _encode_attribute(key, value) == want

@@ -18,9 +18,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_costattr import attributes as A
-from otel_costattr._enrich import UNRENDERED, Enricher
-from otel_costattr._pricing import default_book
-from otel_costattr._serve_codec import (
+from otel_costattr._capture._enrich import UNRENDERED, Enricher
+from otel_costattr._pricing._book import default_book
+from otel_costattr._serve._codec import (
     _SKIP,
     _WANTED,
     PROTOBUF,
@@ -166,7 +166,7 @@ def test_serve_reads_the_attributes_the_standard_message_has(spans: list) -> Non
 
 
 def test_entry_cache_is_bounded_and_counts_clears(monkeypatch: pytest.MonkeyPatch) -> None:
-    import otel_costattr._serve_codec as codec
+    import otel_costattr._serve._codec as codec
 
     monkeypatch.setattr(codec, "_ENTRY_CACHE_MAX", 50)
     spans = [[("gen_ai.operation.name", "chat"), ("gen_ai.usage.input_tokens", i), ("url.path", f"/o/{i}"),
@@ -193,7 +193,7 @@ def test_wire_request_round_trips_the_bytes() -> None:
 
 def _raw_request(entries: list[bytes]) -> bytes:
     """A one-span request whose attribute entries are the given bytes, valid or not (the wire view takes any)."""
-    from otel_costattr._serve_codec import WireRequest
+    from otel_costattr._serve._codec import WireRequest
 
     req = WireRequest()
     sp = req.resource_spans.add().scope_spans.add().spans.add(trace_id=(1).to_bytes(16, "big"),
@@ -211,7 +211,7 @@ def _standard_accepts(body: bytes) -> bool:
 
 
 def _serve_accepts(pe: ProtoEnricher, body: bytes) -> bool:
-    from otel_costattr._otlp import OTLPDecodeError
+    from otel_costattr._ledger._otlp import OTLPDecodeError
 
     try:
         pe.decode(body, PROTOBUF)
@@ -250,7 +250,7 @@ def test_decode_refuses_exactly_the_attribute_bytes_protobuf_refuses(attrs: list
 
 
 def test_invalid_attribute_bytes_are_refused_with_the_span_named() -> None:
-    from otel_costattr._otlp import OTLPDecodeError
+    from otel_costattr._ledger._otlp import OTLPDecodeError
 
     def entry(key: bytes, value: bytes) -> bytes:
         return _field(1, key) + _field(2, value)
@@ -311,8 +311,8 @@ def test_rendered_priced_set_equals_the_encoded_dict(calls: list, langfuse: bool
 
 def test_render_is_taken_for_the_standard_set_and_only_then() -> None:
     # serve skips its "already on the span" check for UNRENDERED results: the Enricher's check must cover it
-    from otel_costattr._enrich import _COST_KEYS
-    from otel_costattr._serve_codec import _WRITTEN_NAMES
+    from otel_costattr._capture._enrich import _COST_KEYS
+    from otel_costattr._serve._codec import _WRITTEN_NAMES
 
     assert _WRITTEN_NAMES <= _COST_KEYS
     book = default_book()
@@ -342,7 +342,7 @@ def test_render_is_taken_for_the_standard_set_and_only_then() -> None:
 
 
 def test_render_entry_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import otel_costattr._serve_codec as codec
+    import otel_costattr._serve._codec as codec
 
     monkeypatch.setattr(codec, "_STRING_CACHE_MAX", 2)
     pe = ProtoEnricher(Enricher(default_book()))

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_costattr import _usage
+from otel_costattr._capture import _usage
 from otel_costattr.attributes import PROVIDED_COST, READ
 
 NAMES = sorted({n for names in READ.values() for n in names} | set(PROVIDED_COST))

@@ -1,0 +1,3 @@
+"""Finance: FOCUS export, invoice reconciliation, budgets.
+
+Private: import from the public facade, :mod:`otel_costattr`."""

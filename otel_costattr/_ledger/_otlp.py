@@ -1,0 +1,427 @@
+"""OTLP trace data in, :class:`SpanRecord` out: JSON (OTLP/JSON, the collector ``file`` exporter's lines) and
+protobuf (one ``ExportTraceServiceRequest``, or the ``file`` exporter's stream of 4-byte big-endian
+length-prefixed messages).
+
+Contract: decoding a malformed message raises :class:`OTLPDecodeError` with the reason; :func:`iter_file`
+never raises for bad content, it yields the error with its location and carries on with the next span, line or
+message, so good data always loads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+import zlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._store import SpanRecord
+
+__all__ = ["OTLPDecodeError", "iter_file", "records_from_json", "records_from_proto", "records_from_request"]
+
+_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+_KIND_NAMES = {f"SPAN_KIND_{v}": v for v in _KINDS.values()} | {v: v for v in _KINDS.values()}
+_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
+_STATUS_NAMES = {f"STATUS_CODE_{v}": v for v in _STATUS.values()} | {v: v for v in _STATUS.values()}
+
+
+class OTLPDecodeError(ValueError):
+    """A message that is not valid OTLP trace data; the message says what is wrong."""
+
+
+# --------------------------------------------------------------------------------------------- JSON
+
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def _json_id(value: Any, size: int, what: str) -> str:
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str):
+        raise OTLPDecodeError(f"{what} must be a hex string")
+    v = value.strip()
+    if len(v) == size * 2 and _HEX.fullmatch(v):
+        return v.lower()
+    try:  # some tools write proto3-JSON (base64) instead of OTLP/JSON (hex)
+        raw = base64.b64decode(v, validate=True)
+    except (ValueError, TypeError):
+        raise OTLPDecodeError(f"{what} {value!r} is neither {size * 2} hex digits nor base64") from None
+    if len(raw) != size:
+        raise OTLPDecodeError(f"{what} {value!r} decodes to {len(raw)} bytes, expected {size}")
+    return raw.hex()
+
+
+def _json_value(v: Any) -> Any:
+    if not isinstance(v, Mapping):
+        raise OTLPDecodeError("attribute value must be an object like {\"stringValue\": \"...\"}")
+    if "stringValue" in v:
+        return str(v["stringValue"])
+    if "boolValue" in v:
+        return bool(v["boolValue"])
+    if "intValue" in v:
+        try:
+            return int(v["intValue"])
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON number too large for a float, inf
+            raise OTLPDecodeError(f"intValue {v['intValue']!r} is not an integer") from None
+    if "doubleValue" in v:
+        try:
+            return float(v["doubleValue"])
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond the float range
+            raise OTLPDecodeError(f"doubleValue {v['doubleValue']!r} is not a number") from None
+    if "arrayValue" in v:
+        values = _list(_obj(v["arrayValue"], "arrayValue").get("values"), "arrayValue.values")
+        return tuple(_json_value(x) for x in values)
+    if "kvlistValue" in v:
+        kv = _list(_obj(v["kvlistValue"], "kvlistValue").get("values"), "kvlistValue.values")
+        if not all(isinstance(x, Mapping) for x in kv):
+            raise OTLPDecodeError("kvlistValue.values entries must be objects")
+        return json.dumps({str(x.get("key")): _json_value(x.get("value", {})) for x in kv}, default=str)
+    if "bytesValue" in v:
+        return str(v["bytesValue"])
+    return None  # an empty AnyValue
+
+
+def _json_attrs(items: Any) -> dict[str, Any]:
+    if items is None:
+        return {}
+    if not isinstance(items, list):
+        raise OTLPDecodeError("attributes must be a list of {key, value}")
+    out: dict[str, Any] = {}
+    for kv in items:
+        if type(kv) is dict:  # what json.loads gives: the common value shapes without the general checks
+            key, val = kv.get("key"), kv.get("value")
+            if type(key) is str and type(val) is dict:
+                sv = val.get("stringValue")
+                if type(sv) is str:  # stringValue comes first in _json_value too
+                    out[key] = sv
+                    continue
+                if len(val) == 1:
+                    iv = val.get("intValue")
+                    if type(iv) is str and len(iv) < 19 and iv.isdigit() and iv.isascii():  # int() refuses >4300
+                        out[key] = int(iv)
+                        continue
+                    dv = val.get("doubleValue")
+                    if type(dv) is float:
+                        out[key] = dv
+                        continue
+        if not isinstance(kv, Mapping) or not isinstance(kv.get("key"), str):
+            raise OTLPDecodeError("each attribute needs a string `key`")
+        val = _json_value(kv.get("value", {}))
+        if val is not None:
+            out[kv["key"]] = val
+    return out
+
+
+#: The last instant a signed 64-bit count of nanoseconds since 1970 can hold (2262-04-11T23:47:16Z): the
+#: ledger's time columns are BIGINT, and OTLP's fixed64 allows twice as much.
+MAX_UNIX_NANOS = 2**63 - 1
+
+
+def _nanos(v: Any, what: str) -> int:
+    try:
+        n = int(v or 0)
+    except (TypeError, ValueError, OverflowError):
+        raise OTLPDecodeError(f"{what} {str(v)[:40]!r} is not an integer number of nanoseconds") from None
+    if n < 0:
+        raise OTLPDecodeError(f"{what} is negative")
+    if n > MAX_UNIX_NANOS:
+        raise OTLPDecodeError(f"{what} {str(n)[:40]} is out of range (after 2262-04-11, the last time a signed "
+                              "64-bit count of nanoseconds can hold)")
+    return n
+
+
+def _obj(v: Any, what: str) -> Mapping[str, Any]:
+    """``v`` as an object; an absent value (None) is an empty one."""
+    if v is None:
+        return {}
+    if type(v) is not dict and not isinstance(v, Mapping):
+        raise OTLPDecodeError(f"{what} must be an object, got {type(v).__name__}")
+    return v
+
+
+def _list(v: Any, what: str) -> list[Any]:
+    """``v`` as a list; an absent value (None) is an empty one."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise OTLPDecodeError(f"{what} must be a list, got {type(v).__name__}")
+    return v
+
+
+def records_from_json(obj: Any, errors: list[str] | None = None) -> list[SpanRecord]:
+    """Spans of one OTLP/JSON ``ExportTraceServiceRequest`` (or ``TracesData``) object.
+
+    A span that cannot be decoded (bad ids, a time out of range, bad attribute values) fails the whole message
+    by default. With an ``errors`` list it is skipped instead and described there (its path in the message,
+    its spanId, the reason), so one bad span does not cost the others of its message.
+
+    Raises:
+        OTLPDecodeError: the object is not OTLP trace data (wrong structure or types, or, without ``errors``, a
+            bad span); never another exception for any JSON value.
+    """
+    if not isinstance(obj, Mapping) or "resourceSpans" not in obj:
+        raise OTLPDecodeError("not an OTLP trace message: expected an object with `resourceSpans`")
+    try:
+        return _records_from_json(obj, errors)
+    except OTLPDecodeError:
+        raise
+    except (AttributeError, TypeError, ValueError, RecursionError) as exc:
+        # A shape the checks above did not foresee is still a malformed message, never a crash of the caller.
+        raise OTLPDecodeError(f"malformed OTLP/JSON: {type(exc).__name__}: {exc}") from None
+
+
+def _records_from_json(obj: Mapping[str, Any], errors: list[str] | None) -> list[SpanRecord]:
+    out: list[SpanRecord] = []
+    for i, rs in enumerate(_list(obj.get("resourceSpans"), "resourceSpans")):
+        if not isinstance(rs, Mapping):
+            raise OTLPDecodeError("resourceSpans entries must be objects")
+        res = _json_attrs(_obj(rs.get("resource"), "resource").get("attributes"))
+        service = res.get("service.name")
+        service = service if isinstance(service, str) else None
+        scope_spans = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans")
+        for j, ss in enumerate(_list(scope_spans, "scopeSpans")):
+            if not isinstance(ss, Mapping):
+                raise OTLPDecodeError("scopeSpans entries must be objects")
+            scope = _obj(ss.get("scope") or ss.get("instrumentationLibrary"), "scope").get("name")
+            scope = scope if isinstance(scope, str) else None
+            for k, sp in enumerate(_list(ss.get("spans"), "spans")):
+                if errors is None:
+                    out.append(_json_span(sp, service, scope))
+                    continue
+                try:
+                    out.append(_json_span(sp, service, scope))
+                except (OTLPDecodeError, AttributeError, TypeError, ValueError, RecursionError) as exc:
+                    sid = sp.get("spanId") if isinstance(sp, Mapping) else None
+                    errors.append(f"resourceSpans[{i}].scopeSpans[{j}].spans[{k}]"
+                                  + (f" (spanId {str(sid)[:40]})" if sid else "") + f": {exc}")
+    return out
+
+
+def _json_span(sp: Any, service: str | None, scope: str | None) -> SpanRecord:
+    if type(sp) is not dict and not isinstance(sp, Mapping):
+        raise OTLPDecodeError("spans entries must be objects")
+    trace_id = _json_id(sp.get("traceId"), 16, "traceId")
+    span_id = _json_id(sp.get("spanId"), 8, "spanId")
+    if not trace_id.strip("0") or not span_id.strip("0"):  # absent or all zeros
+        raise OTLPDecodeError("every span needs a non-zero traceId and spanId")
+    kind = sp.get("kind", 0)
+    kind = _KINDS.get(kind) if isinstance(kind, int) else _KIND_NAMES.get(str(kind))
+    status = _obj(sp.get("status"), "status").get("code", 0)
+    status = _STATUS.get(status) if isinstance(status, int) else _STATUS_NAMES.get(str(status))
+    return SpanRecord(
+        trace_id=trace_id, span_id=span_id,
+        parent_span_id=_json_id(sp.get("parentSpanId"), 8, "parentSpanId") or None,
+        name=str(sp.get("name", "")), kind=kind or "UNSPECIFIED",
+        start_ns=_nanos(sp.get("startTimeUnixNano"), "startTimeUnixNano"),
+        end_ns=_nanos(sp.get("endTimeUnixNano"), "endTimeUnixNano"),
+        status_code=status or "UNSET", attributes=_json_attrs(sp.get("attributes")),
+        service_name=service, scope_name=scope)
+
+
+# ----------------------------------------------------------------------------------------- protobuf
+
+
+def _pb_value(v: Any) -> Any:
+    which = v.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return tuple(_pb_value(x) for x in v.array_value.values)
+    if which == "kvlist_value":
+        return json.dumps({x.key: _pb_value(x.value) for x in v.kvlist_value.values}, default=str)
+    if which == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+    return getattr(v, which)
+
+
+def _pb_attrs(items: Any) -> dict[str, Any]:
+    out = {}
+    for kv in items:
+        val = _pb_value(kv.value)
+        if val is not None:
+            out[kv.key] = val
+    return out
+
+
+def _pb_span(sp: Any, service: str | None, scope: str | None) -> SpanRecord:
+    if len(sp.trace_id) != 16 or len(sp.span_id) != 8 or not any(sp.trace_id) or not any(sp.span_id):
+        raise OTLPDecodeError("every span needs a 16-byte trace_id and an 8-byte span_id, non-zero")
+    for what, n in (("start_time_unix_nano", sp.start_time_unix_nano), ("end_time_unix_nano", sp.end_time_unix_nano)):
+        if n > MAX_UNIX_NANOS:
+            raise OTLPDecodeError(f"{what} {n} is out of range (after 2262-04-11, the last time a signed 64-bit "
+                                  "count of nanoseconds can hold)")
+    return SpanRecord(
+        trace_id=sp.trace_id.hex(), span_id=sp.span_id.hex(),
+        parent_span_id=sp.parent_span_id.hex() if len(sp.parent_span_id) == 8 else None,
+        name=sp.name, kind=_KINDS.get(sp.kind, "UNSPECIFIED"), start_ns=sp.start_time_unix_nano,
+        end_ns=sp.end_time_unix_nano, status_code=_STATUS.get(sp.status.code, "UNSET"),
+        attributes=_pb_attrs(sp.attributes), service_name=service, scope_name=scope)
+
+
+def records_from_request(req: Any, errors: list[str] | None = None) -> list[SpanRecord]:
+    """Spans of a decoded ``ExportTraceServiceRequest`` protobuf message.
+
+    A bad span (ids of the wrong size or zero, a time beyond :data:`MAX_UNIX_NANOS`) raises
+    :class:`OTLPDecodeError` for the message; with an ``errors`` list it is skipped and described there.
+    """
+    out: list[SpanRecord] = []
+    for i, rs in enumerate(req.resource_spans):
+        res = _pb_attrs(rs.resource.attributes)
+        service = res.get("service.name")
+        service = service if isinstance(service, str) else None
+        for j, ss in enumerate(rs.scope_spans):
+            scope = ss.scope.name or None
+            for k, sp in enumerate(ss.spans):
+                if errors is None:
+                    out.append(_pb_span(sp, service, scope))
+                    continue
+                try:
+                    out.append(_pb_span(sp, service, scope))
+                except OTLPDecodeError as exc:
+                    errors.append(f"resource_spans[{i}].scope_spans[{j}].spans[{k}]"
+                                  + (f" (span_id {sp.span_id.hex()[:16]})" if sp.span_id else "") + f": {exc}")
+    return out
+
+
+def records_from_proto(data: bytes, errors: list[str] | None = None) -> list[SpanRecord]:
+    """Spans of one serialized ``ExportTraceServiceRequest`` (``errors``: see :func:`records_from_request`)."""
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    try:
+        req.ParseFromString(data)
+    except DecodeError as exc:
+        raise OTLPDecodeError(f"not a valid OTLP protobuf message: {exc}") from None
+    return records_from_request(req, errors)
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 16
+
+
+def _gunzip(data: bytes) -> tuple[bytes, str | None]:
+    """Decompress every gzip member of ``data``; returns ``(bytes, damage)``.
+
+    ``damage`` is None for an intact file. A *truncated* stream (the file ends before the member does) keeps
+    what decoded before the cut: those bytes are exactly the file's, only the rest is missing. A *corrupt*
+    member (bad deflate data, CRC or length mismatch) keeps nothing of that member, since its bytes may be
+    wrong without any error until the check at its end; members before it passed their checks and are kept.
+    """
+    out: list[bytes] = []
+    rest = data
+    while rest:
+        if not rest.startswith(_GZIP_MAGIC):
+            if rest.strip(b"\0"):  # zero padding after the last member is common and harmless
+                return b"".join(out), f"{len(rest)} byte(s) after the gzip stream are not gzip data (not read)"
+            break
+        d = zlib.decompressobj(wbits=31)  # gzip header and trailer, CRC-32 and length checked
+        member: list[bytes] = []
+        try:
+            for i in range(0, len(rest), _CHUNK):
+                member.append(d.decompress(rest[i:i + _CHUNK]))
+                if d.eof:
+                    break
+            member.append(d.flush())
+        except zlib.error as exc:
+            return b"".join(out), f"corrupt gzip stream ({exc}); the damaged part was not read"
+        out.extend(member)
+        if not d.eof:
+            return b"".join(out), "truncated gzip stream (the file ends before the compressed data does)"
+        rest = d.unused_data
+    return b"".join(out), None
+
+
+def _read(path: Path) -> tuple[bytes, str | None]:
+    """The file's content (gunzipped when it is gzip) and what is wrong with the gzip stream, if anything."""
+    data = path.read_bytes()
+    return _gunzip(data) if data[:2] == _GZIP_MAGIC else (data, None)
+
+
+def _length_prefixed(data: bytes, *, partial_tail: bool = False) -> list[tuple[int, bytes]] | None:
+    """Split the file exporter's proto stream; None if ``data`` is not such a stream.
+
+    With ``partial_tail`` (the data is known to be cut short) an incomplete last message is left out instead
+    of making the whole stream unrecognisable.
+    """
+    out, pos = [], 0
+    while pos < len(data):
+        if pos + 4 > len(data):
+            return (out or None) if partial_tail else None
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        if n == 0:
+            return None
+        if pos + 4 + n > len(data):
+            return (out or None) if partial_tail else None
+        out.append((pos, data[pos + 4:pos + 4 + n]))
+        pos += 4 + n
+    return out or None
+
+
+def _decoded(where: str, decode: Any, message: Any) -> Iterator[tuple[str, list[SpanRecord] | OTLPDecodeError]]:
+    """One message's good spans, then one error per bad span, all at the message's location."""
+    errors: list[str] = []
+    try:
+        records = decode(message, errors)
+    except OTLPDecodeError as exc:
+        yield where, exc
+        return
+    if records or not errors:
+        yield where, records
+    for e in errors:
+        yield where, OTLPDecodeError(e)
+
+
+def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDecodeError]]:
+    """Yield ``(location, records or error)`` for each line (JSON) or message (protobuf) of ``path``.
+
+    A message with bad spans (e.g. a time out of range) yields its good spans, then one error per bad span,
+    at the message's location (``file:line`` or ``file@offset``).
+
+    The format is detected from the content: JSON lines start with ``{``; anything else is protobuf.
+    Gzip-compressed files are accepted. A truncated gzip file yields the complete lines or messages before the
+    cut, then one error at the cut (the incomplete line or message is not read); a corrupt one, what preceded
+    the damaged gzip member, then one error. Only a file that cannot be read at all raises (``OSError``).
+    """
+    p = Path(path)
+    data, damage = _read(p)
+    if damage is not None and not data:
+        yield str(p), OTLPDecodeError(damage)
+        return
+    if data.lstrip()[:1] == b"{":
+        if damage is not None:  # the last line may stop mid-way: read only the lines that ended
+            data = data[:data.rfind(b"\n") + 1]
+        lines = data.splitlines()
+        for no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{p}:{no}"
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                yield where, OTLPDecodeError(f"not JSON: {exc.msg if hasattr(exc, 'msg') else exc}")
+                continue
+            except RecursionError:  # json's C decoder recurses per nesting level; one hostile line, not the run
+                yield where, OTLPDecodeError("JSON nested too deeply to decode; OTLP/JSON needs a few levels only")
+                continue
+            yield from _decoded(where, records_from_json, obj)
+        if damage is not None:
+            yield f"{p}:{len(lines) + 1}", OTLPDecodeError(
+                f"{damage}; the {len(lines)} complete line(s) before it were read")
+        return
+    stream = _length_prefixed(data, partial_tail=damage is not None)
+    for offset, msg in stream if stream is not None else [(0, data)]:
+        yield from _decoded(f"{p}@{offset}", records_from_proto, msg)
+    if damage is not None:
+        if stream is not None:
+            cut = stream[-1][0] + 4 + len(stream[-1][1])
+            yield f"{p}@{cut}", OTLPDecodeError(f"{damage}; the {len(stream)} complete message(s) before it were read")
+        else:
+            yield f"{p}@0", OTLPDecodeError(f"{damage}; what was decompressed was read as one message")
