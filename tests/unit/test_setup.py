@@ -24,7 +24,7 @@ def test_the_container_installs_the_locked_serve_extra_with_the_scripts_uv() -> 
     assert f'pip install "uv=={_pinned_uv()}"' in dockerfile
     export = re.search(r"uv export (.*?) -o", dockerfile)
     assert export and {"--frozen", "--extra", "serve"} <= set(export.group(1).split()), "serve needs uvicorn"
-    assert "--require-hashes" in dockerfile and "pip install --no-deps ." in dockerfile
+    assert "--require-hashes" in dockerfile and "pip install --no-deps /tmp/dist/" in dockerfile
     assert re.search(r"^COPY .*\buv\.lock\b", dockerfile, re.MULTILINE)
 
 
