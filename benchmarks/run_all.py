@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_allocator  # noqa: E402
 import bench_capture  # noqa: E402
+import bench_economics  # noqa: E402
 import bench_ledger  # noqa: E402
 import bench_pricing  # noqa: E402
 import bench_serve  # noqa: E402
@@ -19,6 +20,7 @@ if __name__ == "__main__":
     only = [a for a in sys.argv[1:] if not a.startswith("--")]
     suites = {"pricing": lambda: bench_pricing.main(), "capture": lambda: bench_capture.main(long=not quick),
               "ledger": lambda: bench_ledger.main(long=not quick),
+              "economics": lambda: bench_economics.main(long=not quick),
               "serve": lambda: bench_serve.main(rounds=5 if quick else 15),
               "allocator": lambda: bench_allocator.main(rounds=3 if quick else 7)}
     for name, run in suites.items():

@@ -101,6 +101,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     rep.add_argument("--required-keys", default="customer_id", metavar="KEY[,KEY...]",
                      help="spend missing any of these keys counts as unattributed (default: %(default)s)")
+    rep.add_argument("--findings-by", default="customer_id", metavar="KEY[,KEY...]",
+                     help="retry findings (\"N%% of X's spend went into retry loops ...\") per customer_id, agent_id, "
+                     "task_id and/or skill_id (default: %(default)s)")
 
     demo = sub.add_parser("demo", help="run a multi-tenant agent workload on a local fake vendor and show who spent "
                           "what", description="Drive the real OpenAI and Anthropic SDKs (and DeepSeek through the "
@@ -368,12 +371,14 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from ._analysis._economics import check_findings_by
     from ._ledger._store import Ledger
     from ._report._render import render, write_output
     from ._analysis._rollup import build_report
 
     by = [k.strip() for k in args.by.split(",") if k.strip()]
     required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
+    findings_by = check_findings_by([k.strip() for k in args.findings_by.split(",") if k.strip()])
     since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
     budgets = None
     if args.budgets:
@@ -386,7 +391,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         ledger = Ledger(args.db, read_only=True)
     try:
         report = build_report(ledger, by=by, since_ns=since, until_ns=until, top=args.top, required_keys=required,
-                              sections=args.format in ("html", "json"))
+                              sections=args.format in ("html", "json"), retry=args.format != "csv",
+                              findings_by=findings_by)
         if budgets is not None:
             report["budgets"] = budget_status(ledger, budgets, now_ns=_instant(args.as_of, "--as-of"))
     finally:

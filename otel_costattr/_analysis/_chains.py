@@ -19,9 +19,17 @@ a chain. With explicit attempt markers, a chain is the run of markers with the s
   call ended, and before the step's next call, has status ERROR (or an attempt marker said so);
 * ``succeeded``: otherwise.
 
-SDK-level resends (``http.request.resend_count = k`` on a call) are ``k`` hidden attempts of that call: they
-count towards attempts per chain, but their cost is unknown (vendors do not bill failed HTTP attempts) and
-is not invented.
+**Hidden attempts.** An SDK resends a request after HTTP 408/409/429/5xx or a transport error; the
+application sees one call. Two signals show them, and a call's hidden attempts are the larger of the two
+(where both are present they count the same resends):
+
+* ``http.request.resend_count = k`` on the call's span (the Anthropic SDK's own tracing sets it): ``k``;
+* HTTP client spans (an HTTP client instrumentation such as ``opentelemetry-instrumentation-httpx``) under
+  the call's span, or beside it and within its time (see :func:`_http_attempts`): ``n`` of them are ``n - 1``
+  hidden attempts.
+
+Hidden attempts count towards attempts per chain (a call with one is a retry chain of its own), but their
+cost is unknown (vendors do not bill failed HTTP attempts) and is not invented.
 
 **Money.** Chain cost is the sum of its attempts' costs. Waste is the cost of the attempts before the first
 successful one; a chain that never succeeded wasted all of it. Costs are ``Decimal`` and summed exactly.
@@ -38,7 +46,8 @@ from typing import Any
 from ..attributes import ATTEMPT_OUTCOME as OUTCOME_ATTRIBUTE
 from ..attributes import ATTEMPT_STEP as STEP_ATTRIBUTE
 
-__all__ = ["Attempt", "Chain", "ChainSpan", "STEP_ATTRIBUTE", "build_chains", "spans_from_readable"]
+__all__ = ["Attempt", "Chain", "ChainSpan", "HTTP_METHOD_ATTRIBUTES", "STEP_ATTRIBUTE", "build_chains",
+           "is_http_client", "spans_from_readable"]
 
 _VALIDATION_HINTS = ("validat", "parse", "guard", "check")
 
@@ -60,6 +69,7 @@ class ChainSpan:
     operation: str | None = None
     step: str | None = None  # explicit attempt marker's step name
     outcome: str | None = None  # explicit attempt marker's outcome
+    http_attempt: bool = False  # an HTTP client span: one attempt of the LLM call it sits under
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +120,40 @@ def _step_of(span: ChainSpan, idx: _Index) -> str | None:
     return parent
 
 
+def _http_attempts(idx: _Index) -> dict[str, int]:
+    """HTTP attempts per LLM span: HTTP client spans whose parent is that span or an LLM span it wraps (two
+    instrumentations of one call nest; whichever of them is counted gets the attempts). An instrumentation
+    that does not make its span current (OpenLLMetry's Anthropic one) leaves the HTTP spans beside the call,
+    under the same parent: they are matched by time, to the one counted call whose span contains them, and
+    left out when several calls overlap them (parallel branches), rather than guessed."""
+    out: dict[str, int] = defaultdict(int)
+    calls_under: dict[str | None, list[ChainSpan]] = {}  # counted calls per parent, listed once per parent
+    for s in idx.spans.values():
+        if not s.http_attempt or s.is_llm:
+            continue
+        p = idx.spans.get(s.parent_span_id) if s.parent_span_id else None
+        if p is None or not p.is_llm:
+            calls = calls_under.get(s.parent_span_id)
+            if calls is None:
+                calls = calls_under[s.parent_span_id] = [c for c in idx.children.get(s.parent_span_id, ())
+                                                         if c.is_llm and c.counted]
+            around = [c for c in calls if c.start_ns <= s.start_ns and s.end_ns <= c.end_ns]
+            if len(around) == 1:
+                out[around[0].span_id] += 1
+            continue
+        for _ in range(64):  # bounded: cycles in a corrupt trace end here
+            if p is None or not p.is_llm:
+                break
+            out[p.span_id] += 1
+            p = idx.spans.get(p.parent_span_id) if p.parent_span_id else None
+    return out
+
+
+def _hidden(call: ChainSpan, http: Mapping[str, int]) -> int:
+    """Hidden attempts of one call: the resend count or the HTTP attempts beyond the first, the larger."""
+    return max(call.resend_count, http.get(call.span_id, 0) - 1, 0)
+
+
 def _is_check(span: ChainSpan) -> bool:
     if span.is_llm:
         return False
@@ -156,6 +200,7 @@ def build_chains(trace_id: str, spans: Iterable[ChainSpan]) -> list[Chain]:
     for s in idx.spans.values():
         idx.children[s.parent_span_id].append(s)
     chains: list[Chain] = []
+    http = _http_attempts(idx)
 
     # 1. Explicit attempt markers: chains of markers with the same step name under one parent.
     markers = [s for s in idx.spans.values() if s.step is not None]
@@ -173,7 +218,7 @@ def build_chains(trace_id: str, spans: Iterable[ChainSpan]) -> list[Chain]:
             cost = sum(known, Decimal(0)) if known or not calls else None
             outcome = m.outcome if m.outcome in ("succeeded", "errored", "rejected") else (
                 "errored" if m.error else "succeeded")
-            attempts.append(Attempt(m.span_id, outcome, cost, sum(c.resend_count for c in calls)))
+            attempts.append(Attempt(m.span_id, outcome, cost, sum(_hidden(c, http) for c in calls)))
         chains.append(_close(trace_id, parent, step, attempts))
 
     # 2. Everything else: consecutive failed calls under the same step.
@@ -196,7 +241,7 @@ def build_chains(trace_id: str, spans: Iterable[ChainSpan]) -> list[Chain]:
             if current and not continues:
                 chains.append(_close(trace_id, step_id, step_name, current))
                 current = []
-            current.append(Attempt(call.span_id, outcome, call.cost, max(call.resend_count, 0)))
+            current.append(Attempt(call.span_id, outcome, call.cost, _hidden(call, http)))
             prev = call
         if current:
             chains.append(_close(trace_id, step_id, step_name, current))
@@ -217,6 +262,16 @@ def _descendant_calls(marker: ChainSpan, idx: _Index) -> list[ChainSpan]:
     return out
 
 
+#: Attributes that mark an HTTP client span: the stable HTTP semantic conventions' and the older ones'.
+HTTP_METHOD_ATTRIBUTES = ("http.request.method", "http.method")
+
+
+def is_http_client(kind: str | None, attributes: Mapping[str, Any]) -> bool:
+    """Whether a span is an HTTP client attempt (kind CLIENT with an HTTP method), as HTTP client
+    instrumentations such as ``opentelemetry-instrumentation-httpx`` emit one per request sent."""
+    return kind == "CLIENT" and any(k in attributes for k in HTTP_METHOD_ATTRIBUTES)
+
+
 def spans_from_readable(spans: Iterable[Any]) -> dict[str, list[ChainSpan]]:
     """Group SDK ``ReadableSpan``\\ s (after cost enrichment) by trace id (hex) into :class:`ChainSpan`\\ s."""
     from .._capture._usage import read_call
@@ -228,15 +283,17 @@ def spans_from_readable(spans: Iterable[Any]) -> dict[str, list[ChainSpan]]:
         status = a.get("gen_ai.cost.status")
         cost = a.get("gen_ai.cost.total_cost")
         resend = a.get("http.request.resend_count")
+        is_llm = call.is_llm_call
         out[format(s.context.trace_id, "032x")].append(ChainSpan(
             span_id=format(s.context.span_id, "016x"),
             parent_span_id=format(s.parent.span_id, "016x") if s.parent is not None else None,
             name=s.name, start_ns=s.start_time or 0, end_ns=s.end_time or 0,
-            error=s.status.status_code.name == "ERROR", is_llm=call.is_llm_call,
+            error=s.status.status_code.name == "ERROR", is_llm=is_llm,
             counted=status != "duplicate",
             cost=Decimal(repr(cost)) if isinstance(cost, float) and status in ("priced", "partial", "provided")
             else None,
             resend_count=resend if isinstance(resend, int) and not isinstance(resend, bool) else 0,
             operation=call.operation, step=a.get(STEP_ATTRIBUTE) if isinstance(a.get(STEP_ATTRIBUTE), str) else None,
-            outcome=a.get(OUTCOME_ATTRIBUTE) if isinstance(a.get(OUTCOME_ATTRIBUTE), str) else None))
+            outcome=a.get(OUTCOME_ATTRIBUTE) if isinstance(a.get(OUTCOME_ATTRIBUTE), str) else None,
+            http_attempt=not is_llm and is_http_client(s.kind.name, a)))
     return dict(out)

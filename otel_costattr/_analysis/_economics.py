@@ -1,9 +1,18 @@
 """Agent economics over a rollup source: retry waste and cost per successful task.
 
-Retry chains need each trace's tree, so they are built in Python (:mod:`otel_costattr._analysis._chains`), but only for
-the traces that can contain one: a step with two or more billed calls and a failure somewhere in the trace,
-or an explicit attempt marker. Every other call is a chain of one attempt that succeeded, and is accounted
-for in SQL without fetching it.
+Retry chains need each trace's tree, so they are built in Python (:mod:`otel_costattr._analysis._chains`), but
+only for the *candidate* traces: those with a retry signal. Every other call is a chain of one attempt that
+succeeded, and is accounted for in SQL without fetching it. The selection is complete: a chain that is a retry
+(two or more attempts) or that failed has at least one of
+
+* a span with status ERROR: an errored call, a rejected output (the failed tool or validation span, or the
+  attempt marker :meth:`Attempt.reject` set), or a hidden HTTP attempt (SDKs resend only after an HTTP
+  error status or a transport error, and HTTP client instrumentations mark both ERROR);
+* ``http.request.resend_count > 0`` on a call (the resend succeeded, so nothing else errored);
+* an explicit attempt marker (its outcome attribute may say ``rejected`` without an ERROR status).
+
+That includes a failure on the only attempt: such a chain is no retry, but its task instance did not
+succeed. The selection is one pass over ``spans`` with no grouping; chains are then built per candidate.
 """
 
 from __future__ import annotations
@@ -13,14 +22,17 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from ._chains import OUTCOME_ATTRIBUTE, STEP_ATTRIBUTE, Chain, ChainSpan, build_chains
+from .._errors import ConfigurationError
 from .._pricing._book import format_money
+from ._chains import HTTP_METHOD_ATTRIBUTES, OUTCOME_ATTRIBUTE, STEP_ATTRIBUTE, Chain, ChainSpan, build_chains
 from ._source import UNATTRIBUTED, Filters, Source
 
 __all__ = ["economics", "retry_analysis"]
 
 _KEYS = ("customer_id", "agent_id", "task_id", "skill_id")
+_ATTRIBUTION = (*_KEYS, "workload_type")  # economics() also splits by workload type
 _MAX_TRACES = 20_000  # bound on traces fetched for chain analysis; the report says when it was reached
+_FETCH_CHUNK = 5_000  # traces fetched per query (DuckDB); bounds the rows held at once
 
 
 def _d(v: Decimal) -> str:
@@ -32,25 +44,24 @@ def _pct(part: Decimal, whole: Decimal) -> str:
 
 
 def _candidate_traces(src: Source, f: Filters) -> list[str]:
-    llm_where, p1 = f.where("is_llm AND counted")
-    err_where, p2 = f.where("status_code = 'ERROR'")
+    """Trace ids with a retry signal (see the module docstring), in order, at most ``_MAX_TRACES + 1``."""
     marked = (f"mapContains(attributes, '{STEP_ATTRIBUTE}')" if getattr(src, "dialect", "duckdb") == "clickhouse"
               else f"attributes LIKE '%{STEP_ATTRIBUTE}%'")
-    mark_where, p3 = f.where(marked)
-    sql = (
-        "SELECT trace_id FROM (("
-        f"  SELECT trace_id FROM (SELECT trace_id, parent_span_id, count(*) AS n FROM spans{llm_where}"
-        "                        GROUP BY trace_id, parent_span_id) WHERE n >= 2"
-        f"  INTERSECT DISTINCT SELECT trace_id FROM spans{err_where})"
-        f" UNION DISTINCT SELECT trace_id FROM spans{mark_where}) "
-        f"ORDER BY trace_id LIMIT {_MAX_TRACES + 1}")
-    return [r[0] for r in src.query(sql, p1 + p2 + p3)]
+    where, params = f.where(f"(status_code = 'ERROR' OR resend_count > 0 OR {marked})")
+    sql = f"SELECT DISTINCT trace_id FROM spans{where} ORDER BY trace_id LIMIT {_MAX_TRACES + 1}"
+    return [r[0] for r in src.query(sql, params)]
 
 
 def _json_field(src: Source, key: str) -> str:
     if getattr(src, "dialect", "duckdb") == "clickhouse":  # there `attributes` is the span's attribute map
         return f"if(mapContains(attributes, '{key}'), attributes['{key}'], NULL)"
     return f"json_extract_string(attributes, '$.\"{key}\"')"
+
+
+def _http_sql(src: Source) -> str:
+    """SQL for :func:`otel_costattr._chains.is_http_client` over a ``spans`` row."""
+    has = " OR ".join(f"{_json_field(src, k)} IS NOT NULL" for k in HTTP_METHOD_ATTRIBUTES)
+    return f"(kind = 'CLIENT' AND NOT coalesce(is_llm, false) AND ({has}))"
 
 
 def chains_for(src: Source, f: Filters) -> tuple[list[tuple[Chain, dict[str, str]]], bool]:
@@ -60,13 +71,19 @@ def chains_for(src: Source, f: Filters) -> tuple[list[tuple[Chain, dict[str, str
     traces = traces[:_MAX_TRACES]
     out: list[tuple[Chain, dict[str, str]]] = []
     step_sql, outcome_sql = _json_field(src, STEP_ATTRIBUTE), _json_field(src, OUTCOME_ATTRIBUTE)
-    for i in range(0, len(traces), 500):
-        chunk = traces[i:i + 500]
-        marks = ", ".join("?" for _ in chunk)
+    http_sql = _http_sql(src)
+    # Each query scans the spans once, so few large chunks beat many small ones: DuckDB takes the chunk as one
+    # list parameter (5,000 traces: at most 4 scans); ClickHouse gets literals, 500 per query as before.
+    clickhouse = getattr(src, "dialect", "duckdb") == "clickhouse"
+    size = 500 if clickhouse else _FETCH_CHUNK
+    for i in range(0, len(traces), size):
+        chunk = traces[i:i + size]
+        where = (f"trace_id IN ({', '.join('?' for _ in chunk)})" if clickhouse
+                 else "trace_id IN (SELECT unnest(?::VARCHAR[]))")
         rows = src.query(
             f"SELECT trace_id, span_id, parent_span_id, name, start_ns, end_ns, status_code, is_llm, counted, "
-            f"cost_total, resend_count, operation, {step_sql}, {outcome_sql}, {', '.join(_KEYS)} "
-            f"FROM spans WHERE trace_id IN ({marks}) ORDER BY trace_id, start_ns, span_id", chunk)
+            f"cost_total, resend_count, operation, {step_sql}, {outcome_sql}, {http_sql}, {', '.join(_ATTRIBUTION)} "
+            f"FROM spans WHERE {where} ORDER BY trace_id, start_ns, span_id", chunk if clickhouse else [chunk])
         by_trace: dict[str, list[Any]] = defaultdict(list)
         for r in rows:
             by_trace[r[0]].append(r)
@@ -74,19 +91,61 @@ def chains_for(src: Source, f: Filters) -> tuple[list[tuple[Chain, dict[str, str
             spans = [ChainSpan(span_id=r[1], parent_span_id=r[2] or None, name=r[3] or "", start_ns=r[4] or 0,
                                end_ns=r[5] or 0, error=r[6] == "ERROR", is_llm=bool(r[7]), counted=bool(r[8]),
                                cost=Decimal(r[9]) if r[9] is not None else None, resend_count=r[10] or 0,
-                               operation=r[11], step=r[12] or None, outcome=r[13] or None) for r in rs]
-            attribution = {s.span_id: {k: r[14 + j] for j, k in enumerate(_KEYS)} for s, r in zip(spans, rs)}
+                               operation=r[11], step=r[12] or None, outcome=r[13] or None,
+                               http_attempt=bool(r[14])) for r in rs]
+            attribution = {s.span_id: {k: r[15 + j] for j, k in enumerate(_ATTRIBUTION)} for s, r in zip(spans, rs)}
             for chain in build_chains(trace_id, spans):
                 first = next((attribution[a.span_id] for a in chain.attempts if a.span_id in attribution), {})
                 if not any(first.values()):  # an attempt marker: take the attribution of a call under it
                     first = next((v for v in attribution.values() if any(v.values())), first)
-                out.append((chain, {k: first.get(k) or UNATTRIBUTED for k in _KEYS}))
+                out.append((chain, {k: first.get(k) or UNATTRIBUTED for k in _ATTRIBUTION}))
     return out, truncated
 
 
+#: The keys retry findings can be given per (``findings_by``).
+FINDING_KEYS = _KEYS
+#: The finding's sentence; ``share`` is the percentage with two decimals, ``key`` the customer (agent, task...).
+FINDING_SENTENCE = "{share}% of {key}'s spend went into retry loops before the model produced an answer"
+
+
+def check_findings_by(keys: Sequence[str]) -> tuple[str, ...]:
+    """Validate ``findings_by`` keys.
+
+    Raises:
+        ConfigurationError: a key is not one of :data:`FINDING_KEYS`, naming them.
+    """
+    bad = [k for k in keys if k not in FINDING_KEYS]
+    if bad:
+        raise ConfigurationError(f"retry findings are given per {', '.join(FINDING_KEYS)}; not per "
+                                 f"{', '.join(map(repr, bad))}. Use e.g. --findings-by customer_id,agent_id")
+    return tuple(dict.fromkeys(keys))
+
+
+def _findings(by: dict[str, list[dict[str, Any]]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """One finding per value of each key in ``keys`` whose retry loops wasted money: largest share first."""
+    out: list[dict[str, Any]] = []
+    for key in keys:
+        rows = [r for r in by.get(key, []) if Decimal(r["wasted"]) > 0]
+        rows.sort(key=lambda r: (-Decimal(r["wasted_share_of_spend"]), -Decimal(r["wasted"]), str(r["key"][key])))
+        out.extend({"by": key, key: r["key"][key], "share": r["wasted_share_of_spend"], "wasted": r["wasted"],
+                    "total": r["spend"], "sentence": FINDING_SENTENCE.format(share=r["wasted_share_of_spend"],
+                                                                             key=r["key"][key])}
+                   for r in rows)
+    return out
+
+
 def retry_analysis(src: Source, f: Filters, total: Decimal, *, worst: int = 10,
-                   chains: tuple[list[tuple[Chain, dict[str, str]]], bool] | None = None) -> dict[str, Any]:
-    """Retry waste overall, per customer/agent/task/skill, and the worst loops (with trace ids)."""
+                   chains: tuple[list[tuple[Chain, dict[str, str]]], bool] | None = None,
+                   findings_by: Sequence[str] = ("customer_id",)) -> dict[str, Any]:
+    """Retry waste overall, per customer/agent/task/skill, the worst loops (with trace ids), and ``findings``.
+
+    A retry chain has two or more attempts (hidden ones included); a failure on the only attempt is no retry
+    (see :func:`economics`). ``findings`` has one entry per value of each ``findings_by`` key whose loops
+    wasted money, largest share of that value's spend first: ``{"by": key, key: value, "share": "60.00",
+    "wasted": ..., "total": <its spend>, "sentence": "60.00% of X's spend went into retry loops before the
+    model produced an answer"}``. Shares are of known spend; unpriced calls are not in it.
+    """
+    findings_keys = check_findings_by(findings_by)
     chains, truncated = chains if chains is not None else chains_for(src, f)
     retries = [(c, a) for c, a in chains if c.is_retry]
     wasted = sum((c.wasted for c, _ in retries), Decimal(0))
@@ -122,6 +181,7 @@ def retry_analysis(src: Source, f: Filters, total: Decimal, *, worst: int = 10,
         "loop_cost": _d(loop_cost),
         "loop_share": _pct(loop_cost, total),
         "by": by,
+        "findings": _findings(by, findings_keys),
         "worst": [{"trace_id": c.trace_id, "step": c.step, "step_span_id": c.step_span_id,
                    "attempts": c.attempt_count, "outcomes": [x.outcome for x in c.attempts], "cost": _d(c.cost),
                    "wasted": _d(c.wasted), "succeeded": c.succeeded, **a} for c, a in worst_rows],
@@ -134,7 +194,8 @@ def economics(src: Source, f: Filters, chains: Sequence[tuple[Chain, dict[str, s
               by: str = "task_id") -> list[dict[str, Any]]:
     """Cost per call against cost per successful task (chain-aware), per ``by`` key.
 
-    A task instance is one (trace, task) pair; it succeeded unless one of its chains never succeeded. Failed
+    A task instance is one (trace, task) pair; it succeeded unless one of its chains never succeeded, a chain
+    of one failed attempt included (an errored call, or an output a tool or validation rejected). Failed
     instances still cost money, which is why cost per successful task exceeds cost per call x calls per task.
     """
     if chains is None:
@@ -149,7 +210,7 @@ def economics(src: Source, f: Filters, chains: Sequence[tuple[Chain, dict[str, s
     out = []
     for k, calls, cost, instances in rows:
         cost = Decimal(cost or 0)
-        ok = instances - len(failed.get(k, ()))
+        ok = max(instances - len(failed.get(k, ())), 0)
         out.append({"key": {by: k}, "calls": int(calls), "cost": _d(cost), "instances": int(instances),
                     "successful": int(ok), "cost_per_call": _d((cost / calls).quantize(Decimal("1e-9"))) if calls
                     else "0", "cost_per_successful_task": _d((cost / ok).quantize(Decimal("1e-9"))) if ok

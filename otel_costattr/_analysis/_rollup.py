@@ -18,7 +18,7 @@ from typing import Any
 
 from .._errors import ConfigurationError
 from .._pricing._book import format_money
-from ._economics import chains_for, economics, layers, retry_analysis
+from ._economics import chains_for, check_findings_by, economics, layers, retry_analysis
 from ._source import UNATTRIBUTED, Filters, Source, dimension_sql
 
 __all__ = ["Filters", "Source", "build_report", "dimension_sql"]
@@ -75,17 +75,21 @@ def _rollup(src: Source, keys: Sequence[str], f: Filters, total: Decimal, top: i
 
 def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns: int | None = None,
                  until_ns: int | None = None, top: int | None = None,
-                 required_keys: Sequence[str] = ("customer_id",), sections: bool = True) -> dict[str, Any]:
+                 required_keys: Sequence[str] = ("customer_id",), sections: bool = True, retry: bool | None = None,
+                 findings_by: Sequence[str] = ("customer_id",)) -> dict[str, Any]:
     """The report as plain data (the JSON of ``report --format json``; the HTML report renders it).
 
     ``rows`` roll up by ``by`` (any attribution key, span attribute, or provider/model/day/month/service).
     With ``sections`` the report also carries spend by day, the top customers/tasks/agents/skills/models and
-    vendor share by workload type.
+    vendor share by workload type, and the economics sections. ``retry`` (default: as ``sections``) adds the
+    retry analysis with its findings per ``findings_by`` key (see :func:`._economics.retry_analysis`).
     """
     if not by:
         raise ConfigurationError("--by needs at least one key, e.g. --by customer_id")
     for k in required_keys:
         dimension_sql(k)  # validates
+    findings_by = check_findings_by(findings_by)
+    retry = sections if retry is None else retry
     f = Filters(since_ns, until_ns)
     where, params = f.where()
     (total, calls, unpriced, no_usage, partial, provided), = src.query(
@@ -131,11 +135,12 @@ def build_report(src: Source, *, by: Sequence[str] = ("customer_id",), since_ns:
                          for k in ("customer_id", "task_id", "agent_id", "skill_id", "process_id", "model",
                                    "provider")}
         report["vendor_share_by_workload"] = vendor_share(src, f)
-        found = chains_for(src, f)
-        chains = found[0]
-        report["retry"] = retry_analysis(src, f, total, chains=found)
-        report["economics"] = {"by_task": economics(src, f, chains, "task_id"),
-                               "by_workload": economics(src, f, chains, "workload_type")}
+    found = chains_for(src, f) if sections or retry else None
+    if retry and found is not None:
+        report["retry"] = retry_analysis(src, f, total, chains=found, findings_by=findings_by)
+    if sections and found is not None:
+        report["economics"] = {"by_task": economics(src, f, found[0], "task_id"),
+                               "by_workload": economics(src, f, found[0], "workload_type")}
         report["layers"] = layers(src, f, "agent_id")
     return report
 

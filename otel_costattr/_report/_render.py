@@ -6,10 +6,15 @@ import csv
 import io
 import json
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 __all__ = ["render", "write_output"]
+
+#: Retry findings at or above this share of a customer's spend (percent) are named on the HTML page.
+FINDING_THRESHOLD = Decimal("1")
+_TEXT_FINDINGS = 20  # sentences in the text report; the JSON has them all
 
 _COLS = ("cost", "share", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens",
          "unpriced_calls", "no_usage_calls")
@@ -29,7 +34,23 @@ def render(report: dict[str, Any], fmt: str) -> str:
             alerts = budget_alerts(report) + alerts
         return render_html({**report, "extra_sections": extra + list(report.get("extra_sections") or []),
                             "alerts": alerts})
-    return _table(report) + _budget_text(report)
+    return _table(report) + _retry_text(report) + _budget_text(report)
+
+
+def _retry_text(report: dict[str, Any]) -> str:
+    """The retry findings under the table: overall waste, then each finding's sentence."""
+    retry = report.get("retry")
+    if not retry:
+        return ""
+    out = (f"retry loops: {retry['retry_chains']} chain(s), {retry['attempts']} attempts, costing "
+           f"${retry['loop_cost']}; wasted ${retry['wasted']} = {retry['wasted_share']}% of spend\n")
+    findings = retry.get("findings", ())
+    out += "".join(f"  {f['sentence']}.\n" for f in findings[:_TEXT_FINDINGS])
+    if len(findings) > _TEXT_FINDINGS:
+        out += f"  ... and {len(findings) - _TEXT_FINDINGS} more (--format json lists them all)\n"
+    if retry.get("truncated"):
+        out += "  (only the first traces were analysed; narrow the period with --since/--until)\n"
+    return out
 
 
 def _budget_text(report: dict[str, Any]) -> str:
@@ -106,12 +127,11 @@ def economics_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
     retry = report.get("retry")
     if retry:
         by_customer = retry["by"].get("customer_id", [])
-        worst_tenant = by_customer[0] if by_customer else None
         note = (f"{retry['wasted_share']}% of all spend (${retry['wasted']}) went into attempts that had to be "
                 f"repeated: {retry['retry_chains']} retry chain(s), {retry['attempts']} attempts.")
-        if worst_tenant and worst_tenant["wasted"] != "0":
-            note += (f" {worst_tenant['key']['customer_id']}: {worst_tenant['wasted_share_of_spend']}% of its spend "
-                     "was wasted in a retry loop before the model produced an answer.")
+        # every customer finding at or above the threshold, not only the worst
+        note += "".join(f" {f['sentence']}." for f in retry.get("findings", ())
+                        if f["by"] == "customer_id" and Decimal(f["share"]) >= FINDING_THRESHOLD)
         if retry.get("truncated"):
             note += " (Only the first traces were analysed; narrow the period with --since/--until.)"
         out.append({"id": "retry-waste", "title": "Retry waste by customer", "note": note,

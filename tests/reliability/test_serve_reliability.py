@@ -1,6 +1,6 @@
 """``otel-costattr serve`` (the OTLP/HTTP pricing endpoint): bad input and the bearer token.
 
-Skipped, saying why, until ``otel_costattr/_serve.py`` is merged. Written against its ``CostServer`` API
+Written against its ``CostServer`` API
 (``CostServer(port=0, ledger=..., token=..., book=...)``, ``start()``, ``traces_url``, ``stop()`` draining the
 queue) and HTTP contract (200 / 400 / 401 / 413 / 415, 503 with Retry-After when its queue is full).
 """
@@ -30,9 +30,6 @@ from otel_costattr.testing._otlp_receiver import encode_otlp_json
 from _helpers import LogCapture, emit_units
 from _settings import FUZZ_SECONDS
 
-SERVE = Path(oc.__file__).resolve().parent / "_serve.py"
-pytestmark = pytest.mark.skipif(not SERVE.exists(), reason="otel-costattr serve is not merged on this branch "
-                                "(otel_costattr/_serve.py does not exist)")
 
 
 def _request(units: range) -> Any:
