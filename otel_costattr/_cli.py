@@ -77,6 +77,15 @@ def _build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", metavar="PATH", default="litellm-imported.json",
                      help="where to write the converted layer (default: %(default)s); use it with --pricing, "
                      "curated entries still win")
+    up = psub.add_parser(
+        "update", help="refresh the imported LiteLLM layer from the installed litellm package or a file; prints "
+        "what changed and the curated entries LiteLLM now prices differently (curated rates are never changed)")
+    up.add_argument("file", nargs="?", metavar="FILE", help="LiteLLM's model_prices_and_context_window.json")
+    up.add_argument("--from-installed", choices=["litellm"], metavar="litellm",
+                    help="read the price map bundled with the litellm package installed in this environment")
+    up.add_argument("--out", metavar="PATH", help="the imported layer to compare with and replace (default: the "
+                    "shipped pricing/imported/litellm.json)")
+    up.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
     ing = sub.add_parser("ingest", help="load OTLP JSON-lines or protobuf files into the ledger",
                          description="Load OTLP trace files (the collector's file exporter: JSON lines, or "
                          "length-prefixed protobuf; gzip accepted) into the ledger, pricing spans that are not priced "
@@ -347,6 +356,68 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_update(args: argparse.Namespace) -> int:
+    """``pricing update``: convert, diff against the current imported layer, list curated disagreements,
+    write (unless --dry-run). Curated files are only read."""
+    from pathlib import Path
+
+    from ._pricing import _litellm as imp
+    from ._pricing._book import PriceBook, _builtin_dir
+
+    if (args.file is None) == (args.from_installed is None):
+        print("otel-costattr: error: give either FILE (LiteLLM's model_prices_and_context_window.json) or "
+              "--from-installed litellm", file=sys.stderr)
+        return EXIT_USAGE
+    if args.from_installed:
+        path, version = imp.installed_litellm()
+    else:
+        path, version = Path(args.file), None
+        if not path.is_file():
+            print(f"otel-costattr: error: {path}: no such file; pass LiteLLM's model_prices_and_context_window.json "
+                  "or use --from-installed litellm", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        document, report = imp.convert_file(path, litellm_version=version)
+    except OSError as exc:
+        print(f"otel-costattr: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    target = Path(args.out) if args.out else _builtin_dir() / "imported" / "litellm.json"
+    old: dict[str, Any] = {"meta": {}, "providers": {}}
+    if target.is_file():
+        try:
+            old = json.loads(target.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"otel-costattr: warning: cannot read the current layer {target} ({exc}); everything counts as "
+                  "new", file=sys.stderr)
+    print(report)
+    print()
+    print("\n".join(imp.diff_imported(old, document).lines()))
+    curated = [t for t in PriceBook.load(imported=False, env=False).tables(include_imported=False)
+               if t.origin == "curated"]
+    disagreements = imp.curated_disagreements(curated, document, old)
+    print()
+    if disagreements:
+        fresh = sum(d.new for d in disagreements)
+        print(f"curated entries LiteLLM prices differently: {len(disagreements)} ({fresh} new with this update). "
+              "Curated rates are kept; check each against the vendor's page and record the outcome in "
+              "pricing/SOURCES.md:")
+        for d in disagreements:
+            print(d.line())
+    else:
+        print("curated entries LiteLLM prices differently: none")
+    if args.dry_run:
+        print(f"\n--dry-run: {target} not written")
+        return EXIT_OK
+    try:
+        imp.write_document(document, target)
+    except OSError as exc:
+        print(f"otel-costattr: error: cannot write {target}: {exc.strerror or exc}; pass --out PATH (a file you can "
+              "write) and use it with --pricing PATH", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"\nwrote {target} (LiteLLM {report.litellm_version or 'version unknown'})")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------ ledger
 
 
@@ -489,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_USAGE
             return _cmd_export(args)
         if args.command == "pricing":
-            sub = {"validate": _cmd_validate, "list": _cmd_list, "import-litellm": _cmd_import}
+            sub = {"validate": _cmd_validate, "list": _cmd_list, "import-litellm": _cmd_import,
+                   "update": _cmd_update}
             if args.pricing_command not in sub:
                 parser.parse_args(["pricing", "--help"])
                 return EXIT_USAGE

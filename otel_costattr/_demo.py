@@ -152,8 +152,10 @@ CUSTOMERS: dict[str, tuple[str, dict[str, int]]] = {
 }
 #: The tenant whose claims intake keeps re-asking the model after malformed tool arguments.
 RETRY_HEAVY_CUSTOMER = "globex-bank"
-#: A fine-tuned model the shipped pricing table cannot know: priced as "unpriced", never as $0.
-UNPRICED_MODEL = "ft:gpt-4o-mini-2024-07-18:initech::review-v2"
+#: An in-house model behind an OpenAI-compatible endpoint, which the shipped pricing table cannot know: priced as
+#: "unpriced", never as $0. (A fine-tune such as ft:gpt-4o-mini-2024-07-18:initech::review-v2 is priced at its
+#: base's fine-tune rate since issue 20.)
+UNPRICED_MODEL = "initech-review-router-v2"
 
 #: Tools the agents offer (JSON schemas: the fake vendor fills in the required properties).
 TOOLS: dict[str, tuple[str, dict[str, str]]] = {

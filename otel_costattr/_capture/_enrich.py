@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from .. import attributes as A
 from ._layers import _LAYER_INPUTS, layer_costs, split_layers
 from .._pricing._book import Cost, PriceBook, _units_to_decimal
-from ._usage import Call, read_call
+from ._usage import Call, bad_counts, read_call
 
 __all__ = ["UNRENDERED", "Enricher", "clone_span", "plain_attributes"]
 
@@ -222,7 +222,13 @@ class Enricher:
                     return out, "duplicate", call, None
         n_in = call.input_tokens
         n_out = call.output_tokens
+        # Counts reported with impossible values (NaN, inf, negative): flagged bad_value:<count>, and the call
+        # is priced on what else it reports rather than called "partial" (issue 20).
+        bad = bad_counts(call) if call.bad else ()
         if n_in is None and n_out is None:
+            if bad:
+                return ({A.COST_STATUS: "no_usage", A.COST_FLAGS: tuple(f"bad_value:{q}" for q in bad)}, "no_usage",
+                        call, None)
             return {A.COST_STATUS: "no_usage"}, "no_usage", call, None
 
         if call.response_id is not None and span_id is not None:
@@ -237,7 +243,8 @@ class Enricher:
                 return out, "duplicate", call, None
 
         # Embeddings have no output side; anything else missing one side is an incomplete report.
-        partial = n_in is None or (n_out is None and call.operation not in _INPUT_ONLY_OPS)
+        partial = (n_in is None and "input_tokens" not in bad) or (
+            n_out is None and "output_tokens" not in bad and call.operation not in _INPUT_ONLY_OPS)
         model = call.model or call.request_model
         if model is None:
             return ({A.COST_STATUS: "unpriced", A.COST_REASON: "the span names no model (gen_ai.response.model or "
@@ -259,16 +266,20 @@ class Enricher:
                 input_audio_tokens=call.input_audio_tokens or 0, output_audio_tokens=call.output_audio_tokens or 0,
                 web_search_calls=call.web_search_calls or 0, service_tier=tier, region=call.region,
                 at=start_ns or None, duration_s=((end_ns - start_ns) / 1e9) if end_ns and start_ns else None)
-        if cost.status != "priced":
+        if cost.status not in ("priced", "partial"):  # "partial": a token class with no rate was left out
             out = {A.COST_STATUS: "unpriced", A.COST_REASON: cost.reason or "unpriced"}
+            if bad:
+                out[A.COST_FLAGS] = tuple(f"bad_value:{q}" for q in bad)
             if cost.model:
                 out[A.COST_MODEL] = cost.model
             return out, "unpriced", call, cost
-        status = "partial" if partial else "priced"
-        if not render and len(cost._units) == 5 and not cost.flags and _COST_KEYS.isdisjoint(attrs) \
+        status = "partial" if partial or cost.status == "partial" else "priced"
+        if not render and len(cost._units) == 5 and not cost.flags and not bad and _COST_KEYS.isdisjoint(attrs) \
                 and (not n_in or _LAYER_INPUTS.isdisjoint(attrs)):
             return UNRENDERED, status, call, cost
         out = self._priced_attributes(cost, status)
+        if bad:
+            out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + tuple(f"bad_value:{q}" for q in bad)
         if n_in and not _LAYER_INPUTS.isdisjoint(attrs):
             self._add_layers(out, attrs, n_in, cost)
         if not _COST_KEYS.isdisjoint(attrs) and any(k in attrs for k in out):

@@ -14,9 +14,11 @@ from typing import Any
 
 from ..attributes import LLM_OPERATIONS, NON_LLM_OPERATIONS, PROVIDED_COST, READ
 
-__all__ = ["Call", "read_call"]
+__all__ = ["Call", "bad_counts", "read_call"]
 
-_MAX_TOKENS = 10**12  # far above any real request; a bigger value is garbage, not usage
+# Any count an OTLP int attribute can carry is read: the pricer flags counts above the model's limits
+# (implausible:<count>), so a huge count is priced visibly instead of vanishing into "partial".
+_MAX_TOKENS = 2**63 - 1
 
 
 class Call:
@@ -88,7 +90,7 @@ def _valid_count(v: Any) -> int | None:
         return int(v) if math.isfinite(v) and v >= 0 and v.is_integer() and v <= _MAX_TOKENS else None
     if t is str:
         s = v.strip()
-        return int(s) if s.isascii() and s.isdigit() and len(s) <= 13 else None
+        return int(s) if s.isascii() and s.isdigit() and len(s) <= 19 and int(s) <= _MAX_TOKENS else None
     return None
 
 
@@ -173,6 +175,20 @@ def _compile_reader(present: frozenset[str]) -> Any:
                  "_bad": _bad}
     exec(compile("\n".join(out), "<otel_costattr read_call>", "exec"), namespace)  # noqa: S102 - see docstring
     return namespace["read"]
+
+
+_COUNT_QUANTITIES = frozenset({"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                               "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+                               "input_audio_tokens", "output_audio_tokens", "web_search_calls"})
+
+
+def bad_counts(call: Call) -> tuple[str, ...]:
+    """The token or call counts the span reported with a value no count can have (NaN, inf, negative, a
+    fraction, text), by quantity name (``input_tokens``), once each, in a stable order."""
+    if not call.bad:
+        return ()
+    found = {_INDEX[n][0] for n in call.bad if n in _INDEX}
+    return tuple(sorted(found & _COUNT_QUANTITIES))
 
 
 def _bad(c: Call, name: str) -> None:

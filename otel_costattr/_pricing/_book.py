@@ -21,10 +21,11 @@ from datetime import datetime, timezone
 from decimal import Context, Decimal, Inexact, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .._errors import PricingError
 from ._schema import (
+    CACHE_CLASSES,
     FALLBACKS,
     TOKEN_CLASSES,
     Deployment,
@@ -37,7 +38,7 @@ from ._schema import (
     parse_document,
     read_file,
 )
-from ._resolve import candidates
+from ._resolve import BEDROCK_NAMESPACES, FIRST_PARTY, GEO_PREFIXES, ROUTING_PREFIXES, candidates, vendor_of
 
 __all__ = ["Cost", "PriceBook", "SERVICE_TIERS", "default_book", "format_money", "price"]
 
@@ -61,6 +62,7 @@ _HUNDRED = Decimal(100)
 _COUNT_NAMES = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
                 "reasoning_tokens", "input_audio_tokens", "output_audio_tokens", "input_image_tokens",
                 "output_image_tokens", "web_search_calls")
+_OUTPUT_COUNTS = frozenset({"output_tokens", "reasoning_tokens", "output_audio_tokens", "output_image_tokens"})
 _RESOLVE_CACHE_MAX = 4096
 _RATES_CACHE_MAX = 4096
 
@@ -234,39 +236,47 @@ class Cost:
 
 
 _FALLBACK_FLAGS = {cls: f"fallback:{cls}" for cls in TOKEN_CLASSES}
+_UNPRICED = "unpriced:"
+_NO_LIMIT_ = 1 << 126
+#: The bound on any token count of a call when the model's own limits are unknown (flag ``implausible:``).
+DEFAULT_TOKEN_BOUND = 10**8
 
 
 class _Plan:
     """Everything needed to price a (model, provider, service tier, region) below any long-context threshold
     in one period: the per-span fast path. Built by the general path, never by hand."""
 
-    __slots__ = ("entry", "period", "start_ns", "end_ns", "max_prompt", "scale", "flags",
+    __slots__ = ("entry", "period", "start_ns", "end_ns", "max_prompt", "max_out", "scale", "flags",
                  "fb", "r0", "r1", "r2", "r3", "r4", "r5", "f1", "f2", "f5", "fb_other")
 
     def __init__(self, entry: ModelEntry, period: Period, max_prompt: int, rates: tuple[int, ...], scale: int,
-                 fallbacks: frozenset[str], flags: tuple[str, ...]) -> None:
+                 notes: Mapping[str, str], flags: tuple[str, ...], max_out: int = _NO_LIMIT_) -> None:
         self.entry = entry
         self.period = period
         self.start_ns = period.start_ns
         self.end_ns = period.end_ns if period.end_ns is not None else 1 << 126
         self.max_prompt = max_prompt
+        self.max_out = max_out
         self.scale = scale
         self.flags = flags
-        # (position in the disjoint-count tuple, flag) for each of the six common classes that falls back
-        self.fb = tuple((i, _FALLBACK_FLAGS[c]) for i, c in enumerate(TOKEN_CLASSES[:6]) if c in fallbacks)
+        # (position in the disjoint-count tuple, flag) for each of the six common classes that is priced by a
+        # fallback or a vendor cache multiplier, or not priced at all ("unpriced:")
+        self.fb = tuple((i, notes[c]) for i, c in enumerate(TOKEN_CLASSES[:6]) if c in notes)
         # The same, unrolled for price()'s inlined path (no 1h writes there): cache read, cache write and
-        # reasoning are the classes that can borrow another class's rate; `fb_other` covers anything else.
+        # reasoning are the classes that can borrow another class's rate; `fb_other` covers anything else,
+        # including a class with no rate (the call is then "partial", built by _price_planned).
         by_index = dict(self.fb)
         self.f1, self.f2, self.f5 = ((by_index[i],) if i in by_index else None for i in (1, 2, 5))
-        self.fb_other = any(i not in (1, 2, 3, 5) for i in by_index)
+        self.fb_other = any(i not in (1, 2, 3, 5) or f.startswith(_UNPRICED) for i, f in by_index.items())
         self.r0, self.r1, self.r2, self.r3, self.r4, self.r5 = rates[:6]
 
 
 _time_ns = time.time_ns
 _new = object.__new__
 _NO_LIMIT = 1 << 126
-_FLAG_ORDER = ("deployment:", "resolved:", "geo:", "provider_fallback:", "clamped:", "long_context:",
-               "service_tier:", "time_window:", "geo_unlisted:", "region:", "fallback:")
+_FLAG_ORDER = ("deployment:", "resolved:", "geo:", "provider_fallback:", "resold:", "clamped:", "implausible:",
+               "long_context:", "service_tier:", "time_window:", "geo_unlisted:", "region:",
+               ("fallback:", "cache_multiplier:", "unpriced:"))  # per-class notes: one rank, class order
 
 
 def _merge_flags(base: tuple[str, ...], extra: list[str]) -> tuple[str, ...]:
@@ -348,6 +358,9 @@ class PriceBook:
         self._deployments: dict[str, list[Deployment]] = {}
         self._names: dict[str, str] = {}  # provider name (gen_ai.provider.name) -> canonical id
         self.versions: dict[str, str] = {}
+        # [[resale]] overlays: gateway -> the vendor it resells ("*": the vendor the model's name belongs to)
+        self._resale: dict[str, str] = {}
+        self._resale_canonical: dict[str, str] | None = None
         for doc in documents:
             for t in doc.tables:
                 if doc.kind == "imported":
@@ -358,6 +371,8 @@ class PriceBook:
                 self._discounts[(d.provider, d.model)] = d
             for dep in doc.deployments:
                 self._deployments.setdefault(dep.name, []).append(dep)
+            for gateway, vendor in doc.resales:
+                self._resale[gateway] = vendor
         # Users' files are searched before curated ones; later user files win over earlier ones.
         self._user.reverse()
         order = {p: i for i, p in enumerate(PROVIDER_ORDER)}
@@ -365,13 +380,17 @@ class PriceBook:
         for t in self._curated + self._user + self._user_imported:
             self._register_names(t)
             self.versions.setdefault(t.provider, t.version)
-        self._resolve_cache: dict[tuple[str | None, str], _Resolution | None] = {}
+        self._resolve_cache: dict[tuple[str | None, str], _Resolution | str] = {}
+        self._bedrock_ns: frozenset[str] | None = None
+        self._prefixes: dict[str, str] | None = None
         self._rates_cache: dict[tuple[int, int, str], tuple[tuple[int, ...], int, frozenset[str]]] = {}
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         # The same plans for standard tier and no region, as model -> provider -> plan: two lookups with cached
         # string hashes are cheaper than building and hashing a 4-tuple on every call.
         self._std_plans: dict[str, dict[str | None, _Plan]] = {}
         self.evictions = {"resolve": 0, "rates": 0, "plans": 0}
+        #: Calls priced with a token count above the model's limits (each flagged ``implausible:<count>``).
+        self.implausible_calls = 0
 
     # ------------------------------------------------------------------------------------------ loading
 
@@ -455,30 +474,167 @@ class PriceBook:
                 return t.entry(mid)
         return None
 
-    def _search(self, provider: str | None, model: str) -> _Resolution | None:
+    def _bedrock_namespaces(self) -> frozenset[str]:
+        """Bedrock model namespaces: the fixed list plus those of Bedrock ids in curated and user files (never the
+        imported layer's, so that resolving a curated name does not load it)."""
+        found = self._bedrock_ns
+        if found is None:
+            names = set(BEDROCK_NAMESPACES)
+            for t in self._user + self._curated:
+                if t.provider == "bedrock":
+                    for n in t.index:
+                        head, dot, _ = n.partition(".")
+                        if dot and head not in GEO_PREFIXES and "/" not in head:
+                            names.add(head)
+            found = self._bedrock_ns = frozenset(names)
+        return found
+
+    def _lookup(self, providers: Sequence[str | None], model: str, region: str | None,
+                flags: list[str]) -> _Resolution | None:
+        """The first candidate of ``model`` found in the tables of ``providers`` (``None``: the user's own
+        tables of any provider). At each candidate a higher layer wins: user, curated, then imported."""
+        head = model.strip().lower().partition("/")[0] if "/" in model else None
+        # Every provider id is a routing prefix ("groq/..."); knowing them all loads the imported layer, so only
+        # a name with an unknown prefix asks.
+        cands = candidates(model, self._all_prefixes() if head is not None and head not in ROUTING_PREFIXES else None)
+        for cand in cands:
+            for prov in providers:
+                if prov is None:
+                    entry = self._find(self._user, None, cand.name)
+                else:
+                    entry = self._find(self._user, prov, cand.name) or self._find(self._curated, prov, cand.name)
+                    if entry is None:
+                        entry = self._find(self._imported_tables(), prov, cand.name)
+                        if entry is not None:
+                            # an imported alias ("claude-sonnet-latest") of a model we curate: curated wins
+                            entry = self._find(self._curated, entry.provider, entry.id) or entry
+                if entry is not None:
+                    return _Resolution(entry, cand.geo, region, tuple(flags + self._step_flags(cand)))
+        return None
+
+    def _all_prefixes(self) -> dict[str, str]:
+        """Every provider id as a routing prefix (``groq/llama-3.3-70b``), for :func:`candidates`."""
+        found = self._prefixes
+        if found is None:
+            self._imported_tables()
+            found = self._prefixes = {n: p for n, p in self._names.items() if "/" not in n}
+        return found
+
+    def _route(self, model: str) -> tuple[str | None, str | None, str]:
+        """``(prefix_provider, vendor, rest)`` for a model name: the known provider a routing prefix names
+        (``openrouter/...``, ``xai/...``), the vendor that sells a model of this name (the prefix's provider, else
+        :func:`vendor_of`), and the name without that prefix."""
+        name = model.strip().lower()
+        head, slash, tail = name.partition("/")
+        if slash and tail:
+            known = ROUTING_PREFIXES[head] if head in ROUTING_PREFIXES else self.canonical_provider(head)
+            if known is not None:
+                return known, known, tail
+        return None, vendor_of(name, self._bedrock_namespaces()), name
+
+    def _resold_vendor(self, gateway: str, model: str) -> str | None:
+        """The vendor a ``[[resale]]`` overlay says ``gateway`` resells for ``model``, or ``None``."""
+        if self._resale and self._resale_canonical is None:
+            self._resale_canonical = {(self.canonical_provider(g) or g): (self.canonical_provider(v) or v)
+                                      for g, v in self._resale.items()}
+        declared = (self._resale_canonical or {}).get(gateway)
+        if declared is None:
+            return None
+        if declared != "*":
+            return declared
+        _, vendor, _ = self._route(model)
+        return vendor if vendor != gateway else None
+
+    def _search(self, provider: str | None, model: str) -> _Resolution | str:
+        """Resolve within one vendor (DESIGN D8). Returns the resolution, or why the call is unpriced.
+
+        * The call names a known provider (``gen_ai.provider.name``): only that provider's table. If it lacks
+          the model: a routing prefix in the name naming another provider is followed; a first-party vendor's
+          client calling another first-party vendor's model (provider ``openai``, model ``deepseek-chat``) is
+          priced from the model's vendor; a gateway with a ``[[resale]]`` overlay is priced at the resold
+          vendor's list price. Each is flagged.
+        * Otherwise a routing prefix naming a provider decides (``xai/grok-4`` is xAI, ``openrouter/...`` is
+          OpenRouter), else the name's vendor (``claude-*`` is Anthropic), else the first-party and cloud
+          tables in a fixed order. A gateway's entry is never used for a call that does not name the gateway.
+        """
         flags: list[str] = []
         region = None
         deps = self._deployments.get(model.strip().lower())
         if deps:
-            dep = next((d for d in deps if provider is None or d.provider == provider), None)
+            canon = self.canonical_provider(provider) if provider else None
+            dep = next((d for d in deps if provider is None or d.provider in (provider, canon)), None)
             if dep is not None:
                 flags.append(f"deployment:{model.strip().lower()}")
                 provider, model, region = dep.provider, dep.model, dep.region
-        layers = (self._user, self._curated)
-        extra = None
-        head = model.strip().lower().partition("/")[0] if "/" in model else None
-        if head is not None and self.canonical_provider(head) == head:
-            extra = {head: head}
-        for cand in candidates(model, extra):
-            prov = provider or cand.provider_hint
-            for layer in layers:
-                entry = self._find(layer, prov, cand.name)
-                if entry is not None:
-                    return _Resolution(entry, cand.geo, region, tuple(flags + self._step_flags(cand)))
-            entry = self._find(self._imported_tables(), prov, cand.name)
-            if entry is not None:
-                return _Resolution(entry, cand.geo, region, tuple(flags + self._step_flags(cand)))
-        return None
+        named = self.canonical_provider(provider) if provider else None
+        prefix, vendor, rest = self._route(model)
+        if named is not None:
+            res = self._lookup((named,), model, region, flags)
+            if res is not None:
+                return res
+            fallback = [f"provider_fallback:{provider}"]
+            if prefix is not None and prefix != named and named in FIRST_PARTY:
+                # an OpenAI-compatible client of a first-party vendor sent a name routed elsewhere
+                # ("openrouter/..."): the prefix names where the call went. From a gateway, a vendor prefix is
+                # the gateway's spelling of a model it resells: only a [[resale]] overlay maps that to the vendor.
+                res = self._lookup((prefix,), model, region, flags + fallback)
+            elif named in FIRST_PARTY and vendor in FIRST_PARTY and vendor != named:
+                res = self._lookup((vendor,), model, region, flags + fallback)
+            else:
+                resold = self._resold_vendor(named, model)
+                if resold is not None:
+                    res = self._lookup((resold,), model, region, flags + [f"resold:{named}"])
+            if res is not None:
+                return res
+            return self._unpriced_reason(model, named)
+        if provider:
+            flags.append(f"provider_fallback:{provider}")  # a provider name we do not know: say we guessed
+        if prefix is not None:
+            res = self._lookup((None, prefix), model, region, flags)
+            if res is None:
+                resold = self._resold_vendor(prefix, rest)
+                if resold is not None:
+                    res = self._lookup((resold,), rest, region, flags + [f"resold:{prefix}"])
+            return res if res is not None else self._unpriced_reason(model, prefix)
+        if vendor is not None:
+            res = self._lookup((None, vendor), model, region, flags)
+            return res if res is not None else self._unpriced_reason(model, vendor)
+        res = self._lookup((None, *PROVIDER_ORDER), model, region, flags)
+        return res if res is not None else self._unpriced_reason(model, None)
+
+    def _unpriced_reason(self, model: str, searched: str | None) -> str:
+        """Why ``model`` is unpriced, naming the closest entries: near names in the table that was searched,
+        and other providers that list the same name (whose prices we do not borrow)."""
+        name = model.strip().lower()
+        cands = list(dict.fromkeys(c.name for c in candidates(model, self._all_prefixes())))  # ordered, unique
+        elsewhere: list[str] = []
+        near: list[str] = []
+        pool: set[str] = set()
+        for t in self.tables():
+            if searched is not None and t.provider == searched:
+                pool.update(t.index)
+                continue
+            if any(c in t.index for c in cands):
+                label = f"{t.provider}/{next(c for c in cands if c in t.index)}"
+                if label not in elsewhere:
+                    elsewhere.append(label)
+        if pool:
+            import difflib  # only an unpriced model (once per name: resolutions are cached) needs it
+
+            base = name.rpartition("/")[2]
+            near = [f"{searched}/{n}" for n in difflib.get_close_matches(base, sorted(pool), n=3, cutoff=0.7)]
+        where = f"{searched}'s pricing table" if searched else "the pricing tables of the first-party and cloud vendors"
+        parts = [f"model {model!r} is not in {where}"]
+        if near:
+            parts.append(f"closest there: {', '.join(near)}")
+        if elsewhere:
+            shown = elsewhere[:5] + ([f"{len(elsewhere) - 5} more"] if len(elsewhere) > 5 else [])
+            parts.append(f"listed by other providers, whose prices are not borrowed: {', '.join(shown)} (set "
+                         "gen_ai.provider.name or --provider to the provider the call went through, or map a "
+                         "gateway to the vendor it resells with a [[resale]] overlay)")
+        parts.append(f"add it to a pricing overlay file (see pricing/README.md) and pass it with --pricing or "
+                     f"${ENV_PRICING}")
+        return "; ".join(parts)
 
     @staticmethod
     def _step_flags(cand: Any) -> list[str]:
@@ -491,42 +647,46 @@ class PriceBook:
                                                                          tuple[str, ...]] | None:
         """Find the entry for ``model`` (and ``provider``, a canonical id or a semconv provider name).
 
-        Returns ``(entry, geo, region, flags)`` or ``None`` when unpriced. Cached (bounded).
+        Returns ``(entry, geo, region, flags)`` or ``None`` when unpriced (:meth:`unpriced_reason` says
+        why). Cached (bounded).
         """
+        res = self._resolved(model, provider)
+        if type(res) is str:
+            return None
+        return res.entry, res.geo, res.region, res.flags  # type: ignore[union-attr]
+
+    def unpriced_reason(self, model: str, provider: str | None = None) -> str | None:
+        """Why :meth:`resolve` finds no entry for ``model`` (naming the closest entries), or ``None``."""
+        res = self._resolved(model, provider)
+        return res if type(res) is str else None  # type: ignore[return-value]
+
+    def _resolved(self, model: str, provider: str | None) -> _Resolution | str:
         key = (provider, model)
         cache = self._resolve_cache
         try:
-            res = cache[key]
+            return cache[key]
         except KeyError:
-            res = self._resolve_uncached(model, provider)
+            pass
+        if not isinstance(model, str) or not model.strip():
+            res: _Resolution | str = "the call names no model"
+        else:
+            res = self._search(provider, model)
+        with self._lock:
             if len(cache) >= _RESOLVE_CACHE_MAX:
                 cache.pop(next(iter(cache)), None)
                 self.evictions["resolve"] += 1
             cache[key] = res
-        if res is None:
-            return None
-        return res.entry, res.geo, res.region, res.flags
-
-    def _resolve_uncached(self, model: str, provider: str | None) -> _Resolution | None:
-        if not isinstance(model, str) or not model.strip():
-            return None
-        canonical = self.canonical_provider(provider) if provider else None
-        if canonical is not None:
-            res = self._search(canonical, model)
-            if res is not None:
-                return res
-        # An unknown provider name, or an OpenAI-compatible endpoint (provider "openai", model
-        # "deepseek-chat"): search every provider, deterministically, and say so.
-        res = self._search(None, model)
-        if res is not None and provider:
-            return _Resolution(res.entry, res.geo, res.region, res.flags + (f"provider_fallback:{provider}",))
         return res
 
     # ------------------------------------------------------------------------------------------- pricing
 
-    def _rates(self, period: Period, tier: int, service: str) -> tuple[tuple[int, ...], int, frozenset[str]]:
-        """Integer rate vector (TOKEN_CLASSES order, units of ``10**-scale`` USD per token), its scale, and the
-        classes priced by fallback, for a period, long-context tier and service tier. Cached (bounded).
+    def _rates(self, period: Period, tier: int, service: str, entry: ModelEntry | None = None,
+               ) -> tuple[tuple[int, ...], int, Mapping[str, str]]:
+        """Integer rate vector (TOKEN_CLASSES order, units of ``10**-scale`` USD per token), its scale, and a
+        note per class not priced by its own rate: ``fallback:<cls>`` (another class's rate, e.g. reasoning at
+        the output rate), ``cache_multiplier:<cls>`` (the vendor's documented multiple of the input rate) or
+        ``unpriced:<cls>`` (no rate: tokens of that class make the call ``partial``). For a period, long-context
+        tier and service tier. Cached (bounded).
 
         Raises ``LookupError`` when the service tier is not priced for this period.
         """
@@ -553,15 +713,31 @@ class PriceBook:
             if adj is None:
                 raise LookupError(f"no {service!r} service-tier rates for this model")
             base = adj.apply(base)
-        fallbacks: list[str] = []
+        cache_mults = self._cache_multipliers(entry) if entry is not None else {}
+        notes: dict[str, str] = {}
         vec: list[Decimal] = []
         for cls in TOKEN_CLASSES:
             rate = base.get(cls)
-            if rate is None:
+            if rate is None and cls in CACHE_CLASSES:
+                # Never bill cache tokens at the input rate by default: a documented vendor multiplier, else
+                # (for a 1h write) the model's own short-TTL write rate, else unpriced.
+                m = cache_mults.get(cls)
+                if m is not None and "input" in base:
+                    rate = _mul(base["input"], m)
+                    notes[cls] = f"cache_multiplier:{cls}"
+                elif cls == "cache_write_1h" and "cache_write" in base:
+                    rate = base["cache_write"]
+                    notes[cls] = _FALLBACK_FLAGS[cls]
+                elif cls == "cache_write_1h" and "cache_write" in cache_mults and "input" in base:
+                    rate = _mul(base["input"], cache_mults["cache_write"])
+                    notes[cls] = f"cache_multiplier:{cls}"
+                else:
+                    notes[cls] = _UNPRICED + cls
+            elif rate is None:
                 for fb in FALLBACKS.get(cls, ()):
                     if fb in base:
                         rate = base[fb]
-                        fallbacks.append(cls)
+                        notes[cls] = _FALLBACK_FLAGS[cls]
                         break
             # A class with no rate at all (an embeddings model has no output price) bills nothing.
             vec.append(rate if rate is not None else _ZERO)
@@ -572,12 +748,20 @@ class PriceBook:
             if isinstance(exp, int) and -exp > scale:
                 scale = -exp
         ints = tuple(int(r.scaleb(scale, _CTX)) for r in vec)
-        out = (ints, scale, frozenset(fallbacks))
+        out = (ints, scale, notes)
         if len(self._rates_cache) >= _RATES_CACHE_MAX:
             self._rates_cache.pop(next(iter(self._rates_cache)), None)
             self.evictions["rates"] += 1
         self._rates_cache[key] = out
         return out
+
+    def _cache_multipliers(self, entry: ModelEntry) -> Mapping[str, Decimal]:
+        """The documented cache multipliers of ``entry``'s vendor (from the curated files' meta)."""
+        for t in self._curated + self._user:
+            if t.provider == entry.provider and t.cache_multipliers:
+                if t.cache_match is None or t.cache_match in entry.id:
+                    return t.cache_multipliers
+        return {}
 
     def _discount(self, entry: ModelEntry) -> Discount | None:
         if not self._discounts:
@@ -623,7 +807,9 @@ class PriceBook:
                 ok = False
             if ok:
                 at_ns = _time_ns() if at is None else at if type(at) is int else _to_ns(at)  # noqa: E721
-                if plan.start_ns <= at_ns < plan.end_ns and input_tokens <= plan.max_prompt:
+                if plan.start_ns <= at_ns < plan.end_ns and input_tokens <= plan.max_prompt \
+                        and output_tokens <= plan.max_out and cache_read_tokens <= plan.max_prompt \
+                        and cache_write_tokens + cache_write_1h_tokens <= plan.max_prompt:
                     uncached = input_tokens - cache_read_tokens - cache_write_tokens - cache_write_1h_tokens
                     text_out = output_tokens - reasoning_tokens
                     if uncached < 0 or text_out < 0 or cache_write_1h_tokens or plan.fb_other:
@@ -674,12 +860,11 @@ class PriceBook:
         if not isinstance(model, str) or not model.strip():
             raise PricingError("`model` must be a non-empty model name")
 
-        resolved = self.resolve(model, provider)
-        if resolved is None:
+        resolved = self._resolved(model, provider)
+        if type(resolved) is str:
             return Cost("unpriced", model, provider=self.canonical_provider(provider) or provider,
-                        reason=f"model {model!r} is not in the pricing table; add it to a pricing "
-                        f"overlay file (see pricing/README.md) and pass it with --pricing or ${ENV_PRICING}")
-        entry, geo, dep_region, rflags = resolved
+                        reason=resolved)  # type: ignore[arg-type]
+        entry, geo, dep_region, rflags = resolved.entry, resolved.geo, resolved.region, resolved.flags  # type: ignore[union-attr]
         period = entry.period_at(at_ns)
         if period is None:
             when = datetime.fromtimestamp(at_ns / 1e9, tz=timezone.utc).isoformat()
@@ -699,6 +884,8 @@ class PriceBook:
             flags.append("clamped:output")
             text_out = 0
 
+        implausible = self._implausible(entry, raw, flags)
+
         tier = -1
         if period.long_context:
             for i, lc in enumerate(period.long_context):
@@ -707,7 +894,7 @@ class PriceBook:
                     flags.append(f"long_context:{lc.comparator}{lc.threshold}")
                     break
         try:
-            rates, scale, fallbacks = self._rates(period, tier, tier_name)
+            rates, scale, notes = self._rates(period, tier, tier_name, entry)
         except LookupError as exc:
             return Cost("unpriced", model, entry, period, flags=tuple(flags), reason=str(exc))
         if tier_name != "standard":
@@ -751,11 +938,18 @@ class PriceBook:
             for i, n in ((6, n_ia), (7, n_oa), (8, n_ii), (9, n_oi)):
                 if n:
                     units[TOKEN_CLASSES[i]] = n * rates[i]
-        if fallbacks:
+        status = "priced"
+        if notes:
             counts = (uncached, n_cr, n_cw, n_cw1, text_out, n_rs, n_ia, n_oa, n_ii, n_oi)
             for cls, n in zip(TOKEN_CLASSES, counts):
-                if n and cls in fallbacks:
-                    flags.append(f"fallback:{cls}")
+                if n and cls in notes:
+                    flags.append(notes[cls])
+                    if notes[cls].startswith(_UNPRICED):
+                        # No rate for these tokens: the rest is priced and the call is "partial"; the share of
+                        # this class is unknown, never billed as input.
+                        status = "partial"
+                        if cls in units:
+                            units[cls] = 0
         if mults:
             m, e = 1, 0
             for d in mults:
@@ -788,11 +982,35 @@ class PriceBook:
                 list_units *= 10 ** ke
                 scale += ke
                 flags.append(f"discount:{format_money(pct)}%")
-        if not period.time_windows and period.per_second is None and tier < 0 and not n_ws:
-            self._store_plan(model, provider, service_tier, region, entry, period, flags, fallbacks, tier_name,
+        if not period.time_windows and period.per_second is None and tier < 0 and not n_ws and not implausible:
+            self._store_plan(model, provider, service_tier, region, entry, period, flags, notes, tier_name,
                              mults, pct)
-        return Cost("priced", model, entry, period, units, sum(units.values()), scale, tuple(flags),
+        return Cost(status, model, entry, period, units, sum(units.values()), scale, tuple(flags),
                     list_units=list_units, discount_percent=pct)
+
+    def _implausible(self, entry: ModelEntry, counts: tuple[int, ...], flags: list[str]) -> bool:
+        """Flag (``implausible:<count name>``) and count every token count above what one request of this
+        model can hold: its context window (input-side counts) or output limit (output-side counts), where
+        the table knows them, else :data:`DEFAULT_TOKEN_BOUND`. The call is still priced as reported."""
+        in_bound, out_bound = self._limits(entry)
+        found = False
+        for name, n in zip(_COUNT_NAMES[:10], counts):
+            if n > (out_bound if name in _OUTPUT_COUNTS else in_bound):
+                flags.append(f"implausible:{name}")
+                found = True
+        if found:
+            with self._lock:
+                self.implausible_calls += 1
+        return found
+
+    def _limits(self, entry: ModelEntry) -> tuple[int, int]:
+        """``(input bound, output bound)`` for the plausibility check: the entry's context window and output
+        limit, else :data:`DEFAULT_TOKEN_BOUND`. A context window at or below one of the entry's long-context
+        thresholds contradicts the table (the tier exists because longer prompts are served), so it is not used."""
+        cw = entry.context_window
+        if cw is not None and any(lc.threshold >= cw for p in entry.periods for lc in p.long_context):
+            cw = None
+        return cw or DEFAULT_TOKEN_BOUND, entry.max_output or DEFAULT_TOKEN_BOUND
 
     def _price_plain(self, model: str, provider: str | None, n_in: int, n_out: int, n_cr: int, n_cw: int,
                      n_cw1: int, n_rs: int, at_ns: int) -> Cost | None:
@@ -801,16 +1019,17 @@ class PriceBook:
         :meth:`price`": no plan yet, or a period or long-context boundary to check."""
         by_provider = self._std_plans.get(model)
         plan = by_provider.get(provider) if by_provider is not None else None
-        if plan is None or not plan.start_ns <= at_ns < plan.end_ns or n_in > plan.max_prompt:
+        if plan is None or not plan.start_ns <= at_ns < plan.end_ns or n_in > plan.max_prompt \
+                or n_out > plan.max_out or n_cr > plan.max_prompt or n_cw + n_cw1 > plan.max_prompt:
             return None
         return _price_planned(plan, model, n_in, n_out, n_cr, n_cw, n_cw1, n_rs)
 
     def _store_plan(self, model: str, provider: str | None, service_tier: Any, region: Any, entry: ModelEntry,
-                    period: Period, flags: list[str], fallbacks: frozenset[str], tier_name: str,
+                    period: Period, flags: list[str], notes: Mapping[str, str], tier_name: str,
                     mults: list[Decimal], pct: Decimal | None) -> None:
         if pct is not None:
             return  # discounted calls stay on the general path, which also reports the list price
-        rates, scale, _ = self._rates(period, -1, tier_name)
+        rates, scale, _ = self._rates(period, -1, tier_name, entry)
         m = 1
         for d in mults:
             dm, de = _split(d)
@@ -826,7 +1045,10 @@ class PriceBook:
         max_prompt = _NO_LIMIT
         for lc in period.long_context:
             max_prompt = min(max_prompt, lc.threshold if lc.comparator == ">" else lc.threshold - 1)
-        base_flags = tuple(f for f in flags if not f.startswith(("fallback:", "clamped:")))
+        base_flags = tuple(f for f in flags if not f.startswith(("fallback:", "clamped:", "cache_multiplier:",
+                                                                 _UNPRICED)))
+        in_bound, max_out = self._limits(entry)
+        max_prompt = min(max_prompt, in_bound)
         with self._lock:
             if len(self._plans) >= _RESOLVE_CACHE_MAX:
                 old = next(iter(self._plans))
@@ -837,7 +1059,7 @@ class PriceBook:
                     if not by_provider:
                         del self._std_plans[old[0]]
                 self.evictions["plans"] += 1
-            plan = _Plan(entry, period, max_prompt, rates, scale, fallbacks, base_flags)
+            plan = _Plan(entry, period, max_prompt, rates, scale, notes, base_flags, max_out)
             self._plans[(model, provider, service_tier, region)] = plan
             if service_tier is None and region is None and isinstance(model, str):
                 self._std_plans.setdefault(model, {})[provider] = plan
@@ -913,6 +1135,18 @@ def _price_planned(plan: _Plan, model: str, n_in: int, n_out: int, n_cr: int, n_
         cost._total = a + b + c + d + e
     cost._scale = plan.scale
     cost.flags = flags
+    if plan.fb_other:
+        counts = (uncached, n_cr, n_cw, n_cw1, text_out, n_rs)
+        missing = [TOKEN_CLASSES[i] for i, f in plan.fb if counts[i] and f.startswith(_UNPRICED)]
+        if missing:
+            # Tokens of a class with no rate: the rest is priced, the call is "partial" (as on the general path).
+            units = dict(cost._units)
+            for cls in missing:
+                if cls in units:
+                    units[cls] = 0
+            cost._units = units
+            cost._total = sum(units.values())
+            cost.status = "partial"
     return cost
 
 

@@ -100,7 +100,8 @@ from decimal import Context, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["ImportReport", "convert_litellm", "import_litellm_file"]
+__all__ = ["Disagreement", "ImportReport", "TableDiff", "convert_file", "convert_litellm", "curated_disagreements",
+           "diff_imported", "import_litellm_file", "installed_litellm", "write_document"]
 
 TOOL_NAME = "otel-costattr pricing import-litellm"
 DEFAULT_OUT_PATH = Path("pricing") / "imported" / "litellm.json"
@@ -125,7 +126,9 @@ UNMAPPABLE_FIELD = "unmappable_field"
 DUPLICATE_ID = "duplicate_id"
 NOT_A_MODEL = "not_a_model"
 INVALID_ID = "invalid_id"
-SKIP_REASONS = (DUPLICATE_ID, INVALID_ID, NO_TOKEN_PRICES, NON_TOKEN_MODE, NOT_A_MODEL, UNMAPPABLE_FIELD)
+DANGLING_ALIAS = "dangling_alias"
+SKIP_REASONS = (DANGLING_ALIAS, DUPLICATE_ID, INVALID_ID, NO_TOKEN_PRICES, NON_TOKEN_MODE, NOT_A_MODEL,
+                UNMAPPABLE_FIELD)
 
 # ---------------------------------------------------------------------------------------------------
 # Providers
@@ -360,7 +363,7 @@ def _validate_prices(key: str, name: str, value: object) -> None:
 @dataclass(frozen=True)
 class ImportReport:
     """What one conversion did. Counts always add up:
-    ``entries_read == converted + folded_geo + folded_region + sum(skipped)``.
+    ``entries_read == converted + folded_geo + folded_region + aliases + sum(skipped)``.
 
     Attributes:
         source: input file name as given to the converter.
@@ -378,6 +381,9 @@ class ImportReport:
         ignored_keys: top-level keys that describe the file, not a model.
         skip_details: ``(LiteLLM key, why)`` for each entry skipped as ``unmappable_field`` or
             ``invalid_id`` (the rare reasons worth reading one by one).
+        aliases: ``alias_of`` entries (``claude-sonnet-latest`` -> ``claude-sonnet-5-5``) written as aliases
+            of their target model. One whose target was not imported is skipped as ``dangling_alias``.
+        litellm_version: the LiteLLM release the table came from, when known.
     """
 
     source: str
@@ -392,6 +398,8 @@ class ImportReport:
     skipped_fields: tuple[tuple[str, int], ...]
     ignored_keys: tuple[str, ...] = field(default=())
     skip_details: tuple[tuple[str, str], ...] = field(default=())
+    aliases: int = 0
+    litellm_version: str | None = None
 
     @property
     def skipped_total(self) -> int:
@@ -407,6 +415,8 @@ class ImportReport:
             "folded_geo": self.folded_geo,
             "folded_region": self.folded_region,
             "unfolded_copies": self.unfolded_copies,
+            "aliases": self.aliases,
+            "litellm_version": self.litellm_version,
             "skipped": dict(self.skipped),
             "per_provider": dict(self.per_provider),
             "skipped_fields": dict(self.skipped_fields),
@@ -419,12 +429,13 @@ class ImportReport:
         skipped = ", ".join(f"{reason} {count}" for reason, count in self.skipped if count) or "none"
         top = sorted(self.per_provider, key=lambda item: (-item[1], item[0]))[:8]
         lines = [
-            f"LiteLLM import from {self.source}{digest}",
+            f"LiteLLM {self.litellm_version or '(version unknown)'} import from {self.source}{digest}",
             f"  entries read:   {self.entries_read}"
             + (f" (ignored non-model keys: {', '.join(self.ignored_keys)})" if self.ignored_keys else ""),
             f"  models written: {self.converted} across {len(self.per_provider)} providers"
             f" ({self.unfolded_copies} geo/regional copies kept under their own id)",
             f"  folded copies:  {self.folded_geo} Bedrock geo, {self.folded_region} data-zone/regional",
+            f"  aliases:        {self.aliases} alias_of entries written as aliases of their target",
             f"  skipped:        {self.skipped_total} ({skipped})",
             "  largest providers: " + ", ".join(f"{name} {count}" for name, count in top),
         ]
@@ -479,6 +490,8 @@ class _Entry:
     copy_of: tuple[str, str, str] | None = None  # ("region" | "geo", qualifier, base id)
     geos: dict[str, Decimal] = field(default_factory=dict)
     folded: list[str] = field(default_factory=list)
+    context_window: int | None = None
+    max_output: int | None = None
 
 
 def _strip_routing(key: str, litellm_provider: str, provider: str) -> str:
@@ -956,7 +969,18 @@ def _parse_entry(key: str, spec: Mapping[str, object], provider: str, litellm_pr
         skipped_fields=sorted(set(skipped)),
         aliases=aliases,
         copy_of=_copy_of(provider, model_id),
+        context_window=_limit(spec.get("max_input_tokens")),
+        max_output=_limit(spec.get("max_output_tokens")),
     )
+
+
+def _limit(value: object) -> int | None:
+    """A token limit LiteLLM states (``max_input_tokens``/``max_output_tokens``), if it is a positive integer."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value > 0 else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1048,13 +1072,18 @@ def _encode(entry: _Entry, provider_geos: Mapping[str, Decimal], base_note: str)
     if entry.skipped_fields:
         notes.append("not imported: " + ", ".join(entry.skipped_fields))
     note = base_note + "".join(f"; {n}" for n in notes)
-    return {
+    out: dict[str, object] = {
         "id": entry.model_id,
         "aliases": list(entry.aliases),
         "source": entry.source,
         "note": note,
         "period": [period],
     }
+    if entry.context_window is not None:
+        out["context_window"] = entry.context_window
+    if entry.max_output is not None:
+        out["max_output"] = entry.max_output
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1202,6 +1231,7 @@ def convert_litellm(
     source_name: str,
     source_sha256: str | None = None,
     imported_at: str | None = None,
+    litellm_version: str | None = None,
 ) -> tuple[dict[str, object], ImportReport]:
     """Convert a parsed LiteLLM price map into our imported-layer document.
 
@@ -1211,6 +1241,8 @@ def convert_litellm(
             as in ``litellm-1.109.1-...json``, is recorded too).
         source_sha256: hex digest of the file, recorded for provenance.
         imported_at: passed through to ``meta.converted_at`` (an ISO date); never read from the clock.
+        litellm_version: the LiteLLM release the map comes from (``pricing update --from-installed`` reads
+            it from the package metadata); else it is read from ``source_name`` when that carries it.
 
     Returns:
         ``(document, report)``. The document is JSON-ready, deterministic and sorted.
@@ -1221,7 +1253,7 @@ def convert_litellm(
     """
     if not isinstance(data, Mapping):
         raise ValueError(f"LiteLLM price map must be a JSON object, got {type(data).__name__}")
-    version = _litellm_version(source_name)
+    version = litellm_version or _litellm_version(source_name)
     label = version or source_name
     digest = f" (sha256 {source_sha256[:12]})" if source_sha256 else ""
     base_note = f"imported from LiteLLM {label}{digest}, no price history"
@@ -1233,6 +1265,8 @@ def convert_litellm(
     ignored: list[str] = []
     details: list[tuple[str, str]] = []
     by_provider: dict[str, dict[str, _Entry]] = {}
+    by_key: dict[str, _Entry] = {}  # LiteLLM key -> the entry that prices it (for alias_of)
+    alias_keys: list[tuple[str, str]] = []
     entries_read = 0
     for key, spec in data.items():
         if not isinstance(key, str):
@@ -1247,6 +1281,10 @@ def convert_litellm(
             if _is_price_field(name) and name != "provider_specific_entry":
                 _validate_prices(key, name, value)
         litellm_provider = spec.get("litellm_provider")
+        if litellm_provider is None and isinstance(spec.get("alias_of"), str):
+            # LiteLLM >= 1.110 writes moving names ("claude-sonnet-latest") as {"alias_of": "<key>"}.
+            alias_keys.append((key, spec["alias_of"]))
+            continue
         if litellm_provider is None:
             skipped[NOT_A_MODEL] += 1
             continue
@@ -1266,8 +1304,11 @@ def convert_litellm(
             skipped[DUPLICATE_ID] += 1
             if not _same_prices(first, entry):
                 first.notes.append(f"LiteLLM key {key!r} gives this id other prices and was ignored")
+            elif first.model_id == entry.model_id:
+                by_key[key] = first
             continue
         models[entry.model_id] = entry
+        by_key[key] = entry
 
     folded_geo = folded_region = unfolded = 0
     providers: dict[str, object] = {}
@@ -1279,6 +1320,9 @@ def convert_litellm(
         folded_geo += geo
         folded_region += region
         unfolded += kept
+    n_aliases = _apply_aliases(alias_keys, by_key, by_provider, skipped)
+    for provider in sorted(by_provider):
+        models = by_provider[provider]
         # An alias must not shadow another model's id (ids and aliases share one index per provider).
         for entry in models.values():
             entry.aliases = tuple(a for a in entry.aliases if a not in models)
@@ -1312,11 +1356,13 @@ def convert_litellm(
         skipped_fields=tuple(sorted(field_counts.items(), key=lambda item: (-item[1], item[0]))),
         ignored_keys=tuple(sorted(ignored)),
         skip_details=tuple(details),
+        aliases=n_aliases,
+        litellm_version=version,
     )
     document = {
         "meta": {
             "tool": TOOL_NAME,
-            "generated": "do not hand-edit; regenerate with otel-costattr pricing import-litellm",
+            "generated": "do not hand-edit; regenerate with otel-costattr pricing update (--from-installed litellm | FILE)",
             "source": source_name,
             "source_sha256": source_sha256,
             "litellm_version": version,
@@ -1327,12 +1373,54 @@ def convert_litellm(
                 "folded_geo": report.folded_geo,
                 "folded_region": report.folded_region,
                 "unfolded_copies": report.unfolded_copies,
+                "aliases": report.aliases,
                 "skipped": dict(report.skipped),
             },
         },
         "providers": providers,
     }
     return document, report
+
+
+def _apply_aliases(alias_keys: list[tuple[str, str]], by_key: Mapping[str, _Entry],
+                   by_provider: Mapping[str, dict[str, _Entry]], skipped: Counter[str]) -> int:
+    """Write each ``alias_of`` entry as an alias of the model its target key was imported as.
+
+    The alias is the LiteLLM key without a routing prefix naming the target's provider
+    (``bedrock/claude-opus-latest`` -> ``claude-opus-latest``). A target folded into its base model as a geo or
+    regional copy is reached through the base only when the copy cost exactly what the base costs (factor 1);
+    otherwise, or when the target was not imported, or the alias would shadow another name, the alias is
+    skipped (``dangling_alias`` / ``duplicate_id``). Returns the number written.
+    """
+    written = 0
+    for key, target_key in sorted(alias_keys):
+        target = by_key.get(target_key)
+        if target is None:
+            skipped[DANGLING_ALIAS] += 1
+            continue
+        models = by_provider[target.provider]
+        if models.get(target.model_id) is not target:
+            base = models.get(target.copy_of[2]) if target.copy_of else None
+            factor = None
+            if base is not None:
+                kind, qualifier, _ = target.copy_of  # type: ignore[misc]
+                factor = (base.geos if kind == "geo" else base.regions).get(qualifier)
+            if base is None or factor != _ONE:
+                skipped[DANGLING_ALIAS] += 1
+                continue
+            target = base
+        name = key.strip().lower()
+        head, sep, rest = name.partition("/")
+        if sep and rest and (head == target.provider or _provider_id(head) == target.provider):
+            name = rest
+        taken = name in models or any(name in e.aliases for e in models.values())
+        if taken or not _ID_PATTERN.match(name):
+            skipped[DUPLICATE_ID if taken else INVALID_ID] += 1
+            continue
+        target.aliases = (*target.aliases, name)
+        target.notes.append(f"LiteLLM alias {key!r} (alias_of {target_key!r})")
+        written += 1
+    return written
 
 
 def dumps(document: Mapping[str, object]) -> str:
@@ -1372,26 +1460,203 @@ def import_litellm_file(
         ValueError: the file is not JSON or is malformed (see :func:`convert_litellm`).
         OSError: the file cannot be read or the output cannot be written.
     """
+    document, report = convert_file(path, imported_at=imported_at)
+    write_document(document, Path(out_path) if out_path is not None else DEFAULT_OUT_PATH)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# Updating: the installed package, what changed, and curated entries to review
+# ---------------------------------------------------------------------------------------------------
+
+_BUNDLED_MAP = "litellm/model_prices_and_context_window_backup.json"
+
+
+def installed_litellm() -> tuple[Path, str]:
+    """The price map bundled with the installed ``litellm`` package and the package's version.
+
+    Found through the package metadata, without importing ``litellm`` (its import fetches the map over the
+    network and takes seconds).
+
+    Raises:
+        ValueError: ``litellm`` is not installed, or its wheel has no bundled price map; the message says how
+            to proceed.
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("litellm")
+    except metadata.PackageNotFoundError:
+        raise ValueError("the litellm package is not installed in this Python environment; install it "
+                         "(pip install litellm) or pass LiteLLM's model_prices_and_context_window.json: "
+                         "otel-costattr pricing update FILE") from None
+    path = Path(str(dist.locate_file(_BUNDLED_MAP)))
+    if not path.is_file():
+        raise ValueError(f"litellm {dist.version} has no bundled price map at {path}; pass the JSON file: "
+                         "otel-costattr pricing update FILE")
+    return path, dist.version
+
+
+def _rates_per_million(period: Mapping[str, object]) -> dict[str, Decimal]:
+    return {c: Decimal(str(period[c])) for c in CLASSES if c in period}
+
+
+def _index(document: Mapping[str, object]) -> dict[tuple[str, str], Mapping[str, object]]:
+    out: dict[tuple[str, str], Mapping[str, object]] = {}
+    providers = document.get("providers") or {}
+    assert isinstance(providers, Mapping)
+    for provider, block in providers.items():
+        for model in block.get("model", ()):  # type: ignore[union-attr]
+            out[(provider, model["id"])] = model
+    return out
+
+
+def _comparable(model: Mapping[str, object]) -> dict[str, object]:
+    # The note names the LiteLLM release and the source URL is provenance: neither is a price.
+    return {k: v for k, v in model.items() if k not in ("note", "source")}
+
+
+@dataclass(frozen=True)
+class TableDiff:
+    """What changed between two imported layers (keys are ``provider/id``)."""
+
+    old_version: str | None
+    new_version: str | None
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[tuple[str, tuple[str, ...]], ...]  # (model, what changed)
+
+    def lines(self, limit: int = 40) -> list[str]:
+        out = [f"imported layer: LiteLLM {self.old_version or '?'} -> {self.new_version or '?'}: "
+               f"{len(self.added)} new, {len(self.removed)} removed, {len(self.changed)} changed"]
+        for title, items in (("new", self.added), ("removed", self.removed)):
+            if items:
+                shown = ", ".join(items[:limit]) + (f", and {len(items) - limit} more" if len(items) > limit else "")
+                out.append(f"  {title}: {shown}")
+        for name, what in self.changed[:limit]:
+            out.append(f"  changed {name}: {'; '.join(what)}")
+        if len(self.changed) > limit:
+            out.append(f"  ... and {len(self.changed) - limit} more changed models")
+        return out
+
+
+def diff_imported(old: Mapping[str, object], new: Mapping[str, object]) -> TableDiff:
+    """Compare two imported-layer documents model by model: new and removed ids, and for each model in
+    both, its base rates (``input 1.36 -> 0.70`` per 1M), aliases, limits and any other pricing rule."""
+    a, b = _index(old), _index(new)
+    changed: list[tuple[str, tuple[str, ...]]] = []
+    for key in sorted(a.keys() & b.keys()):
+        ma, mb = _comparable(a[key]), _comparable(b[key])
+        if ma == mb:
+            continue
+        what: list[str] = []
+        pa, pb = ma["period"][0], mb["period"][0]  # type: ignore[index]
+        ra, rb = _rates_per_million(pa), _rates_per_million(pb)
+        for cls in CLASSES:
+            if ra.get(cls) != rb.get(cls):
+                what.append(f"{cls} {_fmt(ra[cls]) if cls in ra else 'none'} -> {_fmt(rb[cls]) if cls in rb else 'none'}")
+        rest_a = {k: v for k, v in pa.items() if k not in CLASSES}
+        rest_b = {k: v for k, v in pb.items() if k not in CLASSES}
+        for k in sorted(rest_a.keys() | rest_b.keys()):
+            if rest_a.get(k) != rest_b.get(k):
+                what.append(f"{k} changed")
+        for k in ("aliases", "context_window", "max_output"):
+            if ma.get(k) != mb.get(k):
+                what.append(f"{k} {ma.get(k)} -> {mb.get(k)}")
+        if len(ma["period"]) != len(mb["period"]):  # type: ignore[arg-type]
+            what.append("periods changed")
+        changed.append((f"{key[0]}/{key[1]}", tuple(what) or ("other fields changed",)))
+    meta_a, meta_b = old.get("meta") or {}, new.get("meta") or {}
+    return TableDiff(
+        old_version=meta_a.get("litellm_version"),  # type: ignore[union-attr]
+        new_version=meta_b.get("litellm_version"),  # type: ignore[union-attr]
+        added=tuple(f"{p}/{m}" for p, m in sorted(b.keys() - a.keys())),
+        removed=tuple(f"{p}/{m}" for p, m in sorted(a.keys() - b.keys())),
+        # price changes first, then everything else (limits, aliases, notes of rules)
+        changed=tuple(sorted(changed, key=lambda c: (not any(w.split(" ", 1)[0] in CLASSES for w in c[1]), c[0]))),
+    )
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A curated model whose current rates differ from the imported LiteLLM entry of the same name."""
+
+    model: str  # provider/id of the curated entry
+    imported: str  # provider/id of the LiteLLM entry
+    rates: tuple[tuple[str, Decimal, Decimal], ...]  # (class, curated per 1M, LiteLLM per 1M)
+    new: bool  # True when this update made LiteLLM disagree (the previous import agreed or lacked it)
+
+    def line(self) -> str:
+        diffs = ", ".join(f"{c} ours {_fmt(ours)} vs LiteLLM {_fmt(theirs)}" for c, ours, theirs in self.rates)
+        return f"  {'NEW ' if self.new else ''}{self.model}: {diffs}"
+
+
+def curated_disagreements(curated: Iterable[object], new: Mapping[str, object],
+                          old: Mapping[str, object] | None = None) -> list[Disagreement]:
+    """Curated entries (``ProviderTable`` objects of the curated files) whose latest period prices a class
+    differently from the imported entry of the same provider and id (or alias). Only classes both price are
+    compared. Curated rates are never changed here: the list is for a person to review against the vendor's
+    page."""
+    million = Decimal(1_000_000)
+    b = _index(new)
+    a = _index(old) if old is not None else {}
+    by_alias: dict[tuple[str, str], tuple[str, str]] = {}
+    for (prov, mid), model in b.items():
+        for alias in model.get("aliases", ()):  # type: ignore[union-attr]
+            by_alias.setdefault((prov, alias), (prov, mid))
+    out: list[Disagreement] = []
+    for table in curated:
+        for entry in table.models.values():  # type: ignore[attr-defined]
+            key = None
+            for name in (entry.id, *entry.aliases):
+                key = (entry.provider, name) if (entry.provider, name) in b else by_alias.get((entry.provider, name))
+                if key is not None:
+                    break
+            if key is None:
+                continue
+            ours = {c: r * million for c, r in entry.periods[-1].rates.items()}
+            theirs = _rates_per_million(b[key]["period"][0])  # type: ignore[index]
+            diffs = tuple((c, ours[c].normalize(), theirs[c]) for c in CLASSES
+                          if c in ours and c in theirs and ours[c] != theirs[c])
+            if not diffs:
+                continue
+            before = _rates_per_million(a[key]["period"][0]) if key in a else {}  # type: ignore[index]
+            new_flag = any(before.get(c) != theirs for c, _, theirs in diffs)
+            out.append(Disagreement(f"{entry.provider}/{entry.id}", f"{key[0]}/{key[1]}", diffs, new_flag))
+    out.sort(key=lambda d: (not d.new, d.model))
+    return out
+
+
+def write_document(document: Mapping[str, object], target: Path) -> None:
+    """Write ``document`` to ``target`` atomically (a reader never sees half a pricing table)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(dumps(document))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def convert_file(path: str | os.PathLike[str], *, litellm_version: str | None = None,
+                 imported_at: str | None = None) -> tuple[dict[str, object], ImportReport]:
+    """Read and convert one LiteLLM price file (see :func:`convert_litellm`).
+
+    Raises:
+        ValueError: the file is not JSON or is malformed.
+        OSError: the file cannot be read.
+    """
     source = Path(path)
     raw = source.read_bytes()
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{source}: not a JSON file ({exc})") from exc
-    when = imported_at or _default_date()
-    document, report = convert_litellm(
-        data, source_name=source.name, source_sha256=hashlib.sha256(raw).hexdigest(), imported_at=when
-    )
-    target = Path(out_path) if out_path is not None else DEFAULT_OUT_PATH
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so a reader never sees half a pricing table.
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(dumps(document))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the table is data meant to be read and shipped
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return report
+    name = source.name
+    if litellm_version and not _litellm_version(name):
+        name = f"litellm-{litellm_version}-{name}"
+    return convert_litellm(data, source_name=name, source_sha256=hashlib.sha256(raw).hexdigest(),
+                           imported_at=imported_at or _default_date(), litellm_version=litellm_version)

@@ -66,8 +66,10 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._:/@+\-]*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _META_KEYS = {"provider", "provider_names", "version", "currency", "geo_multipliers", "region_multipliers",
-              "source", "note", "unit"}
-_MODEL_KEYS = {"id", "aliases", "source", "note", "period"}
+              "source", "note", "unit", "cache_multipliers", "cache_multipliers_match"}
+_MODEL_KEYS = {"id", "aliases", "source", "note", "period", "context_window", "max_output", "retired"}
+#: Cache classes a vendor's documented multiplier of the input rate may price (``meta.cache_multipliers``).
+CACHE_CLASSES = ("cache_read", "cache_write", "cache_write_1h")
 _PERIOD_KEYS = set(TOKEN_CLASSES) | {"effective_from", "effective_to", "long_context", "service_tiers",
                                      "time_windows", "per_1k_calls", "per_second", "geo_multipliers",
                                      "region_multipliers", "note"}
@@ -164,6 +166,9 @@ class ModelEntry:
     version: str  # the table version this entry came from
     periods: tuple[Period, ...]  # sorted by start
     starts: tuple[int, ...]
+    context_window: int | None = None  # the most input tokens one request can carry, where known
+    max_output: int | None = None  # the most output tokens one request can produce, where known
+    retired: date | None = None  # the vendor's retirement (shutdown) date, for the record
 
     def period_at(self, at_ns: int) -> Period | None:
         """The period in force at ``at_ns`` (UTC epoch nanoseconds), or ``None``."""
@@ -218,6 +223,10 @@ class ProviderTable:
     # number of GC-tracked objects low). Keyed by id.
     pending: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     defaults: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    # The vendor's documented cache multipliers of the input rate (class -> multiplier), used where a model
+    # has no rate of its own for that class; ``cache_match`` limits them to ids containing that text.
+    cache_multipliers: Mapping[str, Decimal] = field(default_factory=dict)
+    cache_match: str | None = None
 
     def entry(self, model_id: str) -> ModelEntry | None:
         """The compiled entry for ``model_id`` (an id, not an alias), compiling it on first use."""
@@ -241,7 +250,8 @@ class Document:
     tables: list[ProviderTable]
     discounts: list[Discount]
     deployments: list[Deployment]
-    kind: str = "vendor"  # "vendor" (curated or overlay file) or "imported" (the long-tail layer format)
+    kind: str = "vendor"
+    resales: list[tuple[str, str]] = field(default_factory=list)  # (gateway, vendor or "*")  # "vendor" (curated or overlay file) or "imported" (the long-tail layer format)
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -499,6 +509,13 @@ def _model(ctx: _Ctx, raw: Any, idx: int, provider: str, version: str, origin: s
     note = raw.get("note", "")
     if not isinstance(note, str):
         raise ctx.error("must be a string", "note")
+    limits: dict[str, int | None] = {}
+    for key in ("context_window", "max_output"):
+        v = raw.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            raise ctx.error(f"{v!r} must be a positive integer token count", key)
+        limits[key] = v
+    retired = _instant(ctx, raw["retired"], "retired").date() if "retired" in raw else None
     periods_raw = raw.get("period")
     if isinstance(periods_raw, Mapping):
         periods_raw = [periods_raw]
@@ -529,7 +546,8 @@ def _model(ctx: _Ctx, raw: Any, idx: int, provider: str, version: str, origin: s
         periods.append(p)
     entry = ModelEntry(provider=provider, id=mid, aliases=tuple(a.strip().lower() for a in aliases),
                        source=source.strip(), note=note, origin=origin, version=version, periods=tuple(periods),
-                       starts=tuple(p.start_ns for p in periods))
+                       starts=tuple(p.start_ns for p in periods), context_window=limits["context_window"],
+                       max_output=limits["max_output"], retired=retired)
     ctx.model = None
     return entry
 
@@ -559,9 +577,20 @@ def _provider_block(ctx: _Ctx, meta: Any, models: Any, origin: str, lazy: bool =
         "region": _multipliers(ctx, meta["region_multipliers"], "meta.region_multipliers")
         if "region_multipliers" in meta else {},
     }
+    cache_mults: dict[str, Decimal] = {}
+    if "cache_multipliers" in meta:
+        cm = meta["cache_multipliers"]
+        if not isinstance(cm, Mapping):
+            raise ctx.error("must be a table like { cache_read = \"0.1\" }", "meta.cache_multipliers")
+        _check_keys(ctx, cm, set(CACHE_CLASSES), "meta.cache_multipliers")
+        cache_mults = {k: _decimal(ctx, v, f"meta.cache_multipliers.{k}") for k, v in cm.items()}
+    match = meta.get("cache_multipliers_match")
+    if match is not None and (not isinstance(match, str) or not match.strip()):
+        raise ctx.error("must be a non-empty string (text a model id must contain)", "meta.cache_multipliers_match")
     table = ProviderTable(provider=provider, provider_names=tuple(n.lower() for n in names),
                           version=version.strip(), currency="USD", origin=origin, file=ctx.file,
-                          defaults=defaults)
+                          defaults=defaults, cache_multipliers=cache_mults,
+                          cache_match=match.strip().lower() if match else None)
     if models is None:
         models = []
     if not isinstance(models, list):
@@ -630,6 +659,25 @@ def _deployments(ctx: _Ctx, raw: Any, origin: str) -> list[Deployment]:
     return out
 
 
+def _resales(ctx: _Ctx, raw: Any) -> list[tuple[str, str]]:
+    if not isinstance(raw, list):
+        raise ctx.error("must be a list of [[resale]] tables", "resale")
+    out = []
+    for i, r in enumerate(raw):
+        fld = f"resale[{i}]"
+        if not isinstance(r, Mapping):
+            raise ctx.error("must be a table", fld)
+        _check_keys(ctx, r, {"gateway", "vendor", "note"}, fld)
+        gw, vendor = r.get("gateway"), r.get("vendor", "*")
+        if not isinstance(gw, str) or not gw.strip():
+            raise ctx.error("needs `gateway`, the provider id the calls name (e.g. \"openrouter\")", f"{fld}.gateway")
+        if not isinstance(vendor, str) or not vendor.strip():
+            raise ctx.error("must be a vendor id (e.g. \"anthropic\") or \"*\" (the vendor the model's name "
+                            "belongs to)", f"{fld}.vendor")
+        out.append((gw.strip().lower(), vendor.strip().lower()))
+    return out
+
+
 def parse_document(data: Mapping[str, Any], *, file: str, origin: str, lazy: bool = False) -> Document:
     """Validate one parsed pricing document and compile it.
 
@@ -658,15 +706,16 @@ def parse_document(data: Mapping[str, Any], *, file: str, origin: str, lazy: boo
                 raise ctx.error("must be a table with meta and model", f"providers.{key}")
             tables.append(_provider_block(ctx, block.get("meta"), block.get("model"), origin, lazy))
         return Document(file=file, tables=tables, discounts=[], deployments=[], kind="imported")
-    _check_keys(ctx, data, {"meta", "model", "discount", "deployment"}, "top level")
+    _check_keys(ctx, data, {"meta", "model", "discount", "deployment", "resale"}, "top level")
     if "model" in data or "meta" in data:
         tables.append(_provider_block(ctx, data.get("meta"), data.get("model"), origin))
     discounts = _discounts(ctx, data["discount"], origin) if "discount" in data else []
     deployments = _deployments(ctx, data["deployment"], origin) if "deployment" in data else []
-    if not tables and not discounts and not deployments:
-        raise ctx.error("the file defines nothing: add [meta] with [[model]] entries, [[discount]] or "
-                        "[[deployment]] tables")
-    return Document(file=file, tables=tables, discounts=discounts, deployments=deployments)
+    resales = _resales(ctx, data["resale"]) if "resale" in data else []
+    if not tables and not discounts and not deployments and not resales:
+        raise ctx.error("the file defines nothing: add [meta] with [[model]] entries, [[discount]], "
+                        "[[deployment]] or [[resale]] tables")
+    return Document(file=file, tables=tables, discounts=discounts, deployments=deployments, resales=resales)
 
 
 def read_file(path: str | Path) -> dict[str, Any]:

@@ -110,6 +110,14 @@ def messages_create(plan: Plan, *, cumulative_delta_usage: bool = True) -> FakeR
     ``cumulative_delta_usage`` the input and cache counts again, as the current API does) and
     ``message_stop``.
     """
+    message = _message(plan)
+    if not plan.body.get("stream"):
+        return FakeReply(body=message)
+    return FakeReply(events=_stream_events(plan, message, cumulative_delta_usage))
+
+
+def _message(plan: Plan) -> dict[str, Any]:
+    """The complete ``message`` object: thinking, then a tool call or text, and the final usage."""
     body, ids = plan.body, plan.ids
     blocks: list[dict[str, Any]] = []
     thinking = body.get("thinking")
@@ -127,22 +135,22 @@ def messages_create(plan: Plan, *, cumulative_delta_usage: bool = True) -> FakeR
         blocks.append({"type": "tool_use", "id": "toolu_01" + ids.token(22), "name": name, "input": tool_input})
     else:
         blocks.append({"type": "text", "text": REPLY_TEXT, "citations": None})
-    stop_reason = "tool_use" if tool is not None else "end_turn"
-    tier = _service_tier(plan)
     message: dict[str, Any] = {
         "id": "msg_01" + ids.token(22),
         "type": "message",
         "role": "assistant",
         "model": plan.model,
         "content": blocks,
-        "stop_reason": stop_reason,
+        "stop_reason": "tool_use" if tool is not None else "end_turn",
         "stop_sequence": None,
     }
     if plan.usage is not None:
-        message["usage"] = _usage(plan.usage, tier, plan.usage.output)
-    if not body.get("stream"):
-        return FakeReply(body=message)
+        message["usage"] = _usage(plan.usage, _service_tier(plan), plan.usage.output)
+    return message
 
+
+def _stream_events(plan: Plan, message: dict[str, Any], cumulative_delta_usage: bool) -> list[tuple[str | None, Any]]:
+    """The SSE events that stream ``message``, in the order the real API sends them."""
     events: list[tuple[str | None, Any]] = []
 
     def emit(kind: str, **fields: Any) -> None:
@@ -151,41 +159,48 @@ def messages_create(plan: Plan, *, cumulative_delta_usage: bool = True) -> FakeR
     start = {**message, "content": [], "stop_reason": None}
     if plan.usage is not None:
         # The real API reports a small placeholder output count at the start of a stream.
-        start["usage"] = _usage(plan.usage, tier, min(1, plan.usage.output))
+        start["usage"] = _usage(plan.usage, _service_tier(plan), min(1, plan.usage.output))
     emit("message_start", message=start)
     emit("ping")
-    for index, block in enumerate(blocks):
-        if block["type"] == "thinking":
-            emit(
-                "content_block_start", index=index, content_block={"type": "thinking", "thinking": "", "signature": ""}
-            )
-            emit("content_block_delta", index=index, delta={"type": "thinking_delta", "thinking": block["thinking"]})
-            emit("content_block_delta", index=index, delta={"type": "signature_delta", "signature": block["signature"]})
-        elif block["type"] == "tool_use":
-            opening = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-            emit("content_block_start", index=index, content_block=opening)
-            text = block["input"] if isinstance(block["input"], str) else json.dumps(block["input"])
-            for fragment in ["", *arg_chunks(text)]:
-                emit("content_block_delta", index=index, delta={"type": "input_json_delta", "partial_json": fragment})
-        else:
-            emit("content_block_start", index=index, content_block={"type": "text", "text": ""})
-            for piece in text_chunks(block["text"]):
-                emit("content_block_delta", index=index, delta={"type": "text_delta", "text": piece})
-        emit("content_block_stop", index=index)
-    delta_fields: dict[str, Any] = {"delta": {"stop_reason": stop_reason, "stop_sequence": None}}
+    for index, block in enumerate(message["content"]):
+        _emit_block(emit, index, block)
+    delta_fields: dict[str, Any] = {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None}}
     if plan.usage is not None:
-        usage = plan.usage
-        delta_usage: dict[str, Any] = {"output_tokens": usage.output}
-        if cumulative_delta_usage:
-            delta_usage = {
-                "input_tokens": usage.input,
-                "cache_creation_input_tokens": usage.cache_write,
-                "cache_read_input_tokens": usage.cache_read,
-                **delta_usage,
-            }
-        if usage.reasoning:
-            delta_usage["output_tokens_details"] = {"thinking_tokens": usage.reasoning}
-        delta_fields["usage"] = delta_usage
+        delta_fields["usage"] = _delta_usage(plan.usage, cumulative_delta_usage)
     emit("message_delta", **delta_fields)
     emit("message_stop")
-    return FakeReply(events=events)
+    return events
+
+
+def _emit_block(emit: Any, index: int, block: dict[str, Any]) -> None:
+    """One content block as ``content_block_start``, its deltas, and ``content_block_stop``."""
+    if block["type"] == "thinking":
+        emit("content_block_start", index=index, content_block={"type": "thinking", "thinking": "", "signature": ""})
+        emit("content_block_delta", index=index, delta={"type": "thinking_delta", "thinking": block["thinking"]})
+        emit("content_block_delta", index=index, delta={"type": "signature_delta", "signature": block["signature"]})
+    elif block["type"] == "tool_use":
+        opening = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+        emit("content_block_start", index=index, content_block=opening)
+        text = block["input"] if isinstance(block["input"], str) else json.dumps(block["input"])
+        for fragment in ["", *arg_chunks(text)]:
+            emit("content_block_delta", index=index, delta={"type": "input_json_delta", "partial_json": fragment})
+    else:
+        emit("content_block_start", index=index, content_block={"type": "text", "text": ""})
+        for piece in text_chunks(block["text"]):
+            emit("content_block_delta", index=index, delta={"type": "text_delta", "text": piece})
+    emit("content_block_stop", index=index)
+
+
+def _delta_usage(usage: ResolvedUsage, cumulative: bool) -> dict[str, Any]:
+    """``message_delta``'s usage: the final output count, and (as the current API does) the input counts again."""
+    delta_usage: dict[str, Any] = {"output_tokens": usage.output}
+    if cumulative:
+        delta_usage = {
+            "input_tokens": usage.input,
+            "cache_creation_input_tokens": usage.cache_write,
+            "cache_read_input_tokens": usage.cache_read,
+            **delta_usage,
+        }
+    if usage.reasoning:
+        delta_usage["output_tokens_details"] = {"thinking_tokens": usage.reasoning}
+    return delta_usage

@@ -116,6 +116,21 @@ CASES = [
     """), "acme-pro", "period[0].time_windows[0].days", "unknown day"),
     ("unknown rule: currency", HEAD.replace('version = "2026-01"', 'version = "2026-01"\ncurrency = "EUR"') + MODEL,
      None, "meta.currency", "only USD"),
+    # issue 20: vendor cache multipliers, model limits and retirement dates, the resale overlay
+    ("negative: cache multiplier", HEAD.replace('version = "2026-01"',
+                                                'version = "2026-01"\ncache_multipliers = { cache_read = "-0.1" }')
+     + MODEL, None, "meta.cache_multipliers.cache_read", "negative"),
+    ("typo: cache multiplier class", HEAD.replace('version = "2026-01"',
+                                                  'version = "2026-01"\ncache_multipliers = { cache_raed = "0.1" }')
+     + MODEL, None, "meta.cache_multipliers.cache_raed", "unknown field"),
+    ("negative: context window", HEAD + MODEL.replace('source =', 'context_window = -1\nsource ='), "acme-pro",
+     "context_window", "positive integer"),
+    ("not a date: retired", HEAD + MODEL.replace('source =', 'retired = "soon"\nsource ='), "acme-pro", "retired",
+     "ISO-8601"),
+    ("typo: resale field", HEAD + MODEL + '[[resale]]\ngateway = "openrouter"\nvendr = "anthropic"\n', None,
+     "resale[0].vendr", "unknown field"),
+    ("missing: resale gateway", HEAD + MODEL + '[[resale]]\nvendor = "anthropic"\n', None, "resale[0].gateway",
+     "gateway"),
 ]
 
 

@@ -41,3 +41,26 @@ def test_no_fuzzy_stripping(model: str) -> None:
 
 def test_unknown_routing_prefix_is_not_stripped() -> None:
     assert names("myorg/gpt-4o") == [("myorg/gpt-4o", "exact", None)]
+
+
+def test_fine_tune_ids_with_org_and_suffix_resolve_to_the_base_fine_tune() -> None:
+    got = names("ft:gpt-4o-mini-2024-07-18:initech::review-v2")
+    assert got[0] == ("ft:gpt-4o-mini-2024-07-18:initech::review-v2", "exact", None)
+    assert ("ft:gpt-4o-mini-2024-07-18", "finetune", None) in got
+    # never the base model's own (non fine-tune) rate
+    assert all(not n.startswith("gpt-4o-mini") for n, _, _ in got)
+
+
+def test_vendor_of_names() -> None:
+    from otel_costattr._pricing._resolve import vendor_of
+
+    ns = frozenset({"anthropic", "amazon"})
+    assert vendor_of("claude-4-opus") == "anthropic"
+    assert vendor_of("gpt-4o") == vendor_of("o1-mini") == vendor_of("ft:gpt-4o-2024-11-20:acme::x") == "openai"
+    assert vendor_of("gemini-1.5-pro") == "gemini" and vendor_of("grok-4") == "xai"
+    assert vendor_of("deepseek-r1") == "deepseek" and vendor_of("codestral-2508") == "mistral"
+    assert vendor_of("us.anthropic.claude-3-haiku-20240307-v1:0", ns) == "bedrock"
+    assert vendor_of("amazon.nova-pro-v1:0", ns) == "bedrock"
+    assert vendor_of("claude-3-opus@20240229") == "vertex_ai"
+    # names no vendor claims: decided by the tables, never guessed
+    assert vendor_of("llama-3.3-70b") is None and vendor_of("omni-router") is None and vendor_of("o") is None

@@ -473,10 +473,10 @@ XAI = [
     # batch 0.8x: 10,000 x $1.00 + 1,000 x $2.00 = 0.01 + 0.002
     v("grok-4.3-batch", "grok-4.3", "0.012", "xai/grok-4.3", provider="x_ai", tier="batch", inp=10_000,
       out=1_000),
-    # no write fee: in 10,000 = 7,000 new + 3,000 "written", both at the input rate
+    # no write fee (xAI meta cache_multipliers: cache_write 1x): 10,000 = 7,000 new + 3,000 "written", both at input
     # 7,000 x $1.25 + 3,000 x $1.25 = 0.00875 + 0.00375
     v("grok-4.3-cache-write-at-input-rate", "grok-4.3", "0.0125", "xai/grok-4.3", provider="x_ai",
-      inp=10_000, w5m=3_000, flags=("fallback:cache_write",),
+      inp=10_000, w5m=3_000, flags=("cache_multiplier:cache_write",),
       parts={"input": "0.00875", "cache_write": "0.00375"}),
     # grok-4.7 at 199,999: 99,999 x $2 + 100,000 x $0.50 + 2,000 x $6 = 0.199998 + 0.05 + 0.012
     v("grok-4.7-199999-low", "grok-4.7", "0.261998", "xai/grok-4.7", inp=199_999, read=100_000, out=2_000),
