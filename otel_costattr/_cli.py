@@ -95,7 +95,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--pricing", nargs="+", action="extend", default=[], metavar="FILE")
 
     rep = sub.add_parser("report", help="roll spend up by customer, task, agent, skill, model, day ...")
-    rep.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger file (default: %(default)s)")
+    rep.add_argument("--db", action="append", metavar="PATH",
+                     help=f"ledger file (default: {_default_db()}); repeat to report over several ledgers at once")
     rep.add_argument("--source", metavar="URL",
                      help="read the collector clickhouse exporter's otel_traces table instead of the ledger: "
                      "clickhouse://user:password@host:8123/database?table=otel_traces (clickhouses:// for TLS; needs "
@@ -105,11 +106,20 @@ def _build_parser() -> argparse.ArgumentParser:
                      "%(default)s)")
     rep.add_argument("--since", metavar="T", help="ISO date/time, or relative: 7d, 24h")
     rep.add_argument("--until", metavar="T", help="ISO date/time, or relative: 7d, 24h (exclusive)")
+    rep.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                     help="only calls whose KEY is VALUE (repeat: values of one key are alternatives, different "
+                     "keys must all match; KEY= selects calls without KEY)")
+    rep.add_argument("--sort", choices=("auto", "cost", "calls", "key", "input_tokens", "output_tokens"),
+                     default="auto", help="row order (default: by date for --by day/month, else by cost)")
     rep.add_argument("--top", type=_positive_int, metavar="N", help="show the N largest rows, then 'other'")
-    rep.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
+    rep.add_argument("--format", choices=("table", "csv", "json", "html"),
+                     help="output format (default: from the --out extension .csv/.json/.html, else table)")
     rep.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     rep.add_argument("--required-keys", default="customer_id", metavar="KEY[,KEY...]",
                      help="spend missing any of these keys counts as unattributed (default: %(default)s)")
+    rep.add_argument("--trace-url", metavar="TEMPLATE",
+                     help="HTML: make every trace id a link, e.g. 'http://jaeger:16686/trace/{trace_id}' or "
+                     "'https://cloud.langfuse.com/project/PROJECT/traces/{trace_id}'")
     rep.add_argument("--findings-by", default="customer_id", metavar="KEY[,KEY...]",
                      help="retry findings (\"N%% of X's spend went into retry loops ...\") per customer_id, agent_id, "
                      "task_id and/or skill_id (default: %(default)s)")
@@ -120,15 +130,19 @@ def _build_parser() -> argparse.ArgumentParser:
                           "customers' agents, priced and attributed. Writes costs.duckdb and report.html to --out-dir "
                           "and prints the headline rollups. The same --seed gives the same numbers.")
     demo.add_argument("--seed", type=int, default=7, metavar="N", help="workload seed (default: %(default)s)")
-    demo.add_argument("--out-dir", default=".", metavar="DIR", help="where to write costs.duckdb and report.html "
-                      "(created if missing; default: the current folder; an existing costs.duckdb there is "
-                      "replaced)")
+    demo.add_argument("--out-dir", default="otel-costattr-demo", metavar="DIR",
+                      help="where to write costs.duckdb and report.html (created if missing; default: %(default)s). "
+                      "The demo refuses to touch a costs.duckdb that is already there unless --force is given")
+    demo.add_argument("--force", action="store_true", help="replace an existing costs.duckdb in --out-dir")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     demo.add_argument("--scale", type=float, default=1.0, metavar="F",
                       help="multiply the number of runs (default: %(default)s; tests use less)")
     rep.add_argument("--budgets", metavar="FILE", help="budget file (TOML): mark budgets exceeded or on track to be "
                      "exceeded in the current UTC day/month (JSON key `budgets`, a panel and alerts in HTML)")
     rep.add_argument("--as-of", metavar="T", help="evaluate --budgets as of this ISO instant (default: now)")
+    rep.add_argument("--fail-on", choices=("exceeded", "warning"),
+                     help="with --budgets: exit 1 when a budget is exceeded (or, with 'warning', past its warning "
+                     "level or on track to exceed), for cron jobs and CI")
 
     exp = sub.add_parser("export", help="export ledger spend in standard formats")
     esub = exp.add_subparsers(dest="export_command", metavar="FORMAT")
@@ -441,34 +455,98 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_INVALID if result.errors else EXIT_OK
 
 
+def _window(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """``--since``/``--until`` as epoch ns; a window that ends before it starts is a typo, not an empty report."""
+    from ._errors import ConfigurationError
+
+    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    if since is not None and until is not None and since >= until:
+        raise ConfigurationError(f"--since {args.since} is not before --until {args.until}: the window is empty; "
+                                 "swap them (--until is exclusive)")
+    return since, until
+
+
+def _where(specs: Sequence[str]) -> list[tuple[str, str]]:
+    from ._errors import ConfigurationError
+
+    out = []
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"--where {spec!r}: expected KEY=VALUE, e.g. --where customer_id=acme "
+                                     "(KEY= selects calls without KEY)")
+        out.append((key.strip(), value))
+    return out
+
+
+def _report_format(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    from ._report._render import FORMATS_BY_SUFFIX
+    if args.format:
+        return args.format
+    return FORMATS_BY_SUFFIX.get(Path(args.out).suffix.lower(), "table") if args.out else "table"
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from ._analysis._economics import check_findings_by
-    from ._ledger._store import Ledger
-    from ._report._render import render, write_output
     from ._analysis._rollup import build_report
+    from ._analysis._source import check_keys, open_ledgers
+    from ._errors import ConfigurationError
+    from ._report._render import render, write_output
 
     by = [k.strip() for k in args.by.split(",") if k.strip()]
     required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
     findings_by = check_findings_by([k.strip() for k in args.findings_by.split(",") if k.strip()])
-    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    since, until = _window(args)
+    where = _where(args.where)
+    fmt = _report_format(args)
+    if args.as_of and not args.budgets:
+        raise ConfigurationError("--as-of only applies to --budgets; add --budgets FILE or drop --as-of")
+    if args.fail_on and not args.budgets:
+        raise ConfigurationError("--fail-on only applies to --budgets; add --budgets FILE or drop --fail-on")
+    if args.trace_url is not None:
+        if "{trace_id}" not in args.trace_url or not args.trace_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"--trace-url {args.trace_url!r}: expected an http(s) URL with {{trace_id}} in "
+                                     "it, e.g. 'http://jaeger:16686/trace/{trace_id}'")
+        if fmt != "html":
+            raise ConfigurationError("--trace-url only applies to --format html")
+    if args.out:
+        from pathlib import Path
+        if not Path(args.out).parent.is_dir():  # before minutes of rollups, not after
+            raise ConfigurationError(f"--out {args.out}: folder {Path(args.out).parent} does not exist; create it "
+                                     "or choose another path")
     budgets = None
     if args.budgets:
         from ._finance._budgets import budget_status, load_budgets
         budgets = load_budgets(args.budgets)  # a bad file fails before the ledger is opened
+        as_of = _instant(args.as_of, "--as-of")
     if args.source:
+        if args.db:
+            raise ConfigurationError("--source and --db are alternatives; pass one of them")
         from ._analysis._clickhouse import open_source
         ledger: Any = open_source(args.source)
     else:
-        ledger = Ledger(args.db, read_only=True)
+        ledger = open_ledgers(args.db or [_default_db()])
     try:
-        report = build_report(ledger, by=by, since_ns=since, until_ns=until, top=args.top, required_keys=required,
-                              sections=args.format in ("html", "json"), retry=args.format != "csv",
-                              findings_by=findings_by)
         if budgets is not None:
-            report["budgets"] = budget_status(ledger, budgets, now_ns=_instant(args.as_of, "--as-of"))
+            check_keys(ledger, [k for b in budgets for k, _ in b.scope], f"{args.budgets}: budget scope")
+        report = build_report(ledger, by=by, since_ns=since, until_ns=until, top=args.top, required_keys=required,
+                              sections=fmt in ("html", "json"), retry=fmt != "csv", findings_by=findings_by,
+                              where=where, sort=args.sort)
+        if budgets is not None:
+            report["budgets"] = budget_status(ledger, budgets, now_ns=as_of)
     finally:
         ledger.close()
-    write_output(render(report, args.format), args.out)
+    write_output(render(report, fmt, trace_url=args.trace_url), args.out)
+    if args.fail_on and budgets is not None:
+        bad = {"exceeded"} if args.fail_on == "exceeded" else {"exceeded", "on_track_to_exceed", "warning"}
+        failed = [b for b in report["budgets"] if b["status"] in bad]
+        for b in failed:
+            print(f"otel-costattr: budget {b['name']}: {b['status']} (${b['spent']} of ${b['limit']} this "
+                  f"{b['period']})", file=sys.stderr)
+        if failed:
+            return EXIT_INVALID
     return EXIT_OK
 
 
@@ -479,9 +557,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from importlib.util import find_spec
     from pathlib import Path
 
-    from ._demo import run_demo
+    from ._demo import LEDGER_NAME, run_demo
     from ._errors import ConfigurationError
 
+    existing = Path(args.out_dir) / LEDGER_NAME
+    if existing.exists() and not args.force:
+        raise ConfigurationError(f"{existing} already exists and the demo never replaces a ledger silently; choose "
+                                 "another --out-dir, or pass --force to replace it")
     # Found, not imported: run_demo imports them inside its timing (they take seconds).
     missing = [m for m in ("openai", "anthropic", "opentelemetry.instrumentation.openai",
                            "opentelemetry.instrumentation.anthropic") if find_spec(m) is None]
@@ -496,8 +578,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from ._errors import ConfigurationError
+    from ._analysis._source import open_ledgers
     from ._finance._focus import focus_rows, write_focus
-    from ._ledger._store import Ledger
 
     if not args.out.lower().endswith((".csv", ".parquet")):
         raise ConfigurationError(f"--out {args.out}: the FOCUS export is written as .csv or .parquet; name the file "
@@ -509,27 +591,72 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"--billing-account {spec!r}: expected PROVIDER=ID or PROVIDER=ID:NAME")
         acct, _, name = rest.partition(":")
         accounts[prov.strip().lower()] = (acct.strip(), name.strip() or None)
-    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
-    ledger = Ledger(args.db, read_only=True)
+    since, until = _window(args)
+    ledger = open_ledgers([args.db])
     try:
+        if accounts:
+            known = _known_providers(ledger)
+            unknown = sorted(set(accounts) - set(known))
+            if unknown:
+                raise ConfigurationError(f"--billing-account {unknown[0]}=...: no vendor of that name; known: "
+                                         f"{', '.join(known)}")
         rows = focus_rows(ledger, since_ns=since, until_ns=until, granularity=args.granularity, accounts=accounts)
+        (unpriced, no_usage), = ledger.query(
+            "SELECT count(*) FILTER (WHERE cost_status = 'unpriced'), "
+            "count(*) FILTER (WHERE cost_total IS NULL AND coalesce(cost_status, '') <> 'unpriced') FROM calls"
+            + (" WHERE start_ns >= ?" if since is not None else "")
+            + ((" AND" if since is not None else " WHERE") + " start_ns < ?" if until is not None else ""),
+            [v for v in (since, until) if v is not None])
     finally:
         ledger.close()
     print(write_focus(rows, args.out))
+    if unpriced or no_usage:
+        parts = [f"{unpriced:,} unpriced call{'s' if unpriced != 1 else ''}"] if unpriced else []
+        parts += [f"{no_usage:,} call{'s' if no_usage != 1 else ''} without usage"] if no_usage else []
+        print(f"otel-costattr: note: {' and '.join(parts)} are not in the export: their cost is unknown, not zero "
+              "(see `otel-costattr report` for the models to add to the price tables)", file=sys.stderr)
     return EXIT_OK
 
 
-def _cmd_reconcile(args: argparse.Namespace) -> int:
-    from ._ledger._store import Ledger
+def _known_providers(ledger: Any) -> list[str]:
+    """Vendor ids a --billing-account may name: the price tables' and those in the ledger."""
     from ._pricing._book import PriceBook
+
+    names = {t.provider for t in PriceBook.load([]).tables()}
+    names |= {r[0] for r in ledger.query("SELECT DISTINCT coalesce(pricing_provider, lower(provider)) FROM calls "
+                                          "WHERE coalesce(pricing_provider, provider) IS NOT NULL")}
+    return sorted(names)
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    import hashlib
+    from pathlib import Path
+
+    from ._analysis._source import open_ledgers
+    from ._errors import ConfigurationError
     from ._finance._reconcile import load_exports, reconcile, render_reconciliation
+    from ._pricing._book import PriceBook
     from ._report._render import write_output
 
+    by_path: dict[Path, str] = {}
+    by_digest: dict[str, str] = {}
+    for f in args.files:  # the same export twice would double the vendor side and flag every row
+        p = Path(f)
+        if p.resolve() in by_path:
+            raise ConfigurationError(f"{f}: the same vendor export is passed twice (also as {by_path[p.resolve()]}); "
+                                     "pass each export once")
+        by_path[p.resolve()] = f
+        if p.is_file():
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            if digest in by_digest:
+                raise ConfigurationError(f"{f}: the same vendor export is passed twice (same content as "
+                                         f"{by_digest[digest]}); pass each export once")
+            by_digest[digest] = f
     exports = load_exports(args.files)  # unreadable or unknown files fail first, naming the file
     required = [k.strip() for k in args.required_keys.split(",") if k.strip()]
-    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    since, until = _window(args)
     book = PriceBook.load(args.pricing)
-    ledger = Ledger(args.db, read_only=True)
+    ledger = open_ledgers([args.db])
     try:
         result = reconcile(ledger, exports, book=book, tolerance_pct=args.tolerance_pct,
                            tolerance_usd=args.tolerance_usd, since_ns=since, until_ns=until, required_keys=required)
@@ -575,6 +702,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ValueError as exc:  # e.g. the importer's malformed-input errors
         print(f"otel-costattr: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file named on the command line that cannot be read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"otel-costattr: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
 
 

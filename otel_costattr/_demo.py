@@ -858,8 +858,8 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
 
     def cost_cell(r: dict[str, Any]) -> str:
         # A row with no priced call has no cost, which is not the same as costing nothing.
-        if r["calls"] and r["unpriced_calls"] == r["calls"]:
-            return "unpriced"
+        if r["cost"] is None or (r["calls"] and r["unpriced_calls"] == r["calls"]):
+            return "unpriced" if r["unpriced_calls"] else "no usage"
         if r["calls"] and r["no_usage_calls"] == r["calls"]:
             return "no usage"
         return _money(Decimal(r["cost"]))
@@ -869,7 +869,8 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
         out = []
         for r in report["top"][section][:limit]:
             cost = cost_cell(r)
-            out.append([str(r["key"][section]), cost, f"{r['share']}%" if cost.startswith("$") else "-",
+            key = r["key"][section]
+            out.append([f"(no {section})" if key is None else str(key), cost, f"{r['share']}%" if cost.startswith("$") else "-",
                         str(r["calls"]), *(extra(r) if extra else [])])
         return out
 
@@ -878,6 +879,7 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
 
     def cust_extra(r: dict[str, Any]) -> list[str]:
         c = r["key"]["customer_id"]
+        c = "(unattributed)" if c is None else c  # the key these two queries give a missing customer_id
         pt = per_task.get(c)
         wasted = waste.get(c, (0, Decimal(0)))[1]
         return [f"{pt:.1f}" if pt is not None else "-", _money(wasted) if wasted else "-"]
@@ -914,7 +916,7 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
     all_waste = sum((c for _, c in waste.values()), Decimal(0))
     n_waste = sum(n for n, _ in waste.values())
     heavy = waste.get(RETRY_HEAVY_CUSTOMER)
-    heavy_total = next((Decimal(r["cost"]) for r in report["top"]["customer_id"]
+    heavy_total = next((Decimal(r["cost"] or 0) for r in report["top"]["customer_id"]
                         if r["key"]["customer_id"] == RETRY_HEAVY_CUSTOMER), Decimal(0))
     w(f"  re-asks after malformed tool arguments: {n_waste} calls whose answer was rejected, {_money(all_waste)} "
       f"({_pct(all_waste, total)} of all spend)\n")

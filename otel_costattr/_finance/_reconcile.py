@@ -58,7 +58,7 @@ from typing import Any
 
 from .._errors import ConfigurationError
 from .._pricing._book import PriceBook, format_money
-from .._analysis._source import UNATTRIBUTED, Filters, Source, dimension_sql
+from .._analysis._source import Filters, Source, missing_sql
 
 __all__ = ["VendorExport", "VendorRecord", "load_export", "reconcile", "render_reconciliation"]
 
@@ -422,7 +422,7 @@ def reconcile(src: Source, exports: Sequence[VendorExport], *, book: PriceBook |
         hi = int(datetime(last.year, last.month, last.day, tzinfo=timezone.utc).timestamp()) * 10**9 + _DAY_NS
     first_day = {p: min((d for d, q in covered if q == p), default=date.max) for p in providers}
     last_day = {p: max((d for d, q in covered if q == p), default=date.min) for p in providers}
-    missing = " OR ".join(f"{dimension_sql(k)} = '{UNATTRIBUTED}'" for k in required_keys) or "1 = 0"
+    missing = " OR ".join(missing_sql(k) for k in required_keys) or "1 = 0"
     where, params = Filters(lo, hi).where()
     ledger: dict[tuple[date, str, str | None], _Side] = {}
     for (d_ns, prov, pm, rm, qm, n, cost, tool, unpriced, un_cost, un_calls,

@@ -10,17 +10,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render", "write_output"]
+from .._errors import ConfigurationError
 
-#: Retry findings at or above this share of a customer's spend (percent) are named on the HTML page.
-FINDING_THRESHOLD = Decimal("1")
+__all__ = ["FORMATS_BY_SUFFIX", "csv_cell", "render", "write_output"]
+
 _TEXT_FINDINGS = 20  # sentences in the text report; the JSON has them all
 
-_COLS = ("cost", "share", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens",
-         "unpriced_calls", "no_usage_calls")
+_COLS = ("cost", "share", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+         "reasoning_tokens", "unpriced_calls", "no_usage_calls")
+#: Formats ``--out`` implies when ``--format`` is not given.
+FORMATS_BY_SUFFIX = {".csv": "csv", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def render(report: dict[str, Any], fmt: str) -> str:
+def render(report: dict[str, Any], fmt: str, *, trace_url: str | None = None) -> str:
+    """``report`` as ``table`` (fixed-width text), ``csv``, ``json`` or ``html`` (see :func:`render_html`)."""
     if fmt == "json":
         return json.dumps(report, indent=2) + "\n"
     if fmt == "csv":
@@ -33,7 +37,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
             extra += budget_sections(report)
             alerts = budget_alerts(report) + alerts
         return render_html({**report, "extra_sections": extra + list(report.get("extra_sections") or []),
-                            "alerts": alerts})
+                            "alerts": alerts}, trace_url=trace_url)
     return _table(report) + _retry_text(report) + _budget_text(report)
 
 
@@ -60,33 +64,68 @@ def _budget_text(report: dict[str, Any]) -> str:
     return "\n" + "\n".join(budget_lines(report)) + "\n"
 
 
+def csv_cell(value: Any) -> str:
+    """A CSV cell that no spreadsheet runs as a formula (OWASP "CSV injection"): text starting with = + - @,
+    tab or carriage return gets a leading ``'``. Numbers (``-1.5``) are left as they are; None is empty."""
+    if value is None:
+        return ""
+    text = str(value)
+    if text.startswith(_FORMULA_START):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return text
+        try:
+            Decimal(text)
+            return text  # a plain negative number is data, not a formula
+        except ArithmeticError:
+            return "'" + text
+    return text
+
+
 def _csv(report: dict[str, Any]) -> str:
+    """The rows as CSV: one column per ``by`` key (empty = the key is missing), exact amounts (empty = unknown),
+    then ``other_rows``: empty on a row, the number of rows folded into the last row when ``--top`` cut them."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow([*report["by"], *_COLS])
+    w.writerow([*(csv_cell(k) for k in report["by"]), *_COLS, "other_rows"])
     for r in report["rows"]:
-        w.writerow([*(r["key"][k] for k in report["by"]), *(r[c] for c in _COLS)])
+        w.writerow([*(csv_cell(r["key"][k]) for k in report["by"]), *(csv_cell(r.get(c)) for c in _COLS), ""])
     if report.get("other"):
         o = report["other"]
-        w.writerow([f"(other: {o['rows']} rows)", *[""] * (len(report["by"]) - 1), *(o[c] for c in _COLS)])
+        w.writerow([*[""] * len(report["by"]), *(csv_cell(o.get(c)) for c in _COLS), o["rows"]])
     if report.get("budgets"):
         # A second table after one blank line: the budgets of `report --budgets`.
         w.writerow([])
         cols = ("name", "period", "period_start", "limit", "spent", "projected", "used_pct", "status")
         w.writerow(["budget", "scope", *cols[1:]])
         for b in report["budgets"]:
-            w.writerow([b["name"], ";".join(f"{k}={v}" for k, v in b["scope"].items()), *(b[c] for c in cols[1:])])
+            w.writerow([csv_cell(b["name"]), csv_cell(";".join(f"{k}={v}" for k, v in b["scope"].items())),
+                        *(csv_cell(b[c]) for c in cols[1:])])
     return buf.getvalue()
+
+
+def _key_text(key: str, value: Any) -> str:
+    return f"(no {key})" if value is None else str(value)
+
+
+def _money_text(value: Any, unpriced: int) -> str:
+    if value is None:
+        return "unpriced" if unpriced else "no usage"
+    return f"${value}"
 
 
 def _table(report: dict[str, Any]) -> str:
     by = report["by"]
-    rows = [[*(str(r["key"][k]) for k in by), r["cost"], r["share"] + "%", str(r["calls"]), str(r["input_tokens"]),
-             str(r["output_tokens"]), str(r["unpriced_calls"])] for r in report["rows"]]
+
+    def cells(r: dict[str, Any], keys: list[str]) -> list[str]:
+        share = r.get("share")
+        return [*keys, _money_text(r.get("cost"), r.get("unpriced_calls", 0)),
+                "-" if share is None else share + "%", f"{r['calls']:,}", f"{r['input_tokens']:,}",
+                f"{r['output_tokens']:,}", f"{r['unpriced_calls']:,}"]
+
+    rows = [cells(r, [_key_text(k, r["key"][k]) for k in by]) for r in report["rows"]]
     if report.get("other"):
         o = report["other"]
-        rows.append([f"(other: {o['rows']} rows)", *[""] * (len(by) - 1), o["cost"], o["share"] + "%",
-                     str(o["calls"]), str(o["input_tokens"]), str(o["output_tokens"]), str(o["unpriced_calls"])])
+        rows.append(cells(o, [f"other ({o['rows']:,} rows)", *[""] * (len(by) - 1)]))
     head = [*by, "cost USD", "share", "calls", "input tok", "output tok", "unpriced"]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     out = io.StringIO()
@@ -97,13 +136,15 @@ def _table(report: dict[str, Any]) -> str:
     for r in rows:
         out.write(fmt_row(r) + "\n")
     u = report["unattributed"]
-    out.write(f"\ntotal ${report['total']} over {report['calls']} calls")
+    out.write(f"\ntotal ${report['total']} over {report['calls']:,} calls")
     if report.get("since") or report.get("until"):
         out.write(f"  [{report.get('since') or '...'} .. {report.get('until') or '...'})")
+    if report.get("where"):
+        out.write("  where " + " and ".join(f"{k} in ({', '.join(v)})" for k, v in report["where"].items()))
     out.write(f"\nunattributed (no {' / '.join(u['required_keys'])}): ${u['cost']} = {u['share']}% of spend, "
-              f"{u['calls']} calls\n")
-    out.write(f"unpriced calls: {report['unpriced_calls']}   no-usage calls: {report['no_usage_calls']}   "
-              f"partial: {report['partial_calls']}   duplicate spans ignored: {report['duplicate_spans']}\n")
+              f"{u['calls']:,} calls\n")
+    out.write(f"unpriced calls: {report['unpriced_calls']:,}   no-usage calls: {report['no_usage_calls']:,}   "
+              f"partial: {report['partial_calls']:,}   duplicate spans ignored: {report['duplicate_spans']:,}\n")
     if report["unpriced_models"]:
         models = ", ".join(f"{m['model']} ({m['calls']})" for m in report["unpriced_models"][:5])
         out.write(f"unpriced models: {models}; add them with a pricing overlay (otel-costattr pricing --help)\n")
@@ -111,13 +152,24 @@ def _table(report: dict[str, Any]) -> str:
 
 
 def write_output(text: str, out: str | None) -> None:
+    """Write ``text`` to ``out`` (atomically: a temporary file, then a rename), or to standard output.
+
+    Raises:
+        ConfigurationError: the folder does not exist or cannot be written (the message names it).
+    """
     if out is None:
         sys.stdout.write(text)
         return
     path = Path(out)
+    if not path.parent.is_dir():
+        raise ConfigurationError(f"--out {out}: folder {path.parent} does not exist; create it or choose another path")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigurationError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
 
 
 def economics_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -129,9 +181,7 @@ def economics_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
         by_customer = retry["by"].get("customer_id", [])
         note = (f"{retry['wasted_share']}% of all spend (${retry['wasted']}) went into attempts that had to be "
                 f"repeated: {retry['retry_chains']} retry chain(s), {retry['attempts']} attempts.")
-        # every customer finding at or above the threshold, not only the worst
-        note += "".join(f" {f['sentence']}." for f in retry.get("findings", ())
-                        if f["by"] == "customer_id" and Decimal(f["share"]) >= FINDING_THRESHOLD)
+        # the findings themselves (each at or above _html.FINDING_THRESHOLD) have their own card near the top
         if retry.get("truncated"):
             note += " (Only the first traces were analysed; narrow the period with --since/--until.)"
         out.append({"id": "retry-waste", "title": "Retry waste by customer", "note": note,
@@ -149,11 +199,20 @@ def economics_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
                                       r["attempts"]] for r in rows]})
         if retry["worst"]:
             out.append({"id": "worst-loops", "title": "Worst retry loops (open these traces in Jaeger or Langfuse)",
+                        "trace_column": 0,
                         "columns": ["trace id", "customer", "agent", "step", "attempts", "wasted $", "cost $",
                                     "answered"],
                         "rows": [[w["trace_id"], w["customer_id"], w["agent_id"], w["step"], w["attempts"],
                                   w["wasted"], w["cost"], "yes" if w["succeeded"] else "no"]
                                  for w in retry["worst"]]})
+    traces = report.get("top_traces")
+    if traces:
+        out.append({"id": "top-traces", "title": "Most expensive traces",
+                    "note": "Drill down from the rollups to single traces (pass --trace-url to link them to Jaeger or "
+                            "Langfuse).",
+                    "columns": ["trace id", "customer", "agent", "started", "calls", "cost $"], "trace_column": 0,
+                    "rows": [[t["trace_id"], t["customer_id"], t["agent_id"], t["start"], t["calls"], t["cost"]]
+                             for t in traces]})
     lay = report.get("layers")
     if lay and any(r["calls_with_layers"] for r in lay["rows"]):
         out.append({"id": "token-layers", "title": "Four token layers by agent",
