@@ -3,10 +3,10 @@
 Tag every LLM call when it happens, price it exactly from a maintained, versioned table, and roll the
 spend up per customer, process, run, task, agent, skill, user and feature.
 
-Three lines on an existing ``TracerProvider``::
+Three lines on an existing ``TracerProvider``, beside the processors it already has::
 
     provider.add_span_processor(otel_costattr.baggage_processor())
-    provider.add_span_processor(otel_costattr.CostSpanProcessor(BatchSpanProcessor(exporter)))
+    provider.add_span_processor(otel_costattr.CostSpanProcessor())
     with otel_costattr.attribution(customer_id="acme", task_id="triage"): ...
 
 or everything at once with :func:`configure`.

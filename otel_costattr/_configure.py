@@ -7,8 +7,11 @@ builds (or extends the application's existing) ``TracerProvider`` with:
 * the attribution baggage processor (allow-listed keys onto every span);
 * ``CostSpanProcessor`` wrapping one ``BatchSpanProcessor`` per destination: any OTLP/HTTP endpoint (the
   standard ``OTEL_EXPORTER_OTLP_*`` variables), Langfuse (``LANGFUSE_HOST``, ``LANGFUSE_PUBLIC_KEY``,
-  ``LANGFUSE_SECRET_KEY``), Jaeger (OTLP), and the local DuckDB ledger;
-* the attribution-safe propagator, thread context propagation, and a cost-aware sampler wrapper.
+  ``LANGFUSE_SECRET_KEY``), Jaeger (OTLP), and the local ledger (a directory of Parquet segments);
+* the attribution-safe propagator, thread context propagation, and a cost-aware sampler wrapper;
+* with a ledger, a SIGTERM/SIGINT handler that flushes the ledger and then chains to the handler that was there
+  before (or the default action); see :func:`install_flush_on_signal`. Opt out with
+  ``configure(flush_on_signal=False)`` or ``OTEL_COSTATTR_FLUSH_ON_SIGNAL=false``.
 
 Bad configuration raises :class:`ConfigurationError` at start-up with the fix named. Secrets never appear in
 messages.
@@ -19,6 +22,9 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import signal
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +42,7 @@ from ._pricing._book import PriceBook
 from ._capture._processor import DEFAULT_METRIC_KEYS, CostSpanProcessor
 from ._capture._sampling import CostAwareSampler
 
-__all__ = ["Pipeline", "configure"]
+__all__ = ["Pipeline", "configure", "install_flush_on_signal"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +127,8 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
               attribution_keys: Iterable[str] | None = None, metric_keys: Sequence[str] = DEFAULT_METRIC_KEYS,
               required_keys: Sequence[str] = ("customer_id",), strict: bool = False, meter_provider: Any = None,
               trust_inbound: bool = True, instrument_threading: bool | None = None, set_global: bool = True,
-              env: Mapping[str, str] | None = None, budgets: Any = None) -> Pipeline:
+              env: Mapping[str, str] | None = None, budgets: Any = None,
+              flush_on_signal: bool | None = None) -> Pipeline:
     """Build the capture pipeline. Every argument is optional; the environment fills the gaps.
 
     Args:
@@ -131,7 +138,9 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
         langfuse: ``None`` = on when ``LANGFUSE_PUBLIC_KEY``/``LANGFUSE_SECRET_KEY`` are set; ``True`` = required;
             ``False`` = off; or a mapping with ``host``, ``public_key``, ``secret_key``.
         jaeger: Jaeger's OTLP/HTTP base URL (``True`` = ``http://localhost:4318``).
-        ledger: a DuckDB file path for the local ledger (every span, exact decimals).
+        ledger: the local ledger's path (every span, exact decimals): a directory, created if missing, that
+            any number of processes may write at once (``costs.duckdb`` is a fine name). A single-file ledger of
+            earlier versions must be converted once: ``otel-costattr ledger migrate PATH``.
         exporters / processors: extra exporters (each behind its own BatchSpanProcessor) or processors to wrap.
         tracer_provider: an existing provider to add to (default: the global SDK provider if there is one,
             else a new one, set as global when ``set_global``).
@@ -142,6 +151,10 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
         budgets: a budget file (TOML, see :mod:`otel_costattr._finance._budgets`), a list of budgets, or a ready
             ``BudgetTracker``: running totals per budget that emit the ``otel_costattr.budget.crossed`` metric and a
             log event the moment a warn threshold or limit is crossed; seeded from the ledger when one is set.
+        flush_on_signal: with a ledger, flush it on SIGTERM and SIGINT, then run the handler that was installed
+            before (or the default action: the process still ends). Default on (``None``), unless
+            ``OTEL_COSTATTR_FLUSH_ON_SIGNAL`` is ``false``/``0``/``no``/``off``. Only from the main thread;
+            see :func:`install_flush_on_signal`.
 
     Raises:
         ConfigurationError: bad or half-set configuration; the message names the fix.
@@ -215,24 +228,104 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
             provider = TracerProvider(resource=res, **kw)
             if set_global:
                 trace.set_tracer_provider(provider)
-    provider.add_span_processor(baggage_processor())
-    provider.add_span_processor(processor)
-    if set_global:
-        propagate.set_global_textmap(propagator(trust_inbound=trust_inbound))
     if instrument_threading is None:
         # process-wide: only when configure() also owns the global provider
         instrument_threading = set_global
-    if instrument_threading:
-        try:
-            from opentelemetry.instrumentation.threading import ThreadingInstrumentor
-            inst = ThreadingInstrumentor()
-            if not inst.is_instrumented_by_opentelemetry:
-                inst.instrument()
-        except Exception as exc:  # noqa: BLE001 - context still flows in asyncio; say what is missing
-            logger.warning("thread context propagation is off (%s); attribution will not reach spans started in "
-                           "new threads", exc)
+    provider.add_span_processor(baggage_processor(propagate_threads=instrument_threading))
+    provider.add_span_processor(processor)
+    if set_global:
+        propagate.set_global_textmap(propagator(trust_inbound=trust_inbound))
     if not downstream:
         logger.info("otel-costattr: no destination configured; cost goes to metrics only. Pass ledger=..., "
                     "otlp_endpoint=..., or set LANGFUSE_* / OTEL_EXPORTER_OTLP_ENDPOINT.")
-    return Pipeline(tracer_provider=provider, processor=processor, destinations=list(named) + (
+    pipeline = Pipeline(tracer_provider=provider, processor=processor, destinations=list(named) + (
         ["ledger"] if ledger_obj is not None else []), exporters=named, ledger=ledger_obj, budgets=tracker)
+    if flush_on_signal is None:
+        flush_on_signal = (_env("OTEL_COSTATTR_FLUSH_ON_SIGNAL", env) or "true").lower() not in (
+            "0", "false", "no", "off")
+    if flush_on_signal and ledger_obj is not None:
+        install_flush_on_signal(pipeline)
+    return pipeline
+
+
+# ------------------------------------------------------------------------------------------ signals
+
+#: Pipelines flushed by the signal handler (weak: a pipeline that is gone is skipped).
+_FLUSH_ON_SIGNAL: list[weakref.ref[Pipeline]] = []
+#: How long the handler waits for the flush before it goes on to the previous handler (container runtimes
+#: usually allow 10-30 s between SIGTERM and SIGKILL).
+SIGNAL_FLUSH_TIMEOUT_S = 5.0
+
+
+class _FlushThenChain:
+    """A signal handler: flush every registered pipeline's ledger (then its other exporters), then do what the
+    handler installed before would have done."""
+
+    _otel_costattr_flush = True
+
+    def __init__(self, signum: int, previous: Any) -> None:
+        self.signum = signum
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: Any) -> Any:
+        try:
+            _flush_all(SIGNAL_FLUSH_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - the previous handler / default action must still happen
+            logger.debug("flush on signal failed", exc_info=True)
+        prev = self.previous
+        if callable(prev):
+            return prev(signum, frame)  # SIGINT's default is Python's KeyboardInterrupt handler: callable
+        if prev == signal.SIG_IGN:
+            return None
+        # SIG_DFL, or a handler installed outside Python (None): the default action, as if we were not here.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return None
+
+
+def _flush_all(timeout_s: float) -> None:
+    """Flush on a helper thread and wait at most ``timeout_s``: the interrupted main thread may hold a lock the
+    flush needs (an exporter's, the SDK's); waiting on it forever would hang the shutdown."""
+    pipelines = [p for p in (r() for r in _FLUSH_ON_SIGNAL) if p is not None]
+    if not pipelines:
+        return
+
+    def run() -> None:
+        for p in pipelines:  # the ledger first: local, fast, and the record of spend
+            if p.ledger is not None:
+                p.ledger.force_flush(int(timeout_s * 1000))
+        for p in pipelines:
+            p.processor.force_flush(int(timeout_s * 1000))
+
+    t = threading.Thread(target=run, name="otel-costattr-signal-flush", daemon=True)
+    t.start()
+    t.join(timeout_s)
+
+
+def install_flush_on_signal(pipeline: Pipeline, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> bool:
+    """Flush ``pipeline`` when the process gets SIGTERM or SIGINT, then chain to the previous handler.
+
+    Contract: the handler that was installed before (the application's, a framework's, or Python's default
+    ``KeyboardInterrupt`` for SIGINT) still runs, after the flush; with none (``SIG_DFL``) the default action
+    follows (the process ends by that signal, as it would have); ``SIG_IGN`` stays ignored. A handler the
+    application installs later replaces ours, as any handler does: it should call ``pipeline.force_flush()``
+    or ``pipeline.shutdown()`` itself. The flush waits at most :data:`SIGNAL_FLUSH_TIMEOUT_S`. Signal handlers
+    can only be set from the main thread: from another thread this does nothing and returns False.
+    """
+    _FLUSH_ON_SIGNAL[:] = [r for r in _FLUSH_ON_SIGNAL if r() is not None]
+    if not any(r() is pipeline for r in _FLUSH_ON_SIGNAL):
+        _FLUSH_ON_SIGNAL.append(weakref.ref(pipeline))
+    if threading.current_thread() is not threading.main_thread():
+        logger.info("otel-costattr: configure() ran outside the main thread, so it cannot install its SIGTERM/SIGINT "
+                    "flush; call pipeline.shutdown() when your application stops")
+        return False
+    for sig in signals:
+        try:
+            previous = signal.getsignal(sig)
+            if getattr(previous, "_otel_costattr_flush", False):
+                continue  # ours already (configure() called twice): one flush, one chain
+            signal.signal(sig, _FlushThenChain(sig, previous))
+        except (ValueError, OSError) as exc:  # pragma: no cover - embedded interpreters without signals
+            logger.info("otel-costattr: cannot install the flush handler for %s (%s)", sig, exc)
+            return False
+    return True

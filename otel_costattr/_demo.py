@@ -1043,7 +1043,11 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     ledger_path = out_dir / LEDGER_NAME
     for stale in (ledger_path, ledger_path.with_name(LEDGER_NAME + ".wal")):
         try:
-            stale.unlink(missing_ok=True)
+            if (stale / "otel-costattr-ledger.json").is_file():  # the demo's own ledger directory from a last run
+                import shutil
+                shutil.rmtree(stale)
+            else:
+                stale.unlink(missing_ok=True)
         except OSError as exc:
             raise ConfigurationError(f"cannot replace {stale}: {exc}. Close whatever has it open, or pass another "
                                      "--out-dir") from None

@@ -18,7 +18,8 @@ __all__ = [
     "COST_PROVIDER", "COST_REASON", "COST_REASONING", "COST_STATUS", "COST_TOOL_USAGE", "COST_TOTAL",
     "COST_UNCACHED_INPUT", "COST_TEXT_OUTPUT", "COST_LAYER_MEMORY", "COST_LAYER_MEMORY_TOKENS", "COST_LAYER_PROMPT",
     "COST_LAYER_PROMPT_TOKENS", "COST_LAYER_SOURCE", "COST_LAYER_TOOL", "COST_LAYER_TOOL_TOKENS", "DEFAULT_ATTRIBUTION_KEYS", "LANGFUSE_COST_DETAILS",
-    "LLM_OPERATIONS", "NON_LLM_OPERATIONS", "PROVIDED_COST", "READ", "STATUSES",
+    "EMITTER_CONVENTIONS", "INPUT_EXCLUDES_CACHE", "LLM_OPERATIONS", "NON_LLM_OPERATIONS", "OUTPUT_EXCLUDES_REASONING",
+    "PROVIDED_COST", "PROVIDER_NAMES", "READ", "STATUSES",
 ]
 
 # ----------------------------------------------------------------------------------------------- read
@@ -52,8 +53,39 @@ READ: dict[str, tuple[str, ...]] = {
     "streaming": ("gen_ai.request.stream", "gen_ai.is_streaming"),
 }
 
-#: Cost already computed upstream (LiteLLM, OpenInference, OpenLIT/Langfuse): carried through, status "provided".
-PROVIDED_COST: tuple[str, ...] = ("gen_ai.cost.total_cost", "llm.cost.total", "gen_ai.usage.cost")
+#: Cost already computed upstream (LiteLLM, OpenInference, OpenLIT/Langfuse, pydantic-ai's ``operation.cost``):
+#: carried through, status "provided".
+PROVIDED_COST: tuple[str, ...] = ("gen_ai.cost.total_cost", "llm.cost.total", "gen_ai.usage.cost", "operation.cost")
+
+#: Provider names emitters write (``gen_ai.provider.name``, ``gen_ai.system``, ``llm.provider``, ``llm.system``)
+#: that no pricing table lists in its ``provider_names`` (``pricing/*.toml``, where the GenAI semconv names such as
+#: ``aws.bedrock`` and ``gcp.gemini`` live), mapped to the table's provider id (DESIGN D16). Keys are lower-case.
+PROVIDER_NAMES: dict[str, str] = {
+    "aws": "bedrock",               # OpenInference Bedrock (llm.provider)
+    "amazon_bedrock": "bedrock",
+    "aws_bedrock": "bedrock",
+    "bedrock_converse": "bedrock",  # LiteLLM's provider name for the Converse route
+    "google_genai": "gemini",
+    "vertex": "vertex_ai",
+    "azure_openai": "azure",
+    "mistralai": "mistral",         # OpenInference Mistral AI (llm.provider)
+}
+
+# Usage conventions of emitters that depart from the GenAI one (DESIGN D2, D16), by instrumentation scope name.
+#: The input count excludes cache reads and writes (they are reported beside it): add them to get the GenAI count.
+INPUT_EXCLUDES_CACHE = "input_excludes_cache"
+#: The output count excludes reasoning (reported beside it): add it to get the GenAI count.
+OUTPUT_EXCLUDES_REASONING = "output_excludes_reasoning"
+#: Instrumentation scope name -> the conventions its spans follow. Checked against each emitter's source and the
+#: fake vendor's wire formats (tests/integration/test_capture_emitters.py); emitters not listed follow the GenAI
+#: convention (OpenInference OpenAI/Anthropic/Bedrock/agents, OpenLLMetry, genai-openai/-anthropic, the Anthropic
+#: SDK, LiteLLM's callback).
+EMITTER_CONVENTIONS: dict[str, frozenset[str]] = {
+    # Bedrock's raw usage.inputTokens (Converse) / input_tokens (InvokeModel, Anthropic body) as
+    # gen_ai.usage.input_tokens; cache reads and writes go to gen_ai.usage.cache_read/cache_creation (Converse only:
+    # its InvokeModel spans carry no cache counts at all).
+    "opentelemetry.instrumentation.botocore.bedrock-runtime": frozenset({INPUT_EXCLUDES_CACHE}),
+}
 
 #: ``gen_ai.operation.name`` values that are one billed model call.
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "completion", "generate_content", "generate",

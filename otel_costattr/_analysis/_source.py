@@ -232,7 +232,8 @@ def open_ledgers(paths: Sequence[str]) -> Any:
                                      "count twice")
         seen[real] = p
     if len(paths) > 1:
-        return LedgerUnion(paths)
+        from .._ledger._store import LedgerSet  # ledger directories read live, single files attached
+        return LedgerSet(paths)
     from .._ledger._store import Ledger
 
     ledger = Ledger(paths[0], read_only=True)

@@ -4,8 +4,10 @@
 (or the decorated function, sync or async). :func:`baggage_processor` copies them onto every span started
 inside it, through ``opentelemetry-processor-baggage``'s ``BaggageSpanProcessor``, never overwriting an
 attribute the span already has and bounding every value. Asyncio tasks inherit the context natively; threads
-do when ``opentelemetry-instrumentation-threading`` is on (``configure()`` turns it on). Another service of
-yours receives the keys through the standard W3C propagator.
+do when ``opentelemetry-instrumentation-threading`` is on, and :func:`baggage_processor` turns it on (once per
+process; ``propagate_threads=False`` opts out), so spans that libraries start on their own threads (LiteLLM's
+logging thread, thread pools) carry the attribution too. Another service of yours receives the keys through the
+standard W3C propagator.
 
 Baggage is a trust boundary. Inbound, a client can claim any ``customer_id``: call :func:`strip_attribution`
 (or use ``propagator(trust_inbound=False)``) at a public edge. Outbound, some SDKs inject *all* baggage into
@@ -38,11 +40,12 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from .._errors import ConfigurationError
 from ._enrich import plain_attributes
 from ._layers import context_attributes as _layer_hints
+from ._spanattrs import add_attributes
 from ..attributes import DEFAULT_ATTRIBUTION_KEYS
 
 __all__ = [
     "MAX_VALUE_LENGTH", "AttributionBaggageProcessor", "attribution", "attribution_keys", "baggage_processor",
-    "propagator", "set_attribution_keys", "strip_attribution",
+    "propagate_to_threads", "propagator", "set_attribution_keys", "strip_attribution",
 ]
 
 logger = logging.getLogger(__name__)
@@ -177,9 +180,11 @@ class AttributionBaggageProcessor(BaggageSpanProcessor):
     lock). A predicate or baggage error never reaches the application.
     """
 
-    def __init__(self, keys: Iterable[str] | None = None) -> None:
+    def __init__(self, keys: Iterable[str] | None = None, *, propagate_threads: bool = True) -> None:
         self._fixed = frozenset(keys) if keys is not None else None
         super().__init__(self._allowed)
+        if propagate_threads:
+            propagate_to_threads()
 
     def _allowed(self, key: str) -> bool:
         return key in (self._fixed if self._fixed is not None else _keys)
@@ -209,40 +214,44 @@ def _add_new_attributes(span: Any, add: dict[str, Any]) -> None:
     """Add attributes that the span does not have yet to a span that is starting.
 
     ``Span.set_attributes`` re-validates every value through generic ABC checks and costs more than the rest
-    of this processor together; the values here are already plain strings (or numbers) and the keys new. So,
-    when the SDK span has the shape this relies on (checked each time, not assumed), they go straight into
-    its attribute dict under the same locks and limits the SDK applies; anything else uses the public API.
+    of this processor together; the values here are already plain strings (or numbers) and the keys new. So
+    they go straight into the span's attribute store, under the same lock and limits the SDK applies, where
+    the store has the shape that relies on (``_spanattrs``, shared with ``CostSpanProcessor``); otherwise
+    through the public API.
     """
-    inner = getattr(span, "_attributes", None)
-    if (_FAST_SET and type(inner) is _BA and not inner._immutable  # noqa: SLF001
-            and getattr(span, "_end_time", None) is None
-            and (inner.maxlen is None or len(inner._dict) + len(add) <= inner.maxlen)):  # noqa: SLF001
-        limit = inner.max_value_len
-        if limit is not None:
-            add = {k: v[:limit] if type(v) is str else v for k, v in add.items()}
-        # Only the attribute dict's own lock: on_start runs in the thread that is creating the span, before
-        # anyone else can see it, and the span's lock may be held by an SDK that calls on_start under it.
-        with inner._lock:  # noqa: SLF001
-            inner._dict.update(add)  # noqa: SLF001
-        return
-    span.set_attributes(add)
+    add_attributes(span, add)
 
 
-try:  # Feature-detect the SDK internals _add_new_attributes relies on; otherwise it uses the public API.
-    from opentelemetry.attributes import BoundedAttributes as _BA
+def baggage_processor(keys: Iterable[str] | None = None, *,
+                      propagate_threads: bool = True) -> AttributionBaggageProcessor:
+    """The span processor that copies attribution baggage onto every span (add it before CostSpanProcessor).
 
-    _probe = _BA(maxlen=4, attributes={"k": "v"}, immutable=False, max_value_len=None)
-    _FAST_SET = (type(getattr(_probe, "_dict", None)) is dict and hasattr(_probe, "_lock")
-                 and getattr(_probe, "_immutable", None) is False and hasattr(_probe, "max_value_len"))
-    del _probe
-except Exception:  # pragma: no cover - depends on the installed SDK
-    _BA = type(None)
-    _FAST_SET = False
+    Unless ``propagate_threads=False``, it also turns on thread context propagation for the process
+    (:func:`propagate_to_threads`): emitters that start their spans on threads of their own (LiteLLM's callback
+    after a stream ends, thread pools) then carry the attribution, and sit in the caller's trace.
+    """
+    return AttributionBaggageProcessor(keys, propagate_threads=propagate_threads)
 
 
-def baggage_processor(keys: Iterable[str] | None = None) -> AttributionBaggageProcessor:
-    """The span processor that copies attribution baggage onto every span (add it before CostSpanProcessor)."""
-    return AttributionBaggageProcessor(keys)
+_threads_lock = threading.Lock()
+
+
+def propagate_to_threads() -> bool:
+    """Turn on ``opentelemetry-instrumentation-threading`` (process-wide, once): new threads and thread pool tasks
+    run in the context of the code that started them. Returns whether it is on. Never raises: if the
+    instrumentation cannot be loaded, logs a warning naming what is lost."""
+    try:
+        from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+
+        with _threads_lock:
+            inst = ThreadingInstrumentor()
+            if not inst.is_instrumented_by_opentelemetry:
+                inst.instrument()
+        return True
+    except Exception as exc:  # noqa: BLE001 - context still flows in asyncio; say what is missing
+        logger.warning("thread context propagation is off (%s); attribution will not reach spans started in new "
+                       "threads. Install opentelemetry-instrumentation-threading.", exc)
+        return False
 
 
 # ------------------------------------------------------------------------------------------------ propagation

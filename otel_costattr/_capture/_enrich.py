@@ -1,4 +1,4 @@
-"""Turn one finished span into the cost attributes it should carry (DESIGN D4, D5, D6).
+"""Turn one finished span into the cost attributes it should carry (DESIGN D4, D5, D6, D16).
 
 :class:`Enricher` decides a span's status and computes its ``gen_ai.cost.*`` attributes; :func:`clone_span`
 returns a copy of a :class:`~opentelemetry.sdk.trace.ReadableSpan` with extra attributes, keeping every
@@ -11,15 +11,23 @@ Statuses:
 * ``partial``: only input or only output was reported (an early-closed stream); what is known is priced.
 * ``unpriced``: the model (or its period or service tier) is not in the table; no total is written.
 * ``no_usage``: an LLM call with no usage at all (an error, a stream without ``include_usage``).
-* ``duplicate``: another span already carried this call (same provider and ``gen_ai.response.id``).
+* ``duplicate``: another span already carries this call (``gen_ai.cost.duplicate_of`` names it).
 * ``provided``: the span already had a cost from upstream; it is carried through, not recomputed.
 
-De-duplication in process: the first span of a pair to *end* carries the cost. In every set-up measured
-(``research/semconv.md`` §7) the Anthropic SDK's own span, which has the 5m/1h cache-write split, ends before
-the instrumentor's span (it is the inner call), so the more detailed span wins. If a less detailed span ends
-first, it keeps the cost and the later, more detailed one is marked ``duplicate`` with
-``gen_ai.cost.duplicate_of`` and the flag ``more_detailed``; the ledger re-prices such pairs from the more
-detailed span, so stored totals use the better data either way.
+De-duplication in process (DESIGN D5, D16). Several instrumentations often trace one API call, and many emit no
+response id. Two spans are paired on (provider, ``gen_ai.response.id``) where both have one, otherwise on what
+they share (:class:`_PairIndex`: another instrumentation scope, the same trace as parent and child or overlapping
+siblings, or a root span of its own trace overlapping in time; the same provider and model family; the same token
+counts where both report them). ``provided`` spans pair like any other. The first span *with usage* (or an upstream
+cost) to end carries the call; a span without usage never claims a call that a span with usage has: it becomes
+the ``duplicate`` when it ends second, and when it ends first it stays ``no_usage`` and the span with usage that
+ends later is still priced. If a less detailed span ends first, it keeps the cost and the later, more detailed one
+is marked ``duplicate`` with the flag ``more_detailed``; the ledger re-prices such pairs from the more detailed
+span, so stored totals use the better data either way. Both indexes are bounded and count their evictions.
+
+Usage is normalised per emitter first (``attributes.EMITTER_CONVENTIONS``, by instrumentation scope: botocore's
+Bedrock input count excludes cache reads and writes), and emitters' provider names are mapped to the pricing
+tables' (``attributes.PROVIDER_NAMES``: OpenInference's ``aws`` is Bedrock).
 """
 
 from __future__ import annotations
@@ -37,14 +45,17 @@ from opentelemetry.sdk.trace import ReadableSpan
 from .. import attributes as A
 from ._layers import _LAYER_INPUTS, layer_costs, split_layers
 from .._pricing._book import Cost, PriceBook, _units_to_decimal
+from .._pricing._resolve import BEDROCK_NAMESPACES, candidates, vendor_of
 from ._usage import Call, bad_counts, read_call
 
 __all__ = ["UNRENDERED", "Enricher", "clone_span", "plain_attributes"]
 
 _DEFAULT_DEDUP = 16_384
-# Siblings remembered per parent span in the unpaired index (pairs are siblings that overlap in time: the
-# recent ones).
-_UNPAIRED_PER_PARENT = 64
+# LLM spans remembered per trace, and per usage signature, in the pair index (twins end close together in time:
+# the recent ones).
+_PAIRS_PER_TRACE = 64
+_PAIRS_PER_SIGNATURE = 16
+_SCOPES_PER_SIGNATURE = 8
 _INPUT_SIDE = ("input", "cache_read", "cache_write", "cache_write_1h", "input_audio", "input_image")
 # The five components every priced call has, in the order Langfuse cost details list them.
 _DETAIL_NAMES = ("input", "cache_read", "cache_write", "output", "reasoning")
@@ -76,81 +87,226 @@ _COST_KEYS = frozenset(v for k, v in vars(A).items() if k.startswith("COST_") an
     A.LANGFUSE_COST_DETAILS}
 
 
-def _span_ids(span: Any) -> tuple[str | None, str | None, str]:
-    """(trace id, parent span id, scope name) of an SDK span, for pairing calls that have no response id."""
-    ctx = span.context
-    parent = span.parent
-    scope = span.instrumentation_scope
-    return (format(ctx.trace_id, "032x") if ctx else None,
-            format(parent.span_id, "016x") if parent is not None else None,
-            scope.name if scope is not None else "")
+_BEDROCK_VENDORS = ("anthropic.", "meta.", "amazon.", "mistral.", "cohere.", "ai21.", "deepseek.", "qwen.",
+                    "openai.", "writer.", "twelvelabs.", "stability.", "luma.", "moonshot.", "minimax.", "google.",
+                    "nvidia.")
+_FAMILIES: dict[str, str] = {}
+_FAMILIES_MAX = 4096
+family_cache_stats = {"clears": 0}
+
+
+def model_family(model: str | None) -> str:
+    """The model a name stands for, for pairing two spans of one call: ``gpt-4o-mini-2024-07-18``,
+    ``openai/gpt-4o-mini`` and ``gpt-4o-mini`` are one family, as are ``us.anthropic.claude-haiku-4-5-20251001-v1:0``
+    and ``claude-haiku-4-5-20251001`` (the last name pricing resolution would try, less a Bedrock vendor prefix).
+    Memoised, bounded (cleared when full, counted)."""
+    if not model:
+        return ""
+    found = _FAMILIES.get(model)
+    if found is None:
+        found = candidates(model)[-1].name
+        if found.startswith(_BEDROCK_VENDORS):
+            found = found.split(".", 1)[1]
+        if len(_FAMILIES) >= _FAMILIES_MAX:
+            _FAMILIES.clear()
+            family_cache_stats["clears"] += 1
+        _FAMILIES[model] = found
+    return found
 
 
 class _DedupIndex:
-    """Bounded LRU of (provider, response id) -> (span id hex, detail). Counts evictions."""
+    """Bounded LRU of (provider, response id) -> (span id hex of the span that carries the call, detail).
+    Counts evictions."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, lock: Any = None) -> None:
         self.capacity = capacity
         self._items: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else threading.Lock()
         self.evicted = 0
+
+    def get(self, key: tuple[str, str]) -> tuple[str, int] | None:
+        """The claim recorded for ``key``, if any."""
+        with self._lock:
+            return self._get(key)
 
     def claim(self, key: tuple[str, str], span_id: str, detail: int) -> tuple[str, int] | None:
         """Record ``key`` for this span, or return the earlier claim if there is one."""
         with self._lock:
-            prior = self._items.get(key)
-            if prior is not None:
-                self._items.move_to_end(key)
-                return prior
-            self._items[key] = (span_id, detail)
-            if len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-                self.evicted += 1
-            return None
+            prior = self._get(key)
+            if prior is None:
+                self._put(key, span_id, detail)
+            return prior
+
+    def _get(self, key: tuple[str, str]) -> tuple[str, int] | None:  # caller holds the lock
+        prior = self._items.get(key)
+        if prior is not None:
+            self._items.move_to_end(key)
+        return prior
+
+    def _put(self, key: tuple[str, str], span_id: str, detail: int) -> None:  # caller holds the lock
+        self._items[key] = (span_id, detail)
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+            self.evicted += 1
 
     def __len__(self) -> int:
         return len(self._items)
 
 
-class _UnpairedIndex:
-    """Bounded index of recent LLM spans that carry no response id (failed calls, streams without usage): at most
-    ``capacity`` parents and :data:`_UNPAIRED_PER_PARENT` spans under each; ``evicted`` counts both kinds of drop.
+# One LLM span remembered by :class:`_PairIndex`: a tuple of immutable values, which the garbage collector stops
+# tracking (a slotted object per span kept ~65k live containers in view of every full collection: measured at
+# several microseconds per span in bench_capture). Fields:
+_SPAN, _SID, _PARENT, _TRACE, _SCOPE, _PROV, _FAM, _NIN, _NOUT, _START, _END, _COSTED, _RID, _DETAIL = range(14)
+# _SPAN: span id in hex (what duplicate_of names); _SID/_PARENT/_TRACE: the ids compared for the relation, ints
+# for SDK spans (never formatted) or hex strings for plain data, never mixed; _COSTED: has usage or an upstream
+# cost, so it may carry the call.
 
-    Two instrumentations tracing one failed call give two spans and no response id to pair them by. They are
-    the same call when they come from *different* instrumentation scopes, name the same provider and model,
-    and are siblings that overlap in time or parent and child. (Two real calls in parallel come from the same
-    instrumentation, so they are never merged.)
+
+def _same_call(c: tuple, e: tuple, taken: tuple[str, ...]) -> bool:
+    """Whether ``e``, from another instrumentation, can be the same API call as the remembered ``c`` (not their
+    relation in the trace, see :meth:`_PairIndex.match`); ``taken`` are the scopes already paired with ``c``."""
+    if c[_SCOPE] == e[_SCOPE] or e[_SCOPE] in taken or c[_PROV] != e[_PROV] or c[_FAM] != e[_FAM]:
+        return False
+    if c[_RID] is not None and e[_RID] is not None and c[_RID] != e[_RID]:
+        return False
+    if c[_NIN] is not None and e[_NIN] is not None and c[_NIN] != e[_NIN]:
+        return False
+    if c[_NOUT] is not None and e[_NOUT] is not None and c[_NOUT] != e[_NOUT]:
+        return False
+    # overlapping in time (a missing time, 0, is not evidence against)
+    return not (c[_START] and e[_END] and c[_START] > e[_END]) and not (e[_START] and c[_END] and e[_START] > c[_END])
+
+
+class _PairIndex:
+    """Bounded index of recent LLM spans, to recognise two spans of one API call that share no response id
+    (DESIGN D16): at most ``capacity`` traces with :data:`_PAIRS_PER_TRACE` spans each, and ``capacity`` usage
+    signatures with :data:`_SCOPES_PER_SIGNATURE` scopes of :data:`_PAIRS_PER_SIGNATURE` spans each; ``evicted``
+    counts every drop.
+
+    Two spans are one call when they come from *different* instrumentation scopes (two real calls in parallel come
+    from the same instrumentation, so they are never merged), name the same provider and model family, report the
+    same token counts where both report them, overlap in time, and either sit in one trace as parent and child or
+    as siblings, or (both with usage) one of them is the root of a trace of its own (an emitter that starts its
+    span on another thread, or outside the current context). Pairing is one-to-one per scope, so identical calls in
+    parallel pair off one to one and each is still charged once.
+
+    Entries are tuples (see ``_SPAN`` ...); what pairing changes (the span that carries the call, the scopes
+    already paired) is kept in ``_paired``, for the few spans that were paired, and dropped with their trace.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, lock: Any = None) -> None:
         self.capacity = capacity
-        self._by_parent: OrderedDict[tuple[str, str | None], list[tuple[str, str, str, str, int, int]]] = OrderedDict()
-        self._lock = threading.Lock()
+        # oldest first sight evicted first (twins end close together); OrderedDict, because evicting from the front
+        # of a plain dict leaves dummy slots that every later next(iter(d)) walks over
+        self._by_trace: OrderedDict[Any, tuple[tuple, ...]] = OrderedDict()
+        # usage signature -> instrumentation scope -> spans: a span looks only at other scopes' spans, so an app
+        # traced by one instrumentation scans nothing here
+        self._by_usage: OrderedDict[tuple[str, str, int | None, int | None], dict[str, tuple[tuple, ...]]] = \
+            OrderedDict()
+        # (trace, sid) -> (carrier span id or None, scopes paired with it), for spans that were paired
+        self._paired: dict[tuple[Any, Any], tuple[str | None, tuple[str, ...]]] = {}
+        self._lock = lock if lock is not None else threading.Lock()
         self.evicted = 0
 
-    def match(self, trace_id: str, span_id: str, parent_id: str | None, scope: str, provider: str, model: str,
-              start: int, end: int) -> str | None:
-        """The span id this span duplicates, if any; otherwise remember this span and return None."""
+    def carrier(self, c: tuple) -> str | None:
+        """The span id of the span that carries ``c``'s call (``None``: no span with usage yet)."""
+        state = self._paired.get((c[_TRACE], c[_SID]))
+        if state is not None:
+            return state[0]
+        return c[_SPAN] if c[_COSTED] else None
+
+    def match(self, e: tuple) -> tuple | None:
+        """The remembered span ``e`` is a twin of, if any (a span that may carry cost is preferred, and a span
+        that may carry cost is only ever paired with another one), then remember ``e``. Marks both paired."""
         with self._lock:
-            for sid, sc, prov, mod, s0, e0 in self._by_parent.get((trace_id, parent_id), ()):
-                if sc != scope and prov == provider and mod == model and s0 <= end and start <= e0:
-                    return sid
-            for sid, sc, prov, mod, _, _ in self._by_parent.get((trace_id, span_id), ()):
-                if sc != scope and prov == provider and mod == model:
-                    return sid  # an inner span of another instrumentation, already ended
-            key = (trace_id, parent_id)
-            siblings = self._by_parent.setdefault(key, [])
-            siblings.append((span_id, scope, provider, model, start, end))
-            if len(siblings) > _UNPAIRED_PER_PARENT:
-                # One parent with thousands of LLM children (a fan-out, or a hostile trace) must not grow one
-                # list without bound, or make every match scan it: the oldest sibling goes, counted.
-                del siblings[0]
+            return self._match(e)
+
+    def _match(self, e: tuple) -> tuple | None:  # caller holds the lock
+        paired = self._paired
+        best = None
+        best_taken: tuple[str, ...] = ()
+        trace = e[_TRACE]
+        for c in self._by_trace.get(trace, ()):
+            if c[_SID] == e[_PARENT] or c[_PARENT] == e[_SID] or c[_PARENT] == e[_PARENT]:
+                state = paired.get((trace, c[_SID]))
+                taken = state[1] if state is not None else ()
+                if c[_SID] != e[_SID] and _same_call(c, e, taken):
+                    if c[_COSTED]:
+                        best, best_taken = c, taken
+                        break
+                    if best is None:
+                        best, best_taken = c, taken
+        usage_key = (e[_PROV], e[_FAM], e[_NIN], e[_NOUT])
+        by_scope = self._by_usage.get(usage_key) if e[_COSTED] and e[_NIN] is not None else None
+        if by_scope and (best is None or not best[_COSTED]):
+            for scope, seen in by_scope.items():
+                if scope == e[_SCOPE]:
+                    continue
+                for c in seen:
+                    if c[_TRACE] != trace and (e[_PARENT] is None or c[_PARENT] is None):
+                        state = paired.get((c[_TRACE], c[_SID]))
+                        taken = state[1] if state is not None else ()
+                        if _same_call(c, e, taken):
+                            best, best_taken = c, taken
+                            break
+                if best is not None and best[_COSTED]:
+                    break
+        if best is not None:
+            key = (best[_TRACE], best[_SID])
+            best_carrier = self.carrier(best)
+            paired[key] = (best_carrier, best_taken + (e[_SCOPE],))
+            if e[_COSTED] and not best[_COSTED]:
+                # a span with usage never defers to one without: it carries the call, and the other is used up
+                best = None
+            else:
+                paired[(trace, e[_SID])] = (best_carrier, (best[_SCOPE], *best_taken))
+        self._remember(e, usage_key)
+        return best
+
+    def _remember(self, e: tuple, usage_key: tuple[str, str, int | None, int | None]) -> None:
+        by_trace = self._by_trace
+        trace = e[_TRACE]
+        seen = by_trace.get(trace)
+        if seen is None:
+            by_trace[trace] = (e,)
+            if len(by_trace) > self.capacity:
+                old_trace, old = by_trace.popitem(last=False)
                 self.evicted += 1
-            self._by_parent.move_to_end(key)
-            if len(self._by_parent) > self.capacity:
-                self._by_parent.popitem(last=False)
+                self._forget(old_trace, old)
+        elif len(seen) >= _PAIRS_PER_TRACE:
+            # One trace with thousands of LLM calls (a fan-out, or a hostile trace) must not grow one list without
+            # bound, or make every match scan it: the oldest goes, counted.
+            by_trace[trace] = seen[1:] + (e,)
+            self.evicted += 1
+            self._forget(trace, seen[:1])
+        else:
+            by_trace[trace] = seen + (e,)
+        if e[_COSTED] and e[_NIN] is not None:
+            by_usage = self._by_usage
+            scopes = by_usage.get(usage_key)
+            if scopes is None:
+                by_usage[usage_key] = scopes = {}
+                if len(by_usage) > self.capacity:
+                    by_usage.popitem(last=False)
+                    self.evicted += 1
+            seen = scopes.get(e[_SCOPE])
+            if seen is None:
+                if len(scopes) >= _SCOPES_PER_SIGNATURE:  # many instrumentations of one call is not real: cap it
+                    self.evicted += len(scopes.pop(next(iter(scopes))))
+                scopes[e[_SCOPE]] = (e,)
+            elif len(seen) >= _PAIRS_PER_SIGNATURE:
+                scopes[e[_SCOPE]] = seen[1:] + (e,)
                 self.evicted += 1
-            return None
+            else:
+                scopes[e[_SCOPE]] = seen + (e,)
+
+    def _forget(self, trace: Any, entries: tuple[tuple, ...]) -> None:
+        if self._paired:
+            for c in entries:
+                self._paired.pop((trace, c[_SID]), None)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_trace.values())
 
 
 class Enricher:
@@ -160,22 +316,25 @@ class Enricher:
         if dedup_size < 1:
             raise ValueError("dedup_size must be >= 1")
         self.book = book
-        self.dedup = _DedupIndex(dedup_size)
-        self.unpaired = _UnpairedIndex(dedup_size)
+        self._lock = threading.Lock()  # one lock for both indexes: a span's pairing is one step
+        self.dedup = _DedupIndex(dedup_size, self._lock)
+        self.pairs = _PairIndex(dedup_size, self._lock)
         self.langfuse = langfuse
-        self._providers: dict[str, str] = {}
+        self._providers: dict[str, tuple[str, str]] = {}
         # price()'s validated-input fast path, when the book is ours (tests and wrappers may pass a look-alike)
         self._price_plain = (book._price_plain  # noqa: SLF001
                              if isinstance(book, PriceBook) and type(book).price is PriceBook.price else None)
 
-    def compute(self, span: ReadableSpan) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
+    def compute(self, span: ReadableSpan, attrs: Mapping[str, Any] | None = None,
+                ) -> tuple[dict[str, Any] | None, str | None, Call | None, Cost | None]:
         """Return ``(attributes to add, status, call, cost)``; ``(None, None, None, None)`` for non-LLM spans.
 
+        ``attrs``: the span's attributes when the caller already holds them (``plain_attributes(span)``).
         Raises only on bugs (the caller counts and survives them); bad span data never raises.
         """
         ctx = span.context
-        return self._compute(plain_attributes(span), format(ctx.span_id, "016x") if ctx else None,
-                             span.start_time, span.end_time, span)
+        return self._compute(plain_attributes(span) if attrs is None else attrs,
+                             format(ctx.span_id, "016x") if ctx else None, span.start_time, span.end_time, span)
 
     def compute_attributes(self, attrs: Mapping[str, Any], *, span_id: str | None, start_ns: int | None,
                            end_ns: int | None, trace_id: str | None = None, parent_span_id: str | None = None,
@@ -197,50 +356,45 @@ class Enricher:
     def _compute(self, attrs: Mapping[str, Any], span_id: str | None, start_ns: int | None, end_ns: int | None,
                  ids: Any, render: bool = True,
                  ) -> tuple[Mapping[str, Any] | None, str | None, Call | None, Cost | None]:
-        # ``ids`` is the span (its trace, parent and scope are only formatted when a call has no response id)
-        # or a (trace_id, parent_span_id, scope) tuple.
-        call = read_call(attrs)
+        # ``ids`` is the span (its trace and parent are only formatted when it is paired) or a
+        # (trace_id, parent_span_id, scope) tuple.
+        if type(ids) is tuple:
+            scope = ids[2]
+        else:
+            inst = getattr(ids, "instrumentation_scope", None)
+            scope = inst.name if inst is not None else ""
+        call = read_call(attrs, scope)  # normalised per emitter (D16)
         if not call.is_llm_call:
             return None, None, None, None
-        if call.provided_cost is not None:
-            out: dict[str, Any] = {A.COST_STATUS: "provided", A.COST_CURRENCY: "USD"}
-            if A.COST_TOTAL not in attrs:
-                out[A.COST_TOTAL] = call.provided_cost
-            if self.langfuse and A.LANGFUSE_COST_DETAILS not in attrs:
-                out[A.LANGFUSE_COST_DETAILS] = json.dumps({"total": call.provided_cost})
-            return out, "provided", call, None
-        provider = self._canonical(call.provider)
-        if call.response_id is None and span_id is not None:
-            trace_id, parent_span_id, scope = ids if type(ids) is tuple else _span_ids(ids)
-            if trace_id is not None:
-                twin = self.unpaired.match(trace_id, span_id, parent_span_id, scope, provider or "",
-                                           call.request_model or call.model or "", start_ns or 0, end_ns or 0)
-                if twin is not None:
-                    out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin}
-                    if self.langfuse:
-                        out[A.LANGFUSE_COST_DETAILS] = '{"total": 0}'
-                    return out, "duplicate", call, None
+        call_flags = call.flags
+        pricing_provider, provider = self._provider(call.provider)
         n_in = call.input_tokens
         n_out = call.output_tokens
         # Counts reported with impossible values (NaN, inf, negative): flagged bad_value:<count>, and the call
         # is priced on what else it reports rather than called "partial" (issue 20).
         bad = bad_counts(call) if call.bad else ()
-        if n_in is None and n_out is None:
-            if bad:
-                return ({A.COST_STATUS: "no_usage", A.COST_FLAGS: tuple(f"bad_value:{q}" for q in bad)}, "no_usage",
-                        call, None)
-            return {A.COST_STATUS: "no_usage"}, "no_usage", call, None
-
-        if call.response_id is not None and span_id is not None:
-            prior = self.dedup.claim((provider or "", call.response_id), span_id, call.detail)
-            if prior is not None and prior[0] != span_id:
-                out = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: prior[0]}
-                if call.detail > prior[1]:
+        if span_id is not None:
+            twin = self._pair(call, provider, span_id, start_ns, end_ns, ids, bool(call_flags))
+            if twin is not None:
+                out: dict[str, Any] = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin[0]}
+                if twin[1]:
                     out[A.COST_FLAGS] = ("more_detailed",)
                 if self.langfuse:
                     # Langfuse prices any generation that has usage but no cost; this call is already paid for.
                     out[A.LANGFUSE_COST_DETAILS] = '{"total": 0}'
                 return out, "duplicate", call, None
+        if call.provided_cost is not None:
+            out = {A.COST_STATUS: "provided", A.COST_CURRENCY: "USD"}
+            if A.COST_TOTAL not in attrs:
+                out[A.COST_TOTAL] = call.provided_cost
+            if self.langfuse and A.LANGFUSE_COST_DETAILS not in attrs:
+                out[A.LANGFUSE_COST_DETAILS] = json.dumps({"total": call.provided_cost})
+            return out, "provided", call, None
+        if n_in is None and n_out is None:
+            if bad:
+                return ({A.COST_STATUS: "no_usage", A.COST_FLAGS: tuple(f"bad_value:{q}" for q in bad)}, "no_usage",
+                        call, None)
+            return {A.COST_STATUS: "no_usage"}, "no_usage", call, None
 
         # Embeddings have no output side; anything else missing one side is an incomplete report.
         partial = (n_in is None and "input_tokens" not in bad) or (
@@ -249,6 +403,12 @@ class Enricher:
         if model is None:
             return ({A.COST_STATUS: "unpriced", A.COST_REASON: "the span names no model (gen_ai.response.model or "
                      "gen_ai.request.model)"}, "unpriced", call, None)
+        if provider == "bedrock" and "." not in model:
+            # OpenInference's Bedrock InvokeModel spans name the model as the vendor's reply does (claude-haiku-4-5-
+            # 20251001); on Bedrock that model is the vendor's namespace plus the name (anthropic.claude-...).
+            ns = vendor_of(model.lower())
+            if ns in BEDROCK_NAMESPACES:
+                model = f"{ns}.{model}"
         n_in = n_in or 0
         n_out = n_out or 0
         cost = None
@@ -256,11 +416,11 @@ class Enricher:
         if tier is None and call.region is None and type(start_ns) is int and self._price_plain is not None \
                 and not (call.input_audio_tokens or call.output_audio_tokens or call.web_search_calls):
             cost = self._price_plain(
-                model, call.provider, n_in, n_out, call.cache_read_tokens or 0, call.cache_write_tokens or 0,
+                model, pricing_provider, n_in, n_out, call.cache_read_tokens or 0, call.cache_write_tokens or 0,
                 call.cache_write_1h_tokens or 0, call.reasoning_tokens or 0, start_ns)
         if cost is None:
             cost = self.book.price(
-                model, provider=call.provider, input_tokens=n_in, output_tokens=n_out,
+                model, provider=pricing_provider, input_tokens=n_in, output_tokens=n_out,
                 cache_read_tokens=call.cache_read_tokens or 0, cache_write_tokens=call.cache_write_tokens or 0,
                 cache_write_1h_tokens=call.cache_write_1h_tokens or 0, reasoning_tokens=call.reasoning_tokens or 0,
                 input_audio_tokens=call.input_audio_tokens or 0, output_audio_tokens=call.output_audio_tokens or 0,
@@ -274,12 +434,12 @@ class Enricher:
                 out[A.COST_MODEL] = cost.model
             return out, "unpriced", call, cost
         status = "partial" if partial or cost.status == "partial" else "priced"
-        if not render and len(cost._units) == 5 and not cost.flags and not bad and _COST_KEYS.isdisjoint(attrs) \
-                and (not n_in or _LAYER_INPUTS.isdisjoint(attrs)):
+        if not render and len(cost._units) == 5 and not cost.flags and not bad and not call_flags \
+                and _COST_KEYS.isdisjoint(attrs) and (not n_in or _LAYER_INPUTS.isdisjoint(attrs)):
             return UNRENDERED, status, call, cost
         out = self._priced_attributes(cost, status)
-        if bad:
-            out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + tuple(f"bad_value:{q}" for q in bad)
+        if bad or call_flags:
+            out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + tuple(f"bad_value:{q}" for q in bad) + call_flags
         if n_in and not _LAYER_INPUTS.isdisjoint(attrs):
             self._add_layers(out, attrs, n_in, cost)
         if not _COST_KEYS.isdisjoint(attrs) and any(k in attrs for k in out):
@@ -287,16 +447,64 @@ class Enricher:
             out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + ("replaced_upstream_cost",)
         return out, status, call, cost
 
-    def _canonical(self, name: str | None) -> str | None:
-        """The book's provider id for a span's provider name (memoised: a handful of names recur)."""
+    def _provider(self, name: str | None) -> tuple[str | None, str]:
+        """(the name to price with, the book's provider id or that name) for a span's provider name: an emitter's
+        own name mapped through :data:`~otel_costattr.attributes.PROVIDER_NAMES` (``aws`` -> ``bedrock``).
+        Memoised: a handful of names recur."""
         if name is None:
-            return None
-        found = self._providers.get(name, _MISSING)
-        if found is _MISSING:
-            found = self.book.canonical_provider(name) or name
+            return None, ""
+        found = self._providers.get(name)
+        if found is None:
+            mapped = A.PROVIDER_NAMES.get(name.strip().lower(), name)
+            found = (mapped, self.book.canonical_provider(mapped) or mapped)
             if len(self._providers) < 256:
                 self._providers[name] = found
         return found
+
+    def _pair(self, call: Call, provider: str, span_id: str, start_ns: int | None, end_ns: int | None,
+              ids: Any, input_uncertain: bool = False) -> tuple[str, bool] | None:
+        """(span id of the span that carries this call, whether this span is more detailed) when another span
+        already stands for the same API call (DESIGN D5, D16); otherwise ``None``, and this span is remembered.
+
+        Pairs on the response id where both spans have one, else on what they share (:class:`_PairIndex`). A span
+        with usage or an upstream cost ("costed") never defers to one without: it carries the call. With
+        ``input_uncertain`` (the emitter's input count may leave out cache tokens it did not report) the input
+        count is not compared.
+        """
+        rid = call.response_id
+        costed = call.input_tokens is not None or call.output_tokens is not None or call.provided_cost is not None
+        key = (provider, rid) if rid is not None else None
+        if type(ids) is tuple:
+            trace_id, parent_id, scope = ids
+            sid: Any = span_id
+        else:  # an SDK span: its ids are compared as the ints they are
+            ctx = ids.context
+            parent = ids.parent
+            trace_id, sid = (ctx.trace_id, ctx.span_id) if ctx is not None else (None, None)
+            parent_id = parent.span_id if parent is not None else None
+            inst = ids.instrumentation_scope
+            scope = inst.name if inst is not None else ""
+        seen = None
+        if trace_id is not None:
+            seen = (span_id, sid, parent_id, trace_id, scope, provider, model_family(call.model or call.request_model),
+                    None if input_uncertain else call.input_tokens, call.output_tokens, start_ns or 0, end_ns or 0,
+                    costed, rid, call.detail)
+        with self._lock:
+            if key is not None:
+                prior = self.dedup._get(key)  # noqa: SLF001 - one lock for both indexes
+                if prior is not None and prior[0] != span_id:
+                    return prior[0], costed and call.detail > prior[1]
+            pairs = self.pairs
+            twin = pairs._match(seen) if seen is not None else None  # noqa: SLF001
+            if twin is None:
+                if key is not None and costed:
+                    self.dedup._put(key, span_id, call.detail)  # noqa: SLF001
+                return None
+            twin_carrier = pairs.carrier(twin)
+            carrier = twin_carrier or twin[_SPAN]
+            if key is not None and costed and twin_carrier is not None:
+                self.dedup._put(key, twin_carrier, twin[_DETAIL])  # noqa: SLF001
+        return carrier, costed and call.detail > twin[_DETAIL]
 
     def standard_figures(self, cost: Cost) -> tuple[float, float, float, float, float, float, float, float,
                                                       str | None]:

@@ -1,12 +1,14 @@
 """``CostSpanExporter``: the cost enrichment at the exporter level (DESIGN D1).
 
-For set-ups configured through ``OTEL_TRACES_EXPORTER``, where the SDK builds the processors itself: the
+For set-ups configured through ``OTEL_TRACES_EXPORTER``, where the SDK builds the processors itself and there is
+no place for ``CostSpanProcessor`` (which prices spans in place as they end, for every processor): the
 entry point ``otel_costattr`` (group ``opentelemetry_traces_exporter``) builds this exporter with no
 arguments, wrapping an OTLP/HTTP exporter configured from the standard ``OTEL_EXPORTER_OTLP_*`` variables::
 
     OTEL_TRACES_EXPORTER=otel_costattr opentelemetry-instrument python app.py
 
-Contract (``SpanExporter``): ``export`` is called from the batch processor's worker thread; enrichment never
+Contract (``SpanExporter``): ``export`` is called from the batch processor's worker thread; each LLM span is priced
+on a copy (the span may be in other processors' queues too), under the span's attribute limits; enrichment never
 raises (a span that cannot be enriched is exported unchanged and counted) and the inner exporter's result is
 returned as is.
 """

@@ -1,9 +1,20 @@
-"""``CostSpanProcessor``: adds ``gen_ai.cost.*`` to every LLM span before its downstream processors see it.
+"""``CostSpanProcessor``: adds ``gen_ai.cost.*`` to every LLM span before any span processor's ``on_end`` sees it.
 
-The SDK freezes a span before ``on_end`` (DESIGN D1), so this processor *wraps* the processors that export
-and hands each of them an enriched copy::
+One line beside the processors a provider already has, in any order (DESIGN D1)::
 
-    provider.add_span_processor(CostSpanProcessor(BatchSpanProcessor(OTLPSpanExporter())))
+    provider.add_span_processor(otel_costattr.CostSpanProcessor())
+
+The SDK calls every processor's ``_on_ending(span)`` (the spec's OnEnding hook, opentelemetry-sdk >= 1.40) after
+the end time is set and before any processor's ``on_end``. This processor prices the span there and writes the
+cost attributes into the ending span itself, under the span's own limits (see ``_spanattrs``): every processor on
+the provider, the user's ``BatchSpanProcessor``, Langfuse's, the ledger, then exports the priced span. No copy is
+made. Deciding that a span is not an LLM call takes six lookups in the span's own dict (``LLM_HINTS``).
+
+Fallback, logged once: when the hook never reaches this processor (an SDK before 1.40, a provider that is not
+the SDK's, a wrapper that does not forward it) or the span's attribute store cannot be written, the span is
+priced in ``on_end`` and the processors this one wraps get a priced copy: ``CostSpanProcessor(BatchSpanProcessor(
+exporter))``, the original design, which keeps working everywhere (and on a current SDK also enriches in place,
+so its downstream processors and the provider's others see one and the same priced span).
 
 Contract (OpenTelemetry ``SpanProcessor``): every hook runs on the thread that started or ended the span,
 does not block beyond what the downstream processors do, and never raises into the application. A failure
@@ -21,16 +32,29 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from ._enrich import Enricher, clone_span, plain_attributes
-from ._metrics import CostMetrics
+from .. import attributes as A
 from .._pricing._book import PriceBook, default_book
+from ._enrich import Enricher, plain_attributes
+from ._metrics import CostMetrics
+from ._spanattrs import STORE, add_attributes, copy_with_attributes
 
-__all__ = ["CostSpanProcessor", "EnrichmentStats"]
+__all__ = ["CostSpanProcessor", "EnrichmentStats", "LLM_HINTS"]
 
 logger = logging.getLogger(__name__)
 
 #: Attribution keys used as metric labels by default: few distinct values each.
 DEFAULT_METRIC_KEYS = ("workload_type", "feature")
+
+#: A span can only be an LLM call (``Call.is_llm_call``) if it carries one of these: an operation name, or a
+#: model under one of its aliases. A span with none is passed over after six dict lookups (``_on_ending``).
+LLM_HINTS = frozenset((*A.READ["operation"], *A.READ["response_model"], *A.READ["request_model"]))
+# The same names, the most common on LLM spans first, unpacked so that a new alias fails at import rather than
+# being missed by the test in _on_ending (six `in` tests cost less than one frozenset.isdisjoint over a span's
+# dict, and stop at the first for an LLM span).
+_H1, _H2, _H3, _H4, _H5, _H6 = sorted(LLM_HINTS, key=("gen_ai.operation.name", "gen_ai.request.model",
+                                                       "llm.model_name", "gen_ai.response.model",
+                                                       "llm.request.model", "llm.response.model").index)
+_PRICED = frozenset({"priced", "partial"})
 
 
 class EnrichmentStats:
@@ -60,19 +84,28 @@ class _LogOnce:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
 
-    def __call__(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
+    def __call__(self, key: str, message: str, *args: Any, exc_info: bool = False, level: int = logging.WARNING,
+                 ) -> None:
         with self._lock:
             if key in self._seen or len(self._seen) >= self._MAX:
                 return
             self._seen.add(key)
-        logger.warning(message + " (logged once; further occurrences are only counted)", *args, exc_info=exc_info)
+        logger.log(level, message + " (logged once; further occurrences are only counted)", *args,
+                   exc_info=exc_info)
+
+
+def _overrides_on_ending(p: Any) -> bool:
+    hook = getattr(type(p), "_on_ending", None)
+    return hook is not None and hook is not SpanProcessor._on_ending  # noqa: SLF001
 
 
 class CostSpanProcessor(SpanProcessor):
-    """Wraps downstream span processors and hands each an enriched copy of every span.
+    """Prices every LLM span in place as it ends; optionally wraps downstream span processors.
 
     Args:
-        *downstream: the processors that export (``BatchSpanProcessor(...)``, the ledger, ...).
+        *downstream: optional processors to wrap (``BatchSpanProcessor(...)``, the ledger, ...). Not needed on a
+            current SDK: add this processor to the provider beside the ones it has. Wrapped processors get each
+            span once, priced (in place, or as a priced copy where the SDK has no OnEnding hook).
         book: the :class:`PriceBook` to price with (default: the shipped tables plus
             ``$OTEL_COSTATTR_PRICING``).
         pricing: overlay pricing files, loaded at construction (bad files raise :class:`PricingError` now).
@@ -111,6 +144,7 @@ class CostSpanProcessor(SpanProcessor):
         if unknown:
             raise ValueError(f"attribution keys must be non-empty strings, got {unknown!r}")
         self._downstream: tuple[SpanProcessor, ...] = tuple(downstream)
+        self._ending_hooks = tuple(p for p in downstream if _overrides_on_ending(p))
         self.book = book
         self.enricher = Enricher(book, dedup_size=dedup_size, langfuse=langfuse)
         self.metrics = CostMetrics(meter_provider, metric_keys)
@@ -119,84 +153,139 @@ class CostSpanProcessor(SpanProcessor):
         self._strict = strict
         self._log = _LogOnce()
         self._shutdown = False
+        # True once the SDK has called _on_ending: from then on spans are priced there, in place.
+        self._hooked = False
         self.cost_listeners: list[Callable[[Mapping[str, Any], float], None]] = list(cost_listeners)
 
     @property
     def downstream(self) -> tuple[SpanProcessor, ...]:
         return self._downstream
 
+    @property
+    def in_place(self) -> bool:
+        """True once spans are being priced in place at OnEnding (False before the first span, or in fallback)."""
+        return self._hooked
+
     # ---------------------------------------------------------------------------------------- hooks
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for p in self._downstream:
-            try:
-                p.on_start(span, parent_context=parent_context)
-            except Exception as exc:  # noqa: BLE001 - a processor must never raise into the app
-                self._downstream_failed(p, "on_start", exc)
+        if self._downstream:
+            for p in self._downstream:
+                try:
+                    p.on_start(span, parent_context=parent_context)
+                except Exception as exc:  # noqa: BLE001 - a processor must never raise into the app
+                    self._downstream_failed(p, "on_start", exc)
 
     def _on_ending(self, span: Span) -> None:
-        for p in self._downstream:
-            hook = getattr(p, "_on_ending", None)
-            if hook is None:
-                continue
-            try:
-                hook(span)
-            except Exception as exc:  # noqa: BLE001
-                self._downstream_failed(p, "_on_ending", exc)
+        self._hooked = True
+        try:
+            store = span._attributes  # noqa: SLF001
+            if type(store) is STORE:
+                d = store._dict  # noqa: SLF001
+                # The common case, a span that is not an LLM call, ends here.
+                if _H1 in d or _H2 in d or _H3 in d or _H4 in d or _H5 in d or _H6 in d:
+                    self._price_in_place(span, d)
+            elif not self._downstream:
+                self._fallback(span)  # a store we cannot write, and no one to hand a copy: price for the metrics
+        except Exception as exc:  # noqa: BLE001 - fail open: the span ends unpriced, counted
+            self._failed("ending", span, exc)
+        if self._ending_hooks:
+            for p in self._ending_hooks:
+                try:
+                    p._on_ending(span)  # noqa: SLF001
+                except Exception as exc:  # noqa: BLE001
+                    self._downstream_failed(p, "_on_ending", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        enriched = self.enrich(span)
-        for p in self._downstream:
-            try:
-                p.on_end(enriched)
-            except Exception as exc:  # noqa: BLE001
-                self._downstream_failed(p, "on_end", exc)
+        if self._downstream:
+            # Spans whose store this processor could write were priced at OnEnding (the readable span shares it).
+            if not self._hooked or type(getattr(span, "_attributes", None)) is not STORE:
+                span = self._fallback(span)
+            for p in self._downstream:
+                try:
+                    p.on_end(span)
+                except Exception as exc:  # noqa: BLE001
+                    self._downstream_failed(p, "on_end", exc)
+        elif not self._hooked:
+            self._fallback(span)  # no OnEnding hook: priced here, for the metrics, listeners and the ledger
+
+    # ------------------------------------------------------------------------------------- pricing
+
+    def _price_in_place(self, span: Span, attrs: Mapping[str, Any]) -> None:
+        extra, status, call, cost = self.enricher.compute(span, attrs)
+        if extra is None:
+            return
+        self._account(span, attrs, extra, status, call, cost)
+        if not add_attributes(span, extra, replace=status in _PRICED):  # pragma: no cover - SDK store checked above
+            self._log("in_place", "otel-costattr could not write cost attributes into span %r", span.name)
+
+    def _fallback(self, span: ReadableSpan) -> ReadableSpan:
+        if not self._hooked:
+            self._log("fallback:hook", "the OpenTelemetry SDK did not call CostSpanProcessor._on_ending (an SDK "
+                      "before 1.40, or a provider or wrapper that does not forward the OnEnding hook): spans are "
+                      "priced at on_end, and only the processors it wraps see the cost, on a copy%s",
+                      "" if self._downstream else ". It wraps none: pass your exporting processor, "
+                      "CostSpanProcessor(BatchSpanProcessor(exporter))",
+                      level=logging.INFO if self._downstream else logging.WARNING)
+        else:
+            self._log("fallback:store", "a span's attributes could not be written in place (a %s store): its cost "
+                      "reaches the metrics and listeners, and only processors CostSpanProcessor wraps get it, on a "
+                      "copy", type(getattr(span, "_attributes", None)).__name__)
+        return self.enrich(span)
 
     def enrich(self, span: ReadableSpan) -> ReadableSpan:
-        """The span with cost attributes added (or ``span`` itself if it is not an LLM call). Never raises."""
+        """A priced copy of a finished span (or ``span`` itself if it is not an LLM call). Never raises.
+
+        The copy keeps the span's attribute limits (count, value length, dropped count). Used where no OnEnding
+        hook runs: the fallback above and :class:`~otel_costattr.CostSpanExporter`.
+        """
         try:
             extra, status, call, cost = self.enricher.compute(span)
         except Exception as exc:  # noqa: BLE001 - fail open: export the span unchanged, count it
-            self.stats.add("enrichment_failed")
-            self._metric_failure(type(exc).__name__)
-            self._log(f"compute:{type(exc).__name__}", "otel-costattr could not enrich span %r: %s",
-                      getattr(span, "name", "?"), exc, exc_info=True)
+            self._failed("compute", span, exc)
             return span
         if extra is None:
             return span
         try:
-            attrs = plain_attributes(span)
-            self.stats.add(status)
-            if call is not None and call.bad:
-                self.stats.add("bad_attribute_values", len(call.bad))
-            if status == "provided":
-                total = call.provided_cost if call is not None else None
-            elif status in ("priced", "partial"):
-                total = extra.get("gen_ai.cost.total_cost")
-            else:
-                total = None
-            self.metrics.record(status, cost.provider if cost is not None and cost.provider else
-                                (call.provider if call else None),
-                                cost.model if cost is not None and cost.model else (call.model if call else None),
-                                total, attrs)
-            if total is not None and self.cost_listeners:
-                self._notify(attrs, total)
-            if self._strict and status != "duplicate":
-                missing = [k for k in self._required if k not in attrs]
-                if missing:
-                    self.stats.add("unattributed")
-                    self.metrics.unattributed.add(1, {"missing": ",".join(missing)})
-                    self._log(f"unattributed:{','.join(missing)}",
-                              "LLM span %r has no %s attribute: its spend will be reported as unattributed. Set it "
-                              "with otel_costattr.attribution(...) at the agent entrypoint.", span.name,
-                              " / ".join(missing))
-            return clone_span(span, extra, override=status in ("priced", "partial"))
+            self._account(span, plain_attributes(span), extra, status, call, cost)
+            return copy_with_attributes(span, extra, replace=status in _PRICED)
         except Exception as exc:  # noqa: BLE001
-            self.stats.add("enrichment_failed")
-            self._metric_failure(type(exc).__name__)
-            self._log(f"clone:{type(exc).__name__}", "otel-costattr could not enrich span %r: %s",
-                      getattr(span, "name", "?"), exc, exc_info=True)
+            self._failed("clone", span, exc)
             return span
+
+    def _account(self, span: Any, attrs: Mapping[str, Any], extra: Mapping[str, Any], status: str, call: Any,
+                 cost: Any) -> None:
+        """Stats, metrics, listeners and the strict check for one priced LLM span (once per span)."""
+        self.stats.add(status)
+        if call is not None and call.bad:
+            self.stats.add("bad_attribute_values", len(call.bad))
+        if status == "provided":
+            total = call.provided_cost if call is not None else None
+        elif status in _PRICED:
+            total = extra.get(A.COST_TOTAL)
+        else:
+            total = None
+        self.metrics.record(status, cost.provider if cost is not None and cost.provider else
+                            (call.provider if call else None),
+                            cost.model if cost is not None and cost.model else (call.model if call else None),
+                            total, attrs)
+        if total is not None and self.cost_listeners:
+            self._notify(attrs, total)
+        if self._strict and status != "duplicate":
+            missing = [k for k in self._required if k not in attrs]
+            if missing:
+                self.stats.add("unattributed")
+                self.metrics.unattributed.add(1, {"missing": ",".join(missing)})
+                self._log(f"unattributed:{','.join(missing)}",
+                          "LLM span %r has no %s attribute: its spend will be reported as unattributed. Set it "
+                          "with otel_costattr.attribution(...) at the agent entrypoint.", span.name,
+                          " / ".join(missing))
+
+    def _failed(self, where: str, span: Any, exc: Exception) -> None:
+        self.stats.add("enrichment_failed")
+        self._metric_failure(type(exc).__name__)
+        self._log(f"{where}:{type(exc).__name__}", "otel-costattr could not enrich span %r: %s",
+                  getattr(span, "name", "?"), exc, exc_info=True)
 
     def _notify(self, attrs: Mapping[str, Any], total: Any) -> None:
         for listener in self.cost_listeners:

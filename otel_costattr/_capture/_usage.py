@@ -1,9 +1,10 @@
-"""Read what a span says about one model call: usage under every alias, identity, tier (DESIGN D2, D3).
+"""Read what a span says about one model call: usage under every alias, identity, tier (DESIGN D2, D3, D16).
 
 Contract: :func:`read_call` never raises, whatever the attribute values are (strings, negatives, NaN, huge
 ints, lists). Values it cannot use are ignored and their attribute names returned in ``Call.bad`` so that the
 caller can count them. Counts are normalised to the OpenTelemetry GenAI convention: ``input_tokens``
-includes cache reads and writes, ``output_tokens`` includes reasoning.
+includes cache reads and writes, ``output_tokens`` includes reasoning; given the span's instrumentation scope,
+emitters that depart from it (``attributes.EMITTER_CONVENTIONS``) are brought to it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..attributes import LLM_OPERATIONS, NON_LLM_OPERATIONS, PROVIDED_COST, READ
+from ..attributes import (EMITTER_CONVENTIONS, INPUT_EXCLUDES_CACHE, LLM_OPERATIONS, NON_LLM_OPERATIONS,
+                          OUTPUT_EXCLUDES_REASONING, PROVIDED_COST, READ)
 
-__all__ = ["Call", "bad_counts", "read_call"]
+__all__ = ["Call", "bad_counts", "normalise", "read_call"]
 
 # Any count an OTLP int attribute can carry is read: the pricer flags counts above the model's limits
 # (implausible:<count>), so a huge count is priced visibly instead of vanishing into "partial".
@@ -46,6 +48,7 @@ class Call:
     web_search_calls: int | None = None
     provided_cost: float | None = None
     streaming = False
+    flags: tuple[str, ...] = ()  # what the emitter's convention leaves unknown (cost flags)
     detail = 0  # how many usage details the span reports; the more detailed duplicate wins
     bad: list[str] = []  # replaced per instance before anything is appended
 
@@ -203,8 +206,12 @@ _READERS_MAX = 1024
 reader_cache_stats = {"size": 0, "uncached": 0}
 
 
-def read_call(attrs: Mapping[str, Any]) -> Call:
-    """Read one span's attributes into a :class:`Call`. Never raises."""
+def read_call(attrs: Mapping[str, Any], scope: str | None = None) -> Call:
+    """Read one span's attributes into a :class:`Call`. Never raises.
+
+    ``scope`` (the span's instrumentation scope name) applies that emitter's usage convention, if it departs from
+    the GenAI one (:func:`normalise`).
+    """
     present = _KNOWN.intersection(attrs)
     if not present:
         return Call()
@@ -214,11 +221,32 @@ def read_call(attrs: Mapping[str, Any]) -> Call:
         if len(_READERS) >= _READERS_MAX:
             # Compiling costs ~100x a read: past the cap, interpret instead (and count it).
             reader_cache_stats["uncached"] += 1
-            return _read_generic(attrs, present)
+            c = _read_generic(attrs, present)
+            if scope and scope in EMITTER_CONVENTIONS:
+                normalise(c, EMITTER_CONVENTIONS[scope])
+            return c
         reader = _compile_reader(key)
         _READERS[key] = reader
         reader_cache_stats["size"] = len(_READERS)
-    return reader(attrs)
+    call = reader(attrs)
+    if scope and scope in EMITTER_CONVENTIONS:
+        normalise(call, EMITTER_CONVENTIONS[scope])
+    return call
+
+
+def normalise(call: Call, conventions: frozenset[str]) -> None:
+    """Bring an emitter's usage to the GenAI convention (DESIGN D2, D16; ``attributes.EMITTER_CONVENTIONS``), in
+    place. ``call.flags`` says what stays unknown: ``input_may_exclude_cache`` when an emitter whose input count
+    excludes cache tokens reported none (botocore's InvokeModel spans never do, so a cached call seen only by
+    botocore is under-counted, and says so)."""
+    if INPUT_EXCLUDES_CACHE in conventions and call.input_tokens is not None:
+        if call.cache_read_tokens is None and call.cache_write_tokens is None and call.cache_write_1h_tokens is None:
+            call.flags = ("input_may_exclude_cache",)
+        else:
+            call.input_tokens += (call.cache_read_tokens or 0) + (call.cache_write_tokens or 0) \
+                + (call.cache_write_1h_tokens or 0)
+    if OUTPUT_EXCLUDES_REASONING in conventions and call.output_tokens is not None:
+        call.output_tokens += call.reasoning_tokens or 0
 
 
 def _read_generic(attrs: Mapping[str, Any], present: set[str]) -> Call:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._capture._enrich import Enricher
-from ._store import Ledger, SpanRecord
-from ._otlp import OTLPDecodeError, iter_file
 from .._pricing._book import PriceBook
 from ..attributes import COST_STATUS
+from ._otlp import OTLPDecodeError, iter_file
+from ._store import Ledger, SpanRecord
 
 __all__ = ["IngestResult", "ingest_files"]
 
@@ -20,18 +20,41 @@ _BATCH = 8192
 
 @dataclass
 class IngestResult:
+    """What a load did. ``spans`` were read (and written); ``distinct`` of them are distinct spans
+    (``(trace_id, span_id)``); ``replaced`` of those were already in the ledger (an earlier load, a live
+    writer) and now have this load's copy. ``errors`` are the malformed lines or messages, skipped."""
+
     files: int = 0
     spans: int = 0
     priced_now: int = 0
+    distinct: int | None = None
+    replaced: int | None = None
     errors: list[tuple[str, str]] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """One line: what was read and what the ledger holds now (for standard output)."""
+        line = f"read {self.spans} span(s) from {self.files} file(s)"
+        if self.distinct is not None:
+            line += f"; stored {self.distinct} distinct span(s)"
+            repeated = self.spans - self.distinct
+            notes = []
+            if repeated:
+                notes.append(f"{repeated} repeated a span read earlier in this load")
+            if self.replaced:
+                notes.append(f"{self.replaced} replaced a copy already in the ledger")
+            if notes:
+                line += " (" + "; ".join(notes) + ")"
+        return line + f"; priced {self.priced_now} on the way in"
+
+    def error_lines(self, limit: int = 50) -> list[str]:
+        """The skipped lines, file:line first (for standard error)."""
+        lines = [f"skipped {where}: {why}" for where, why in self.errors[:limit]]
+        if len(self.errors) > limit:
+            lines.append(f"... and {len(self.errors) - limit} more malformed line(s)")
+        return lines
+
     def __str__(self) -> str:
-        lines = [f"loaded {self.spans} span(s) from {self.files} file(s); priced {self.priced_now} on the way in"]
-        for where, why in self.errors[:50]:
-            lines.append(f"  skipped {where}: {why}")
-        if len(self.errors) > 50:
-            lines.append(f"  ... and {len(self.errors) - 50} more malformed line(s)")
-        return "\n".join(lines)
+        return "\n".join([self.summary(), *("  " + e for e in self.error_lines())])
 
 
 def _price_missing(records: list[SpanRecord], enricher: Enricher) -> int:
@@ -50,35 +73,66 @@ def _price_missing(records: list[SpanRecord], enricher: Enricher) -> int:
     return n
 
 
-def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook) -> IngestResult:
+def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook, *,
+                 progress: Callable[[int, int], None] | None = None, count_distinct: bool = True) -> IngestResult:
     """Load every file; malformed lines are reported (file:line) and skipped, good ones still load.
 
-    Re-ingesting the same spans replaces them (idempotent). Raises only for a file that cannot be read.
+    Re-ingesting the same spans replaces them (idempotent): the ledger holds each ``(trace_id, span_id)`` once.
+    ``progress(bytes_read, spans_stored)`` is called as the load goes (bytes of the files as they are on disk).
+    With ``count_distinct`` the result says how many distinct spans were stored and how many replaced a copy
+    already in the ledger (one query over the ledger's keys at the end). Raises only for a file that cannot
+    be read, or :class:`~otel_costattr._ledger._segments.LedgerStorageError` when the storage refuses a write
+    (the batches before it are stored).
     """
     enricher = Enricher(book, langfuse=False)
     result = IngestResult()
+    paths = [Path(p) for p in paths]
+    sizes = [p.stat().st_size if p.is_file() else 0 for p in paths]
+    state = {"bytes": 0, "stored": 0}
+
+    def report() -> None:
+        if progress is not None:
+            progress(state["bytes"], state["stored"])
 
     def priced() -> Iterable[SpanRecord]:
         # Runs on the caller's thread inside Ledger.write_stream, while the previous batch is being written.
         pending: list[SpanRecord] = []
-        for path in paths:
-            p = Path(path)
+        done = 0
+        for p, size in zip(paths, sizes):
             if not p.is_file():
                 result.errors.append((str(p), "no such file"))
                 continue
             result.files += 1
-            for where, got in iter_file(p):
+
+            def at(fraction: float, base: int = done, size: int = size) -> None:
+                state["bytes"] = base + int(size * fraction)
+                report()
+
+            for where, got in iter_file(p, at if progress is not None else None):
                 if isinstance(got, OTLPDecodeError):
                     result.errors.append((where, str(got)))
                     continue
                 pending.extend(got)
+                result.spans += len(got)
                 if len(pending) >= _BATCH:
                     result.priced_now += _price_missing(pending, enricher)
                     yield from pending
                     pending = []
+            done += size
+            state["bytes"] = done
+            report()
         if pending:
             result.priced_now += _price_missing(pending, enricher)
             yield from pending
 
-    result.spans = ledger.write_stream(priced(), replace=True)
+    def stored(n: int) -> None:
+        state["stored"] += n
+        report()
+
+    before = {s.name for s in ledger.segments()}
+    ledger.write_stream(priced(), replace=True, progress=stored)
+    if count_distinct and result.spans:
+        result.distinct, result.replaced, paired = ledger.load_counts(before)
+        if result.distinct == result.spans and not result.replaced and not paired:
+            ledger.settle_load(before)  # new spans only: reports need not settle anything for this load
     return result

@@ -14,7 +14,7 @@ import json
 import re
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -379,7 +379,8 @@ def _decoded(where: str, decode: Any, message: Any) -> Iterator[tuple[str, list[
         yield where, OTLPDecodeError(e)
 
 
-def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDecodeError]]:
+def iter_file(path: str | Path, progress: Callable[[float], None] | None = None,
+              ) -> Iterator[tuple[str, list[SpanRecord] | OTLPDecodeError]]:
     """Yield ``(location, records or error)`` for each line (JSON) or message (protobuf) of ``path``.
 
     A message with bad spans (e.g. a time out of range) yields its good spans, then one error per bad span,
@@ -389,6 +390,9 @@ def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDe
     Gzip-compressed files are accepted. A truncated gzip file yields the complete lines or messages before the
     cut, then one error at the cut (the incomplete line or message is not read); a corrupt one, what preceded
     the damaged gzip member, then one error. Only a file that cannot be read at all raises (``OSError``).
+
+    ``progress(fraction)`` is called before each line or message with the share of the (decompressed) content
+    read so far, from 0.0 to below 1.0 (for a progress display; never raises into it).
     """
     p = Path(path)
     data, damage = _read(p)
@@ -399,7 +403,10 @@ def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDe
         if damage is not None:  # the last line may stop mid-way: read only the lines that ended
             data = data[:data.rfind(b"\n") + 1]
         lines = data.splitlines()
+        step = max(1, len(lines) // 200)
         for no, line in enumerate(lines, start=1):
+            if progress is not None and no % step == 0:
+                progress(no / len(lines))
             if not line.strip():
                 continue
             where = f"{p}:{no}"
@@ -417,7 +424,10 @@ def iter_file(path: str | Path) -> Iterator[tuple[str, list[SpanRecord] | OTLPDe
                 f"{damage}; the {len(lines)} complete line(s) before it were read")
         return
     stream = _length_prefixed(data, partial_tail=damage is not None)
+    size = max(1, len(data))
     for offset, msg in stream if stream is not None else [(0, data)]:
+        if progress is not None:
+            progress(offset / size)
         yield from _decoded(f"{p}@{offset}", records_from_proto, msg)
     if damage is not None:
         if stream is not None:

@@ -1,15 +1,18 @@
-"""The ledger: every span of every trace in a DuckDB file, with exact decimal cost (DESIGN D11).
+"""The ledger: every span of every trace, with exact decimal cost (DESIGN D11), in a directory of immutable
+Parquet segments that any number of processes write at once and reports read while they write.
 
 One row per span (not only LLM spans: retry chains and the call tree need the parents). Money is stored as
-``DECIMAL(38, 18)`` and summed exactly by DuckDB. Writes are batched (one ``INSERT ... SELECT unnest(...)``
-per batch, not row by row), idempotent (``INSERT OR REPLACE`` on ``(trace_id, span_id)``) and transactional:
-:meth:`Ledger.write` returns only after DuckDB committed the batch to its write-ahead log, so a span whose
-export returned success survives a crash, and a crash mid-batch leaves no partial batch behind.
+``decimal128(38, 18)`` and summed exactly by DuckDB. Writes are batched (one segment per batch, not row by row)
+and durable: :meth:`Ledger.write_records` returns only after the batch's segment is fsynced and renamed into
+place, so a span whose export returned success survives a crash, and a crash mid-batch leaves no partial batch
+behind. Re-loading the same spans (``replace=True``) stores them once. The directory format, compaction and
+the reader's rules are in :mod:`._segments`; ``ledger compact / migrate`` in :mod:`._maintain`.
 
 Prompt and completion content captured by instrumentations is *not* stored unless ``store_content=True``.
 
-Concurrency: one process opens the file for writing (DuckDB's rule). Inside it, a lock serialises writers
-(normally only the batch processor's worker thread writes).
+Concurrency: no process locks anything to write. Each process writes its own stream of segments (a new one
+after ``fork``); inside a process a lock serialises writes of one :class:`Ledger` (normally only the batch
+processor's worker thread writes).
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .. import attributes as A
-from .._errors import ConfigurationError
 from .._capture._enrich import plain_attributes
 from .._capture._usage import read_call
+from .._errors import ConfigurationError
 from .._version import __version__
+from ._segments import LedgerStorageError, SegmentDir, ledger_kind, storage_message
 
 __all__ = ["CONTENT_KEYS", "Ledger", "LedgerExporter", "LedgerSpanProcessor", "SpanRecord", "open_ledger"]
 
@@ -83,34 +87,75 @@ ATTRIBUTION_COLUMNS: tuple[str, ...] = A.DEFAULT_ATTRIBUTION_KEYS
 COLUMNS: tuple[tuple[str, str], ...] = _BASE_COLUMNS + tuple((k, "VARCHAR") for k in ATTRIBUTION_COLUMNS) + (
     ("attributes", "JSON"),)
 _NAMES = [c for c, _ in COLUMNS]
-_COLS_SQL = ", ".join(_NAMES)
 _DUP_OF, _COUNTED, _STATUS = _NAMES.index("duplicate_of"), _NAMES.index("counted"), _NAMES.index("cost_status")
-# Money arrives as float64 and becomes an exact decimal through its shortest text form (see _dec).
-_SELECT_SQL = ", ".join(f"CAST(CAST({n} AS VARCHAR) AS DECIMAL(38,18)) AS {n}" if t.startswith("DECIMAL") else n
-                        for n, t in COLUMNS)
 
 
-def _arrow_schema() -> Any:
+def _arrow_schema(money: str = "decimal") -> Any:
+    """The segment schema (``money="float"``: the row struct the writer builds first, money still as float64)."""
     import pyarrow as pa
     kinds = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(), "BOOLEAN": pa.bool_(),
-             "JSON": pa.string(), "DECIMAL(38,18)": pa.float64()}
-    return pa.schema([(n, kinds[t.replace(" NOT NULL", "")]) for n, t in COLUMNS])
+             "JSON": pa.string(),
+             "DECIMAL(38,18)": pa.float64() if money == "float" else pa.decimal128(38, 18)}
+    return pa.schema([pa.field(n, kinds[t.replace(" NOT NULL", "")], nullable="NOT NULL" not in t)
+                      for n, t in COLUMNS])
 
 
-_SCHEMA_CACHE: list[Any] = []  # the row struct type, built on first write: importing the ledger leaves pyarrow out
+_SCHEMA_CACHE: list[Any] = []  # (row struct type, segment schema), built by the first Ledger
+_MONEY = [i for i, (_, t) in enumerate(COLUMNS) if t.startswith("DECIMAL")]
+_SPAN_ID, _TRACE_ID, _IS_LLM = _NAMES.index("span_id"), _NAMES.index("trace_id"), _NAMES.index("is_llm")
 
 
-def _prepare(rows: Sequence[tuple[Any, ...]]) -> tuple[Any, int, list[Any]]:
-    """Rows -> (Arrow table, row count, span ids a more detailed duplicate takes over). Needs the GIL."""
+def _to_decimal(col: Any) -> Any:
+    """float64 costs -> exact ``decimal128(38, 18)`` through each float's shortest text form (Python's repr).
+
+    The text has at most 17 significant digits but can have more than 18 decimals (3.0000000000000004e-05):
+    parsed at scale 40, then rounded half-up to 18 places, exactly what DuckDB's ``CAST(CAST(x AS VARCHAR) AS
+    DECIMAL(38,18))`` did in the single-file ledger (a test holds the two equal).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dec = pa.decimal128(38, 18)
+    if col.null_count == len(col):
+        return pa.nulls(len(col), dec)
+    # Below 1e-20 a cost rounds to 0 at 18 places, and its text could need more than 40 decimals (1e-300).
+    col = pc.if_else(pc.less(col, 1e-20), 0.0, col)
+    wide = col.cast(pa.string()).cast(pa.decimal256(76, 40))
+    return pc.round(wide, ndigits=18, round_mode="half_up").cast(dec)
+
+
+def _prepare(rows: Sequence[tuple[Any, ...]], replace: bool = False) -> tuple[Any, int, bool]:
+    """Rows -> (Arrow table in the segment schema, row count, whether a more detailed duplicate shadows a span
+    that is not in these rows). Needs the GIL.
+
+    A duplicate that is counted instead of the span it duplicates (the more detailed of a pair) un-counts that
+    span here when both are in the batch; otherwise the segment is flagged and readers apply it.
+    """
     import pyarrow as pa
 
     if not _SCHEMA_CACHE:
-        _SCHEMA_CACHE.append(pa.struct(list(_arrow_schema())))
+        _SCHEMA_CACHE.append((pa.struct(list(_arrow_schema("float"))), _arrow_schema()))
+    struct, schema = _SCHEMA_CACHE[0]
+    if replace:  # the last copy of a span in the batch wins
+        last = {(r[_TRACE_ID], r[_SPAN_ID]): r for r in rows}
+        if len(last) != len(rows):
+            rows = list(last.values())
+    shadowed = {row[_DUP_OF] for row in rows if row[_COUNTED] and row[_STATUS] == "duplicate" and row[_DUP_OF]}
+    unresolved = False
+    if shadowed:
+        here = {row[_SPAN_ID] for row in rows}
+        unresolved = not shadowed <= here
+        rows = [row[:_COUNTED] + (False,) + row[_COUNTED + 1:] if row[_SPAN_ID] in shadowed and row[_IS_LLM]
+                else row for row in rows]
     # One struct array, then columns: Arrow transposes in C++, about twice as fast as zip(*rows) plus one
     # pa.array per column.
-    table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(pa.array(rows, type=_SCHEMA_CACHE[0]))])
-    shadowed = [row[_DUP_OF] for row in rows if row[_COUNTED] and row[_STATUS] == "duplicate"]
-    return table, len(rows), shadowed
+    batch = pa.RecordBatch.from_struct_array(pa.array(rows, type=struct))
+    cols = batch.columns
+    cols = [_to_decimal(c) if i in _MONEY_SET else c for i, c in enumerate(cols)]
+    return pa.Table.from_arrays(cols, schema=schema), len(rows), unresolved
+
+
+_MONEY_SET = frozenset(_MONEY)
 
 
 @dataclass(slots=True)
@@ -385,66 +430,93 @@ def _sum_dec(a: Any, b: Any, bad: _OutOfRange | None = None) -> float | None:
 
 
 class Ledger:
-    """A DuckDB ledger file (also a rollup :class:`~otel_costattr._analysis._rollup.Source`). Create with :func:`open_ledger` or ``Ledger(path)``.
+    """The ledger: a directory of immutable Parquet segments (see :mod:`otel_costattr._ledger._segments`), written by any
+    number of processes at once and read while they write. Also a rollup :class:`~otel_costattr._analysis._source.Source`:
+    :meth:`query` runs SQL (DuckDB) over two relations, ``spans`` (every span) and ``calls`` (one row per billed
+    call).
+
+    ``Ledger(path)`` opens the ledger directory at ``path``, creating it if missing (the name is the user's:
+    ``costs.duckdb`` stays a valid name, it is a directory now). ``read_only=True`` never creates or writes.
+    A single-file DuckDB ledger written by earlier versions is still read (``read_only=True``); writing it needs
+    ``otel-costattr ledger migrate PATH`` first (one command, nothing lost).
+
+    Writes (:meth:`write_records`, :meth:`write_rows`, :meth:`write_stream`) return only once their segment is
+    durable (fsynced and renamed into place): a span whose write returned survives a crash, and a crash mid-write
+    leaves nothing half-written. Reads see every segment committed before the query started.
 
     Raises:
-        ConfigurationError: the file cannot be opened (missing folder, no permission, locked by another
-            process, not a DuckDB file); the message names the fix.
+        ConfigurationError: the path cannot be a ledger (missing folder, a file that is not a ledger, a newer
+            format); the message names the fix.
+        LedgerStorageError: a write was refused by the storage (disk full, read-only); the message says what is
+            already safe.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False, store_content: bool = False,
                  book: Any = None) -> None:
-        import duckdb
+        # Imported here, never on a first write: the first batch is durable within about a second of the first
+        # span (DESIGN D11), and a SIGTERM soon after start-up does not wait for imports.
+        import duckdb  # noqa: F401
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
 
         self.dialect = "duckdb"
         self.path = Path(path)
         self.store_content = store_content
         self.book = book
+        self.read_only = read_only
         self._lock = threading.Lock()
         self.out_of_range_values = 0  # values stored as NULL because they did not fit their column
+        self.committed = 0  # spans this object wrote durably
         self._warned_range = False
-        if not read_only and not self.path.parent.exists():
-            raise ConfigurationError(f"ledger folder {self.path.parent} does not exist; create it or choose another "
-                                     "path")
-        if read_only and not self.path.exists():
-            raise ConfigurationError(f"ledger {self.path} does not exist; run `otel-costattr demo` or pass the path "
-                                     "your application writes (configure(ledger=...))")
-        try:
-            # 64 MB instead of DuckDB's 16 MB of WAL before a checkpoint: with the default, 8192-span batches
-            # checkpointed every few batches and ingest slowed to half speed as the file grew (24 vs 11-12 us
-            # per span at 2M spans, single batches stalling 2 s; measured, cause inside DuckDB not traced).
-            # 64 MB holds steady and still bounds the WAL and DuckDB's memory (~75 MB measured).
-            config = {} if read_only else {"checkpoint_threshold": "64MB"}
-            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
-        except duckdb.Error as exc:
-            raise ConfigurationError(f"cannot open ledger {self.path}: {exc}. If another process is writing it, "
-                                     "stop that process or read a copy of the file") from None
-        if not read_only:
-            self._migrate()
-        self.read_only = read_only
+        self._con: Any = None
+        self._seen: tuple[str, ...] | None = None
+        self._legacy = ledger_kind(self.path) == "duckdb"
+        if self._legacy:
+            if not read_only:
+                raise ConfigurationError(
+                    f"{self.path} is a single-file ledger written by an earlier otel-costattr, which only one process "
+                    f"can write. Convert it once (nothing is lost; the old file is kept as {self.path}.v1): "
+                    f"otel-costattr ledger migrate {self.path}")
+            self._dir = None
+            self._open_legacy()
+            return
+        self._dir = SegmentDir(self.path, create=not read_only)
+        if not read_only and hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
 
-    def _migrate(self) -> None:
-        cols = ",\n  ".join(f"{n} {t}" for n, t in COLUMNS)
-        self.con.execute("CREATE TABLE IF NOT EXISTS ledger_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        # No primary key: an ART index on two strings made every insert 3x slower and holds the whole key set
-        # in memory. Uniqueness of (trace_id, span_id) is kept by the writers instead (see write_rows).
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS spans (\n  {cols})")
-        have = {r[1] for r in self.con.execute("PRAGMA table_info('spans')").fetchall()}
-        for name, kind in COLUMNS:  # a ledger written by an older version: add what is missing
-            if name not in have:
-                self.con.execute(f"ALTER TABLE spans ADD COLUMN {name} {kind.replace(' NOT NULL', '')}")
-                if name == "counted":
-                    self.con.execute("UPDATE spans SET counted = is_llm AND coalesce(cost_status, '') <> 'duplicate'")
-                if name == "pricing_provider":
-                    self.con.execute("UPDATE spans SET pricing_provider = json_extract_string(attributes, "
-                                     "'$.\"gen_ai.cost.provider\"') WHERE is_llm")
-        self.con.execute("INSERT OR REPLACE INTO ledger_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        self.con.execute(_CALLS_VIEW)
+            def _child() -> None:
+                me = ref()
+                if me is not None:
+                    me._after_fork()
+
+            os.register_at_fork(after_in_child=_child)
+
+    def _open_legacy(self) -> None:
+        import duckdb
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.Error as exc:
+            raise ConfigurationError(f"cannot open the single-file ledger {self.path}: {exc}. If an earlier "
+                                     "otel-costattr is writing it, stop that process, then run `otel-costattr ledger "
+                                     f"migrate {self.path}`") from None
+
+    def _after_fork(self) -> None:
+        # The child writes a stream of its own; the parent's reader connection (and its threads) stays the
+        # parent's: the child opens its own when it first reads.
+        self._lock = threading.Lock()
+        if self._con is not None:
+            # Never closed or freed here: the parent's DuckDB threads did not survive the fork, and a lock one of
+            # them held would hang the child's close. Kept alive (a small leak, once per fork) instead.
+            _PARENT_CONNECTIONS.append(self._con)
+        self._con = None
+        self._seen = None
+        if self._dir is not None:
+            self._dir.after_fork()
 
     # ------------------------------------------------------------------------------------------- writing
 
     def write_records(self, records: Iterable[SpanRecord], *, replace: bool = False) -> int:
-        """Insert records in one transaction (``replace=True``: replacing earlier copies). Returns the count.
+        """Store records as one segment (``replace=True``: they replace earlier copies). Returns the count.
 
         Values that do not fit their column are stored as NULL and marked (see :func:`record_to_row`);
         they are counted in ``out_of_range_values`` and the first one is logged.
@@ -468,27 +540,26 @@ class Ledger:
         return self.write_records(SpanRecord.from_readable(s) for s in spans)
 
     def write_rows(self, rows: Sequence[tuple[Any, ...]], *, replace: bool = False) -> int:
-        """Insert rows in one transaction (one Arrow batch, not row by row).
+        """Store rows (``COLUMNS`` order) as one durable segment.
 
-        With ``replace=True`` (re-ingestion) rows with the same ``(trace_id, span_id)`` are replaced, so loading
-        the same spans twice stores them once. The exporter path writes each span once and skips that join.
+        With ``replace=True`` (re-ingestion) the rows replace earlier rows with the same ``(trace_id, span_id)``
+        (the last copy wins, inside the batch too), so loading the same spans twice stores them once. The
+        exporter path writes each span once and skips that.
         """
         if not rows:
             return 0
-        return self._write_prepared(_prepare(rows), replace)
+        return self._write_prepared(_prepare(rows, replace), replace)
 
     def write_stream(self, records: Iterable[SpanRecord], *, replace: bool = False,
-                     batch_size: int = 65536) -> int:
-        """Insert many records, ``batch_size`` per transaction; returns the count. For bulk loads.
+                     batch_size: int = 65536, progress: Any = None) -> int:
+        """Store many records, ``batch_size`` per segment; returns the count. For bulk loads.
 
-        Records are converted on the calling thread while a second thread writes the previous batch: DuckDB
-        releases the GIL while it writes, so on two cores conversion and writing overlap (1.7x the rate of
-        :meth:`write_records` in a loop, ``benchmarks/bench_ledger.py``). Large batches matter here: each return
-        from DuckDB waits for the GIL, up to the interpreter's switch interval (5 ms), and fewer transactions
-        mean fewer waits. Memory holds at most three batches (one filling, one queued, one writing).
+        Records are converted on the calling thread while a second thread writes the previous batch (Parquet
+        encoding and compression release the GIL). Memory holds at most three batches (one filling, one queued,
+        one writing). ``progress(n)`` is called on the writer thread after each committed batch of ``n`` spans.
 
         Each batch commits on its own, in order: if a write fails, the batches before it are stored, the rest
-        are not, and the error is raised here. ``replace`` is as for :meth:`write_records`.
+        are not, and the error is raised here. ``replace`` is as for :meth:`write_rows`.
         """
         import queue
 
@@ -506,7 +577,10 @@ class Ledger:
                 if failed:
                     continue  # keep draining so the producer never blocks on a dead writer
                 try:
-                    written[0] += self._write_prepared(item, replace)
+                    n = self._write_prepared(item, replace)
+                    written[0] += n
+                    if progress is not None:
+                        progress(n)
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
                     failed.append(exc)
 
@@ -519,10 +593,10 @@ class Ledger:
                 if len(pending) >= batch_size:
                     if failed:
                         break
-                    todo.put(_prepare(self._rows(pending)))
+                    todo.put(_prepare(self._rows(pending), replace))
                     pending = []
             if pending and not failed:
-                todo.put(_prepare(self._rows(pending)))
+                todo.put(_prepare(self._rows(pending), replace))
         finally:
             todo.put(None)
             writer.join()
@@ -530,94 +604,265 @@ class Ledger:
             raise failed[0]
         return written[0]
 
-    def _write_prepared(self, prepared: tuple[Any, int, list[Any]], replace: bool) -> int:
-        table, n, shadowed = prepared
+    def _write_prepared(self, prepared: tuple[Any, int, bool], replace: bool) -> int:
+        if self._dir is None or self.read_only:
+            raise ConfigurationError(f"ledger {self.path} was opened read-only")
+        table, n, unresolved = prepared
+        flags = ("r" if replace else "") + ("s" if unresolved else "")
         with self._lock:
-            con = self.con
-            con.register("_batch", table)
             try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    if replace:
-                        # Last one wins inside the batch too.
-                        con.execute(f"CREATE OR REPLACE TEMP TABLE _incoming AS SELECT {_SELECT_SQL} FROM _batch "
-                                    "QUALIFY row_number() OVER (PARTITION BY trace_id, span_id) = 1")
-                        con.execute("DELETE FROM spans WHERE (trace_id, span_id) IN "
-                                    "(SELECT trace_id, span_id FROM _incoming)")
-                        con.execute(f"INSERT INTO spans ({_COLS_SQL}) SELECT {_COLS_SQL} FROM _incoming")
-                        # Files can repeat a call that another file (or the live exporter) already stored:
-                        # re-decide which span of each affected call counts.
-                        con.execute(_RANK_SQL.format(src="_incoming"))
-                        con.execute(_APPLY_RANK_SQL)
-                        con.execute("DROP TABLE _incoming")
-                        con.execute("DROP TABLE _rank")
-                    else:
-                        con.execute(f"INSERT INTO spans ({_COLS_SQL}) SELECT {_SELECT_SQL} FROM _batch")
-                        if shadowed:
-                            # A more detailed duplicate took over: the span it duplicates stops counting.
-                            con.execute("UPDATE spans SET counted = false WHERE is_llm AND span_id IN "
-                                        "(SELECT unnest($1))", [shadowed])
-                    con.execute("COMMIT")
-                except BaseException:
-                    try:
-                        con.execute("ROLLBACK")
-                    except Exception:  # noqa: BLE001 - a failed COMMIT has already ended the transaction
-                        # DuckDB answers "no transaction is active"; raising that would hide the real cause
-                        # (disk full, read-only file) from the caller and the exporter's one warning.
-                        logger.debug("ROLLBACK after a failed ledger write also failed", exc_info=True)
-                    raise
-            finally:
-                con.unregister("_batch")
+                self._dir.write(table, flags=flags, schema=SCHEMA_VERSION)
+            except OSError as exc:
+                if not exc.filename:
+                    exc.filename = str(self._dir.seg_dir)
+                again = " Loading the same spans again replaces them; it does not double them." if replace else ""
+                raise LedgerStorageError(storage_message(
+                    exc, f"could not write {n} span(s) to the ledger {self.path}",
+                    f"The {self.committed} span(s) this process stored before are safe (each batch is "
+                    f"committed on its own).{again}")) from None
+            self.committed += n
+            try:
+                self._dir.merge_own()
+            except Exception as exc:  # noqa: BLE001 - the batch is stored; merging is retried with the next one
+                logger.debug("merging this writer's segments failed (%s); retried later", exc, exc_info=True)
         return n
 
     # ------------------------------------------------------------------------------------------- reading
 
+    def _connect(self) -> Any:
+        import duckdb
+        if self._con is None:
+            # Segments are immutable: their Parquet footers can be cached across queries (a report runs a few
+            # dozen queries over the same files; while writers write, most files stay the same).
+            self._con = duckdb.connect()
+            self._con.execute("SET parquet_metadata_cache = true")
+            cols = ", ".join(f"{n} {t.replace(' NOT NULL', '').replace('JSON', 'VARCHAR')}" for n, t in COLUMNS)
+            self._con.execute(f"CREATE TABLE _empty ({cols})")
+        return self._con
+
+    def _refresh(self) -> None:
+        """Point the ``spans`` and ``calls`` views at the segments present now (only when they changed)."""
+        assert self._dir is not None
+        segs = self._dir.live()
+        names = tuple(s.name for s in segs)
+        con = self._connect()
+        if names == self._seen:
+            return
+        con.execute(f"CREATE OR REPLACE VIEW spans AS {_spans_sql(segs)}")
+        con.execute(f"CREATE OR REPLACE VIEW calls AS {_calls_sql(segs)}")
+        self._seen = names
+
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run ``sql`` over ``spans`` and ``calls`` as of now. A segment compacted away between listing and
+        reading makes DuckDB fail to open it: the listing is taken again (up to five times)."""
+        import duckdb
+
         with self._lock:
-            return self.con.execute(sql, params or []).fetchall()
+            if self._dir is None:
+                return self._con.execute(sql, params or []).fetchall()
+            for attempt in range(5):
+                try:
+                    self._refresh()
+                    return self._con.execute(sql, params or []).fetchall()
+                except (duckdb.IOException, FileNotFoundError) as exc:
+                    if attempt == 4:
+                        raise _unreadable(self.path, exc) from None
+                    self._seen = None
+                    time.sleep(0.01 * (attempt + 1))
+                except duckdb.InvalidInputException as exc:
+                    if "parquet" not in str(exc).lower():
+                        raise
+                    raise _unreadable(self.path, exc) from None
+            raise AssertionError("unreachable")  # pragma: no cover
 
     def count(self) -> int:
         return self.query("SELECT count(*) FROM spans")[0][0]
 
+    def load_counts(self, before: set[str]) -> tuple[int, int, int]:
+        """For a load this object just wrote (its stream's segments not in ``before``): (distinct spans stored,
+        how many of them replaced a copy other segments already held, how many of its billed calls (response
+        id + provider) also appear in another span, of this load or of the ledger)."""
+        assert self._dir is not None
+        import duckdb
+        for attempt in range(5):
+            segs = self._dir.live()
+            mine = [s for s in segs if s.name not in before and s.stream == self._dir.stream]
+            others = [s for s in segs if not (s.name not in before and s.stream == self._dir.stream)]
+            if not mine:
+                return 0, 0, 0
+            keys = f"SELECT DISTINCT trace_id, span_id FROM {_parquet_list(mine)}"
+            calls = ("SELECT response_id, coalesce(lower(provider), '') AS p FROM {} "
+                     "WHERE is_llm AND response_id IS NOT NULL")
+            mine_calls = calls.format(_parquet_list(mine))
+            sql = (f"SELECT (SELECT count(*) FROM ({keys})), " + (
+                f"(SELECT count(*) FROM ({keys}) m SEMI JOIN (SELECT trace_id, span_id FROM {_parquet_list(others)}) "
+                "o USING (trace_id, span_id))" if others else "0") +
+                f", (SELECT count(*) FROM (SELECT response_id, p FROM ({mine_calls}) GROUP BY ALL HAVING count(*) > 1"
+                + (f" UNION SELECT m.response_id, m.p FROM ({mine_calls}) m SEMI JOIN ("
+                   f"{calls.format(_parquet_list(others))}) o USING (response_id, p)" if others else "") + "))")
+            try:
+                with self._lock:
+                    got = self._connect().execute(sql).fetchone()
+                return got[0], got[1], got[2]
+            except (duckdb.IOException, FileNotFoundError):
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def settle_load(self, before: set[str]) -> None:
+        """A load that replaced nothing and paired with nothing needs no settling at read time: drop the ``r``
+        flag of its segments (a rename each, under the compaction lock), so reports read them as plain ones."""
+        assert self._dir is not None
+        self._dir.drop_flag("r", lambda s: s.name not in before and s.stream == self._dir.stream)
+
+    def segments(self) -> list[Any]:
+        """The segments a reader reads now (empty for a single-file ledger)."""
+        return [] if self._dir is None else self._dir.live()
+
+    def close(self) -> None:
+        """Close the reader connection; a writer also merges its stream's remaining small segments into one (its
+        stream ends here: a process that is gone should leave one file, not several per merge level)."""
+        with self._lock:
+            con, self._con = self._con, None
+            self._seen = None
+            if con is not None:
+                con.close()
+            if self._dir is not None and not self.read_only and self._dir.pid == os.getpid():
+                try:
+                    self._dir.seal()
+                except Exception as exc:  # noqa: BLE001 - everything is stored; only the file count stays higher
+                    logger.debug("sealing this writer's segments failed (%s)", exc, exc_info=True)
+
+
+_PARENT_CONNECTIONS: list[Any] = []  # reader connections a forked child inherited (see Ledger._after_fork)
+
+
+def _unreadable(path: Path, exc: BaseException) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot read the ledger {path}: {str(exc).splitlines()[0]}. Nothing was changed. A segment file named "
+        f"there is damaged or unreadable: move it out of {path / 'segments'} (the rest stays readable), or restore it")
+
+
+def _parquet_list(segs: Sequence[Any], extra: str = "") -> str:
+    paths = ", ".join("'" + str(s.path).replace("'", "''") + "'" for s in segs)
+    return f"read_parquet([{paths}]{extra})"
+
+
+def _spans_sql(segs: Sequence[Any]) -> str:
+    if not segs:
+        return "SELECT * FROM _empty"
+    base = [s for s in segs if "r" not in s.flags]
+    rep = [s for s in segs if "r" in s.flags]
+    if not rep:
+        return f"SELECT * FROM {_parquet_list(base)}"
+    # Re-loaded rows win over earlier copies of the same span; among re-loads, the newest segment wins.
+    newest = (f"SELECT * EXCLUDE (filename) FROM {_parquet_list(rep, ', filename = true')} "
+              "QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY filename DESC) = 1")
+    if not base:
+        return newest
+    return (f"SELECT * FROM {_parquet_list(base)} ANTI JOIN (SELECT trace_id, span_id FROM {_parquet_list(rep)}) "
+            f"USING (trace_id, span_id) UNION ALL BY NAME {newest}")
+
+
+def _calls_sql(segs: Sequence[Any], spans: str = "spans") -> str:
+    shadow = [s for s in segs if "s" in s.flags]
+    rep = [s for s in segs if "r" in s.flags]
+    where = "is_llm AND counted"
+    if shadow:
+        # A more detailed duplicate written in a later batch than the span it duplicates un-counts it.
+        where += (f" AND span_id NOT IN (SELECT duplicate_of FROM {_parquet_list(shadow)} WHERE counted AND "
+                  "cost_status = 'duplicate' AND duplicate_of IS NOT NULL)")
+    if not rep:
+        return f"SELECT * FROM {spans} WHERE {where}"
+    # Re-loaded files can repeat a call that another file (or a live writer) stored under another span: for the
+    # calls the re-loads touch, which span counts is decided again over every copy (see _RANK_SQL).
+    return f"""WITH _keys AS (
+    SELECT DISTINCT response_id, coalesce(lower(provider), '') AS p FROM {_parquet_list(rep)}
+    WHERE is_llm AND response_id IS NOT NULL),
+  _rank AS (
+    SELECT s.trace_id, s.span_id, row_number() OVER (
+        PARTITION BY s.response_id, coalesce(lower(s.provider), '')
+        ORDER BY (s.cost_total IS NOT NULL) DESC, coalesce(s.usage_detail, 0) DESC, s.end_ns, s.span_id) AS _rn
+    FROM {spans} s JOIN _keys k ON s.response_id = k.response_id AND coalesce(lower(s.provider), '') = k.p
+    WHERE s.is_llm)
+SELECT s.* FROM {spans} s LEFT JOIN _rank r ON s.trace_id = r.trace_id AND s.span_id = r.span_id
+WHERE CASE WHEN r._rn IS NULL THEN {where.replace("span_id", "s.span_id")} ELSE s.is_llm AND r._rn = 1 END"""
+
+
+class LedgerSet:
+    """Several ledgers read as one rollup source: its ``spans`` and ``calls`` are the union of theirs, each ledger
+    read live as :class:`Ledger` reads it (ledger directories) or attached read-only (single files of earlier
+    versions). A call stored in two of them counts twice: pass ledgers that hold different spans.
+
+    Raises:
+        ConfigurationError: a path is missing or not a ledger (see :class:`Ledger`).
+    """
+
+    dialect = "duckdb"
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        import duckdb
+
+        self.ledgers = [Ledger(p, read_only=True) for p in paths]  # each validated, with its own message
+        for led in self.ledgers:
+            if led._con is not None:  # a single file: attached below instead
+                led._con.close()
+                led._con = None
+        self._lock = threading.Lock()
+        self._seen: tuple[Any, ...] | None = None
+        self.con = duckdb.connect()
+        self.con.execute("SET parquet_metadata_cache = true")
+        cols = ", ".join(f"{n} {t.replace(' NOT NULL', '').replace('JSON', 'VARCHAR')}" for n, t in COLUMNS)
+        self.con.execute(f"CREATE TABLE _empty ({cols})")
+        for i, led in enumerate(self.ledgers):
+            if led._dir is None:
+                literal = str(led.path).replace("'", "''")
+                try:
+                    self.con.execute(f"ATTACH '{literal}' AS l{i} (READ_ONLY)")
+                except duckdb.Error as exc:
+                    raise ConfigurationError(f"cannot open ledger {led.path}: {exc}") from None
+                for view in ("spans", "calls"):
+                    self.con.execute(f"CREATE VIEW {view}_{i} AS SELECT * FROM l{i}.{view}")
+        self.path = self.ledgers[0].path if self.ledgers else None
+        self._refresh()  # the per-ledger views exist before the union names them
+        for view in ("spans", "calls"):
+            union = " UNION ALL BY NAME ".join(f"SELECT * FROM {view}_{i}" for i in range(len(self.ledgers)))
+            self.con.execute(f"CREATE VIEW {view} AS {union}")
+
+    def _refresh(self) -> None:
+        listing = [(i, led._dir.live()) for i, led in enumerate(self.ledgers) if led._dir is not None]
+        names = tuple(tuple(s.name for s in segs) for _, segs in listing)
+        if names == self._seen:
+            return
+        for i, segs in listing:
+            self.con.execute(f"CREATE OR REPLACE VIEW spans_{i} AS {_spans_sql(segs)}")
+            self.con.execute(f"CREATE OR REPLACE VIEW calls_{i} AS {_calls_sql(segs, spans=f'spans_{i}')}")
+        self._seen = names
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        import duckdb
+
+        with self._lock:
+            for attempt in range(5):
+                try:
+                    self._refresh()
+                    return self.con.execute(sql, params or []).fetchall()
+                except (duckdb.IOException, FileNotFoundError) as exc:
+                    if attempt == 4:
+                        raise _unreadable(Path(str(self.path)), exc) from None
+                    self._seen = None
+                    time.sleep(0.01 * (attempt + 1))
+            raise AssertionError("unreachable")  # pragma: no cover
+
     def close(self) -> None:
         with self._lock:
-            try:
-                self.con.execute("CHECKPOINT") if not self.read_only else None
-            except Exception:  # noqa: BLE001
-                pass
             self.con.close()
-
-
-# One row per billed call: LLM spans, with duplicates of the same (provider, response id) collapsed to the most
-# detailed span of the pair (then the one that carries a cost, then the earliest to end).
-# One row per billed call. Which span of a duplicated call counts is decided when rows are written (the
-# `counted` column), because de-duplicating at query time costs a window over every LLM span (14 s over 10M
-# calls here, against 0.2 s for the rollup itself).
-_CALLS_VIEW = "CREATE OR REPLACE VIEW calls AS SELECT * FROM spans WHERE is_llm AND counted"
-
-# Rank every span sharing a (response id, provider) key with the incoming rows: a span with a cost beats one
-# without (a duplicate that could not be re-priced must not erase the call's cost), then the most detailed
-# usage wins, then the earliest to end.
-_RANK_SQL = """
-CREATE OR REPLACE TEMP TABLE _rank AS
-SELECT s.trace_id, s.span_id, row_number() OVER (
-    PARTITION BY s.response_id, coalesce(lower(s.provider), '')
-    ORDER BY (s.cost_total IS NOT NULL) DESC, coalesce(s.usage_detail, 0) DESC, s.end_ns, s.span_id) AS rn
-FROM spans s
-JOIN (SELECT DISTINCT response_id, coalesce(lower(provider), '') AS p FROM {src}
-      WHERE is_llm AND response_id IS NOT NULL) k
-  ON s.response_id = k.response_id AND coalesce(lower(s.provider), '') = k.p
-WHERE s.is_llm
-"""
-_APPLY_RANK_SQL = """
-UPDATE spans SET counted = (r.rn = 1) FROM _rank r
-WHERE spans.trace_id = r.trace_id AND spans.span_id = r.span_id AND spans.counted <> (r.rn = 1)
-"""
+            for led in self.ledgers:
+                led.close()
 
 
 def open_ledger(path: str | os.PathLike[str], **kwargs: Any) -> Ledger:
     return Ledger(path, **kwargs)
-
 
 class LedgerExporter(SpanExporter):
     """Writes span batches to a :class:`Ledger`. Never raises; a failed batch returns ``FAILURE``."""
@@ -658,7 +903,8 @@ class LedgerSpanProcessor(SpanProcessor):
 
     * ``on_end`` never raises. It appends the span to a bounded queue (``max_queue_size``) that a worker
       thread writes in batches of up to ``max_export_batch_size`` (at once when a batch is full, else every
-      ``schedule_delay_millis``). A batch is acknowledged only after DuckDB committed it (see :class:`Ledger`).
+      ``schedule_delay_millis``, default 0.5 s, so the first batch is durable within about a second of the first
+      span). A batch is acknowledged only after its segment is durable (see :class:`Ledger`).
     * Backpressure instead of loss: when the queue is full (the writer is behind: slow disk, long checkpoint,
       a burst bigger than the queue), the thread ending the span waits for space, at most
       ``max_block_millis`` (default 5 s). So under sustained overload the application runs at the speed of
@@ -667,8 +913,7 @@ class LedgerSpanProcessor(SpanProcessor):
     * Bounded wait, then counted loss: if no space frees up within ``max_block_millis`` the writer is taken to
       be stalled, that span is dropped, and so is every span that finds the queue full until the writer takes
       a batch again (so a stalled disk costs the application one bounded wait, not one per span). Spans ended
-      after :meth:`shutdown`, or in a forked child process (DuckDB allows one writing process), are dropped
-      too. Every drop is counted, by reason and by whether the span carried a cost, in :meth:`stats` and the
+      after :meth:`shutdown` are dropped too. Every drop is counted, by reason and by whether the span carried a cost, in :meth:`stats` and the
       ``otel_costattr.ledger.spans.dropped`` counter (attributes ``reason``, ``gen_ai.cost.status``), and
       logged once per reason. All spans are treated alike (no priority for priced ones): non-LLM spans are
       the parents that retry chains and the call tree need.
@@ -677,12 +922,18 @@ class LedgerSpanProcessor(SpanProcessor):
     * A batch the ledger refuses (disk full, read-only file) is counted in ``exporter.failed_batches`` and
       logged once; the spans of a failed batch are not retried.
 
-    ``force_flush`` writes everything queued before the call and waits for it (up to ``timeout_millis``).
-    ``shutdown`` stops accepting spans, writes what is queued (up to 30 s), then closes the ledger.
+    * Fork-safe: in a child made by ``os.fork`` (gunicorn ``--preload``, multiprocessing, Celery prefork) the
+      processor starts a worker of its own when the child ends its first span, and writes a segment stream of
+      its own; spans the parent had queued stay the parent's to write. Nothing is dropped for being forked.
+
+    ``force_flush`` writes everything queued before the call and waits for it (up to ``timeout_millis``); it
+    takes no lock the application's threads hold, so a signal handler may call it (``configure()`` does, on
+    SIGTERM/SIGINT). ``shutdown`` stops accepting spans, writes what is queued (up to 30 s), then closes the
+    ledger.
     """
 
     def __init__(self, ledger: Ledger | str | os.PathLike[str], *, max_queue_size: int = 8192,
-                 schedule_delay_millis: float = 1000, max_export_batch_size: int = 2048,
+                 schedule_delay_millis: float = 500, max_export_batch_size: int = 2048,
                  max_block_millis: float = 5000, meter_provider: Any = None, **kwargs: Any) -> None:
         if max_queue_size < 1 or max_export_batch_size < 1 or max_export_batch_size > max_queue_size:
             raise ValueError("need 1 <= max_export_batch_size <= max_queue_size")
@@ -699,7 +950,8 @@ class LedgerSpanProcessor(SpanProcessor):
         self._wake = threading.Event()  # set by producers when a batch is ready, by flush and shutdown
         self._space = threading.Condition(threading.Lock())  # producers waiting for room; guards the fields below
         self._stalled = False  # a producer gave up waiting: drop without waiting until the writer moves again
-        self._flush_requests: list[threading.Event] = []
+        # Flush requests: appended without a lock (a signal handler may flush), taken by the worker.
+        self._flush_requests: deque[threading.Event] = deque()
         self._closed = False
         self._forked = False
         self._counts: dict[str, int] = {}
@@ -711,8 +963,7 @@ class LedgerSpanProcessor(SpanProcessor):
                  else metrics.get_meter("otel_costattr", __version__))
         self._dropped_metric = meter.create_counter(
             "otel_costattr.ledger.spans.dropped", unit="{span}",
-            description="Spans the ledger did not store because its writer stalled, it was shut down, or the "
-                        "process forked")
+            description="Spans the ledger did not store because its writer stalled or it was shut down")
         self._worker = threading.Thread(target=self._work, name="otel-costattr-ledger", daemon=True)
         self._worker.start()
         if hasattr(os, "register_at_fork"):
@@ -720,12 +971,34 @@ class LedgerSpanProcessor(SpanProcessor):
 
             def _in_child() -> None:
                 me = ref()
-                if me is not None:  # the worker thread did not survive the fork; a lock it held would not either
-                    me._forked = True
-                    me._space = threading.Condition(threading.Lock())
-                    me._queue.clear()  # the parent's spans: the parent writes them
+                if me is not None:
+                    me._after_fork()
 
             os.register_at_fork(after_in_child=_in_child)
+
+    def _after_fork(self) -> None:
+        # Only the forking thread survives: the worker is gone, and a lock it (or any other thread) held stays
+        # held forever. Fresh ones; the worker is started again by the first span the child ends (starting a
+        # thread inside a fork handler is not safe everywhere). The parent's queued spans are the parent's.
+        self._forked = True
+        self._queue = deque()
+        self._wake = threading.Event()
+        self._space = threading.Condition(threading.Lock())
+        self._flush_requests = deque()
+        self._stalled = False
+        # The child's counters describe the child.
+        self._counts = {}
+        self._waits, self._wait_s, self._longest_wait_s = 0, 0.0, 0.0
+        self.exporter.written = self.exporter.failed_batches = 0
+
+    def _restart_worker(self) -> None:
+        """In a forked child: start the child's own worker (once)."""
+        with self._space:
+            if not self._forked:
+                return
+            self._worker = threading.Thread(target=self._work, name="otel-costattr-ledger", daemon=True)
+            self._worker.start()
+            self._forked = False
 
     @property
     def ledger(self) -> Ledger:
@@ -750,10 +1023,8 @@ class LedgerSpanProcessor(SpanProcessor):
             logger.debug("ledger on_end failed", exc_info=True)
 
     def _on_end_slow(self, span: ReadableSpan) -> None:
-        if self._forked:
-            self._drop(span, "forked", "a span ended in a forked child process: the ledger is written only by "
-                       "the process that opened it (DuckDB allows one writer)")
-            return
+        if self._forked and not self._closed:
+            self._restart_worker()
         if self._closed:
             self._drop(span, "shutdown", "a span ended after the ledger processor was shut down")
             return
@@ -839,8 +1110,10 @@ class LedgerSpanProcessor(SpanProcessor):
         while True:
             woken = self._wake.wait(delay)
             self._wake.clear()
+            flushes = []
+            while self._flush_requests:
+                flushes.append(self._flush_requests.popleft())
             with self._space:
-                flushes, self._flush_requests = self._flush_requests, []
                 closing = self._closed
             if flushes or closing:
                 n = len(self._queue)  # everything queued before the request; later spans wait their turn
@@ -864,12 +1137,19 @@ class LedgerSpanProcessor(SpanProcessor):
     # ------------------------------------------------------------------------------------ lifecycle
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Write everything queued before this call; True once written (or refused and counted) in time."""
+        """Write everything queued before this call; True once written (or refused and counted) in time.
+
+        Takes no lock that producers hold (the request goes on a lock-free queue), so it is safe to call from a
+        signal handler or while other threads are ending spans.
+        """
+        if self._forked:
+            if not self._queue:
+                return True  # a forked child that has ended no span yet: nothing to write
+            self._restart_worker()
         if self._closed or not self._worker.is_alive() or threading.current_thread() is self._worker:
             return False
         done = threading.Event()
-        with self._space:
-            self._flush_requests.append(done)
+        self._flush_requests.append(done)
         self._wake.set()
         return done.wait(timeout_millis / 1000)
 
@@ -880,8 +1160,9 @@ class LedgerSpanProcessor(SpanProcessor):
                 return
             self._closed = True
             self._space.notify_all()  # producers waiting for room stop waiting (and drop, counted)
-        if self._forked:
-            return  # the parent's ledger: a checkpoint from this copy of its connection could corrupt the file
+        if self._forked:  # a forked child that never ended a span: no worker, nothing queued
+            self.exporter.shutdown()
+            return
         self._wake.set()
         if threading.current_thread() is not self._worker:
             self._worker.join(timeout_millis / 1000)
@@ -895,8 +1176,8 @@ class LedgerSpanProcessor(SpanProcessor):
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``queued``, ``written``, ``failed_batches``, ``dropped`` (total) and
-        ``dropped_priced`` (spans that carried a cost), ``dropped_queue_full`` / ``dropped_shutdown`` /
-        ``dropped_forked``, and the backpressure waits (``waits``, ``wait_s``, ``longest_wait_s``)."""
+        ``dropped_priced`` (spans that carried a cost), ``dropped_queue_full`` / ``dropped_shutdown`` (and
+        ``dropped_forked``, always 0 since forked children write their own stream), and the backpressure waits (``waits``, ``wait_s``, ``longest_wait_s``)."""
         with self._space:
             counts = dict(self._counts)
             waits, wait_s, longest = self._waits, self._wait_s, self._longest_wait_s

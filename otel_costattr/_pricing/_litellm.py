@@ -860,23 +860,7 @@ def _parse_entry(key: str, spec: Mapping[str, object], provider: str, litellm_pr
     """Parse one model entry into the rates LiteLLM would charge; raises _Skip if it cannot be imported."""
     notes: list[str] = []
     skipped: list[str] = []
-    given, names, read = _token_fields(key, spec, notes, skipped)
-    comparator = ">=" if provider in _INCLUSIVE_THRESHOLD_PROVIDERS else ">"
-
-    if "tiered_pricing" in spec:
-        tiered = _tiered_pricing(key, spec, notes)
-        if tiered is None:
-            skipped.append("tiered_pricing")
-        else:
-            # LiteLLM bills from the range table whenever it has one; the flat keys then go unused.
-            flat = given.get((_STANDARD, 0), {})
-            if any(flat.get(c, v) != v for c, v in tiered[(_STANDARD, 0)].items()):
-                notes.append("flat token keys differ from the first tiered_pricing range; used the ranges")
-            skipped.extend(name for (tier, n, _), name in names.items() if tier != _STANDARD or n)
-            given, names = tiered, {}
-            comparator = ">"  # ranges are lo < prompt <= hi for every provider
-            read.add("tiered_pricing")
-
+    given, names, read, comparator = _token_rates(key, spec, provider, notes, skipped)
     base = given.get((_STANDARD, 0), {})
     if "input" not in base and "output" not in base:
         raise _Skip(NON_TOKEN_MODE if _non_token_prices(spec, read) else NO_TOKEN_PRICES)
@@ -885,16 +869,7 @@ def _parse_entry(key: str, spec: Mapping[str, object], provider: str, litellm_pr
         raise _Skip(NON_TOKEN_MODE)
 
     classes = tuple(c for c in CLASSES if c in base)
-    # A threshold exists only through the standard input key, as in LiteLLM.
-    thresholds = tuple(sorted(n for (tier, n), row in given.items() if tier == _STANDARD and n and "input" in row))
-    for (tier, n, cls), name in names.items():
-        if (n and n not in thresholds) or cls not in base:
-            # A rate for a threshold LiteLLM never detects, or for a class with no base rate to fall
-            # back from, has no place in the schema.
-            skipped.append(name)
-            read.discard(name)
-            del given[(tier, n)][cls]
-    given = {slot: row for slot, row in given.items() if row}
+    given, thresholds = _placeable(given, names, read, base, skipped)
     tiers = tuple(t for t in ("batch", "flex", "priority") if any(slot[0] == t for slot in given))
     given_classes = {slot: frozenset(row) for slot, row in given.items()}
     table = _build_table(given, thresholds, tiers, classes)
@@ -905,31 +880,8 @@ def _parse_entry(key: str, spec: Mapping[str, object], provider: str, litellm_pr
                 f"above {n} tokens LiteLLM has no rate for {', '.join(kept)}, so the base rate applies (as in LiteLLM)"
             )
 
-    regions: dict[str, Decimal] = {}
-    for name, region in _REGION_KEYS.items():
-        if name in spec:
-            regions[region] = _multiplier(spec[name], f"{key!r} field {name!r}")
-            read.add(name)
-    specific = spec.get("provider_specific_entry")
-    if isinstance(specific, Mapping):
-        for name, value in specific.items():
-            if name == "fast":
-                skipped.append("provider_specific_entry.fast")
-            elif name in ("us", "eu") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                # Anthropic's inference_geo uplift: a data-residency region in our terms.
-                factor = _multiplier(value, f"{key!r} field 'provider_specific_entry.{name}'")
-                if regions.setdefault(name, factor) != factor:
-                    notes.append(f"provider_specific_entry.{name} disagrees with the regional uplift; kept the uplift")
-
-    per_1k: dict[str, Decimal] = {}
-    search = spec.get(_WEB_SEARCH_KEY)
-    if isinstance(search, Mapping) and _WEB_SEARCH_SIZE in search:
-        medium = _price(search[_WEB_SEARCH_SIZE], f"{key!r} field '{_WEB_SEARCH_KEY}.{_WEB_SEARCH_SIZE}'")
-        per_1k["web_search"] = _mul(medium, _THOUSAND)
-        read.add(_WEB_SEARCH_KEY)
-        if any(v != search[_WEB_SEARCH_SIZE] for v in search.values()):
-            notes.append("web search priced at the medium context size")
-
+    regions = _regions(key, spec, read, notes, skipped)
+    per_1k = _per_1k_calls(key, spec, read, notes)
     windows: list[dict[str, object]] = []
     if "off_peak_pricing" in spec:
         windows = _off_peak(
@@ -943,14 +895,7 @@ def _parse_entry(key: str, spec: Mapping[str, object], provider: str, litellm_pr
             skipped.append(name)
 
     source = spec.get("source")
-    model_id = _strip_routing(key, litellm_provider, provider)
-    aliases: tuple[str, ...] = ()
-    if not _ID_PATTERN.match(model_id):
-        # Ids must start with a letter or digit; Cloudflare's "@cf/..." names keep their spelling as an alias.
-        trimmed = re.sub(r"^[^a-z0-9]+", "", model_id)
-        if not _ID_PATTERN.match(trimmed):
-            raise _Skip(INVALID_ID, f"id {model_id!r} has characters outside [a-z0-9._:/@+-]")
-        model_id, aliases = trimmed, (model_id,)
+    model_id, aliases = _model_id(key, litellm_provider, provider)
     return _Entry(
         key=key,
         provider=provider,
@@ -972,6 +917,99 @@ def _parse_entry(key: str, spec: Mapping[str, object], provider: str, litellm_pr
         context_window=_limit(spec.get("max_input_tokens")),
         max_output=_limit(spec.get("max_output_tokens")),
     )
+
+
+def _token_rates(key: str, spec: Mapping[str, object], provider: str, notes: list[str], skipped: list[str]):
+    """The entry's token rates: its ``*_cost_per_token`` keys (see :func:`_token_fields`), or its
+    ``tiered_pricing`` range table when it has one, which LiteLLM then bills from.
+
+    Returns ``(given, names, read, comparator)``: ``names`` is empty for a range table, and ``comparator`` is how
+    a prompt crosses a threshold (``>=`` for the providers that bill from the threshold itself).
+    """
+    given, names, read = _token_fields(key, spec, notes, skipped)
+    comparator = ">=" if provider in _INCLUSIVE_THRESHOLD_PROVIDERS else ">"
+    if "tiered_pricing" in spec:
+        tiered = _tiered_pricing(key, spec, notes)
+        if tiered is None:
+            skipped.append("tiered_pricing")
+        else:
+            # LiteLLM bills from the range table whenever it has one; the flat keys then go unused.
+            flat = given.get((_STANDARD, 0), {})
+            if any(flat.get(c, v) != v for c, v in tiered[(_STANDARD, 0)].items()):
+                notes.append("flat token keys differ from the first tiered_pricing range; used the ranges")
+            skipped.extend(name for (tier, n, _), name in names.items() if tier != _STANDARD or n)
+            given, names = tiered, {}
+            comparator = ">"  # ranges are lo < prompt <= hi for every provider
+            read.add("tiered_pricing")
+    return given, names, read, comparator
+
+
+def _placeable(
+    given: dict[tuple[str, int], dict[str, Decimal]],
+    names: Mapping[tuple[str, int, str], str],
+    read: set[str],
+    base: Mapping[str, Decimal],
+    skipped: list[str],
+) -> tuple[dict[tuple[str, int], dict[str, Decimal]], tuple[int, ...]]:
+    """The long-context thresholds LiteLLM detects, and ``given`` without the rates the schema has no place for
+    (each reported as skipped): a rate for a threshold LiteLLM never detects, or for a class with no base rate
+    to fall back from. Returns ``(given, thresholds)``; ``given``'s rows are trimmed in place."""
+    # A threshold exists only through the standard input key, as in LiteLLM.
+    thresholds = tuple(sorted(n for (tier, n), row in given.items() if tier == _STANDARD and n and "input" in row))
+    for (tier, n, cls), name in names.items():
+        if (n and n not in thresholds) or cls not in base:
+            skipped.append(name)
+            read.discard(name)
+            del given[(tier, n)][cls]
+    return {slot: row for slot, row in given.items() if row}, thresholds
+
+
+def _regions(
+    key: str, spec: Mapping[str, object], read: set[str], notes: list[str], skipped: list[str]
+) -> dict[str, Decimal]:
+    """Regional uplifts: LiteLLM's regional multiplier keys, and Anthropic's inference_geo uplift
+    (``provider_specific_entry.us``/``.eu``), which is a data-residency region in our terms."""
+    regions: dict[str, Decimal] = {}
+    for name, region in _REGION_KEYS.items():
+        if name in spec:
+            regions[region] = _multiplier(spec[name], f"{key!r} field {name!r}")
+            read.add(name)
+    specific = spec.get("provider_specific_entry")
+    if isinstance(specific, Mapping):
+        for name, value in specific.items():
+            if name == "fast":
+                skipped.append("provider_specific_entry.fast")
+            elif name in ("us", "eu") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                factor = _multiplier(value, f"{key!r} field 'provider_specific_entry.{name}'")
+                if regions.setdefault(name, factor) != factor:
+                    notes.append(f"provider_specific_entry.{name} disagrees with the regional uplift; kept the uplift")
+    return regions
+
+
+def _per_1k_calls(key: str, spec: Mapping[str, object], read: set[str], notes: list[str]) -> dict[str, Decimal]:
+    """Per-call fees in USD per 1,000 calls: web search, at LiteLLM's medium search-context size."""
+    per_1k: dict[str, Decimal] = {}
+    search = spec.get(_WEB_SEARCH_KEY)
+    if isinstance(search, Mapping) and _WEB_SEARCH_SIZE in search:
+        medium = _price(search[_WEB_SEARCH_SIZE], f"{key!r} field '{_WEB_SEARCH_KEY}.{_WEB_SEARCH_SIZE}'")
+        per_1k["web_search"] = _mul(medium, _THOUSAND)
+        read.add(_WEB_SEARCH_KEY)
+        if any(v != search[_WEB_SEARCH_SIZE] for v in search.values()):
+            notes.append("web search priced at the medium context size")
+    return per_1k
+
+
+def _model_id(key: str, litellm_provider: str, provider: str) -> tuple[str, tuple[str, ...]]:
+    """Our id for a LiteLLM key (lower case, routing prefix stripped) and the aliases it needs; raises
+    ``_Skip(INVALID_ID)`` when no valid id can be made of it."""
+    model_id = _strip_routing(key, litellm_provider, provider)
+    if _ID_PATTERN.match(model_id):
+        return model_id, ()
+    # Ids must start with a letter or digit; Cloudflare's "@cf/..." names keep their spelling as an alias.
+    trimmed = re.sub(r"^[^a-z0-9]+", "", model_id)
+    if not _ID_PATTERN.match(trimmed):
+        raise _Skip(INVALID_ID, f"id {model_id!r} has characters outside [a-z0-9._:/@+-]")
+    return trimmed, (model_id,)
 
 
 def _limit(value: object) -> int | None:
@@ -1261,20 +1299,64 @@ def convert_litellm(
     if version and source_sha256:
         table_version += f"+{source_sha256[:12]}"
 
-    skipped: Counter[str] = Counter({reason: 0 for reason in SKIP_REASONS})
-    ignored: list[str] = []
-    details: list[tuple[str, str]] = []
-    by_provider: dict[str, dict[str, _Entry]] = {}
-    by_key: dict[str, _Entry] = {}  # LiteLLM key -> the entry that prices it (for alias_of)
-    alias_keys: list[tuple[str, str]] = []
-    entries_read = 0
+    # The steps, in order: read every entry, fold regional/geo copies into their base model, attach the
+    # alias_of names, then encode each provider's table.
+    found = _read_map(data)
+    folded_geo = folded_region = unfolded = 0
+    for provider in sorted(found.by_provider):
+        geo, region, kept = _fold(found.by_provider[provider])
+        folded_geo += geo
+        folded_region += region
+        unfolded += kept
+    n_aliases = _apply_aliases(found.alias_keys, found.by_key, found.by_provider, found.skipped)
+    providers, per_provider, field_counts = _encode_providers(found.by_provider, table_version, base_note)
+
+    report = ImportReport(
+        source=source_name,
+        source_sha256=source_sha256,
+        entries_read=found.entries_read,
+        converted=sum(per_provider.values()),
+        folded_geo=folded_geo,
+        folded_region=folded_region,
+        unfolded_copies=unfolded,
+        skipped=tuple(sorted(found.skipped.items())),
+        per_provider=tuple(sorted(per_provider.items())),
+        skipped_fields=tuple(sorted(field_counts.items(), key=lambda item: (-item[1], item[0]))),
+        ignored_keys=tuple(sorted(found.ignored)),
+        skip_details=tuple(found.details),
+        aliases=n_aliases,
+        litellm_version=version,
+    )
+    return _document(report, imported_at, providers), report
+
+
+@dataclass
+class _Found:
+    """What one pass over a LiteLLM map collects (:func:`_read_map`)."""
+
+    skipped: Counter[str] = field(default_factory=lambda: Counter({reason: 0 for reason in SKIP_REASONS}))
+    ignored: list[str] = field(default_factory=list)  # non-model keys ("sample_spec")
+    details: list[tuple[str, str]] = field(default_factory=list)  # (key, why) for unmappable and invalid entries
+    by_provider: dict[str, dict[str, _Entry]] = field(default_factory=dict)  # provider -> id -> entry
+    by_key: dict[str, _Entry] = field(default_factory=dict)  # LiteLLM key -> the entry that prices it (alias_of)
+    alias_keys: list[tuple[str, str]] = field(default_factory=list)  # (alias key, target key)
+    entries_read: int = 0
+
+
+def _read_map(data: Mapping[str, object]) -> _Found:
+    """Check and parse every entry of a LiteLLM map; count each skip by reason. The first key that gives an id
+    wins; a later key with the same id is a ``duplicate_id`` (noted on the first when its prices differ).
+
+    Raises ``ValueError`` naming the key for a malformed entry (see :func:`convert_litellm`).
+    """
+    found = _Found()
     for key, spec in data.items():
         if not isinstance(key, str):
             raise ValueError(f"LiteLLM key {key!r} is not a string")
         if key in _NON_MODEL_KEYS:
-            ignored.append(key)
+            found.ignored.append(key)
             continue
-        entries_read += 1
+        found.entries_read += 1
         if not isinstance(spec, Mapping):
             raise ValueError(f"LiteLLM key {key!r}: entry must be a JSON object, got {type(spec).__name__}")
         for name, value in spec.items():
@@ -1283,10 +1365,10 @@ def convert_litellm(
         litellm_provider = spec.get("litellm_provider")
         if litellm_provider is None and isinstance(spec.get("alias_of"), str):
             # LiteLLM >= 1.110 writes moving names ("claude-sonnet-latest") as {"alias_of": "<key>"}.
-            alias_keys.append((key, spec["alias_of"]))
+            found.alias_keys.append((key, spec["alias_of"]))
             continue
         if litellm_provider is None:
-            skipped[NOT_A_MODEL] += 1
+            found.skipped[NOT_A_MODEL] += 1
             continue
         if not isinstance(litellm_provider, str) or not litellm_provider.strip():
             raise ValueError(f"LiteLLM key {key!r}: litellm_provider must be a non-empty string")
@@ -1294,33 +1376,32 @@ def convert_litellm(
         try:
             entry = _parse_entry(key, spec, provider, litellm_provider.strip())
         except _Skip as skip:
-            skipped[skip.reason] += 1
+            found.skipped[skip.reason] += 1
             if skip.reason in (UNMAPPABLE_FIELD, INVALID_ID):
-                details.append((key, str(skip)))
+                found.details.append((key, str(skip)))
             continue
-        models = by_provider.setdefault(provider, {})
+        models = found.by_provider.setdefault(provider, {})
         first = models.get(entry.model_id)
         if first is not None:
-            skipped[DUPLICATE_ID] += 1
+            found.skipped[DUPLICATE_ID] += 1
             if not _same_prices(first, entry):
                 first.notes.append(f"LiteLLM key {key!r} gives this id other prices and was ignored")
             elif first.model_id == entry.model_id:
-                by_key[key] = first
+                found.by_key[key] = first
             continue
         models[entry.model_id] = entry
-        by_key[key] = entry
+        found.by_key[key] = entry
+    return found
 
-    folded_geo = folded_region = unfolded = 0
+
+def _encode_providers(
+    by_provider: Mapping[str, dict[str, _Entry]], table_version: str, base_note: str
+) -> tuple[dict[str, object], dict[str, int], Counter[str]]:
+    """Each provider's table (meta and sorted models). Returns ``(providers, models per provider, count of each
+    skipped LiteLLM field)``."""
     providers: dict[str, object] = {}
     per_provider: dict[str, int] = {}
     field_counts: Counter[str] = Counter()
-    for provider in sorted(by_provider):
-        models = by_provider[provider]
-        geo, region, kept = _fold(models)
-        folded_geo += geo
-        folded_region += region
-        unfolded += kept
-    n_aliases = _apply_aliases(alias_keys, by_key, by_provider, skipped)
     for provider in sorted(by_provider):
         models = by_provider[provider]
         # An alias must not shadow another model's id (ids and aliases share one index per provider).
@@ -1342,30 +1423,18 @@ def convert_litellm(
         per_provider[provider] = len(models)
         for entry in models.values():
             field_counts.update(entry.skipped_fields)
+    return providers, per_provider, field_counts
 
-    report = ImportReport(
-        source=source_name,
-        source_sha256=source_sha256,
-        entries_read=entries_read,
-        converted=sum(per_provider.values()),
-        folded_geo=folded_geo,
-        folded_region=folded_region,
-        unfolded_copies=unfolded,
-        skipped=tuple(sorted(skipped.items())),
-        per_provider=tuple(sorted(per_provider.items())),
-        skipped_fields=tuple(sorted(field_counts.items(), key=lambda item: (-item[1], item[0]))),
-        ignored_keys=tuple(sorted(ignored)),
-        skip_details=tuple(details),
-        aliases=n_aliases,
-        litellm_version=version,
-    )
-    document = {
+
+def _document(report: ImportReport, imported_at: str | None, providers: dict[str, object]) -> dict[str, object]:
+    """The imported-layer document: provenance and counts in ``meta``, then the providers' tables."""
+    return {
         "meta": {
             "tool": TOOL_NAME,
             "generated": "do not hand-edit; regenerate with otel-costattr pricing update (--from-installed litellm | FILE)",
-            "source": source_name,
-            "source_sha256": source_sha256,
-            "litellm_version": version,
+            "source": report.source,
+            "source_sha256": report.source_sha256,
+            "litellm_version": report.litellm_version,
             "converted_at": imported_at,
             "counts": {
                 "entries_read": report.entries_read,
@@ -1379,7 +1448,6 @@ def convert_litellm(
         },
         "providers": providers,
     }
-    return document, report
 
 
 def _apply_aliases(alias_keys: list[tuple[str, str]], by_key: Mapping[str, _Entry],

@@ -1,5 +1,5 @@
 """``otel-costattr serve``: an OTLP/HTTP endpoint that prices the gen_ai spans of any language's SDK or
-collector, then forwards them (OTLP/HTTP, gzip protobuf) and/or writes them to the DuckDB ledger.
+collector, then forwards them (OTLP/HTTP, gzip protobuf) and/or writes them to the ledger.
 
 ::
 
@@ -112,7 +112,7 @@ class ServeConfig:
         """Check the configuration without side effects. Raises :class:`ConfigurationError`."""
         if not self.forward and not self.ledger:
             raise ConfigurationError("serve needs somewhere to send spans: pass --forward URL (an OTLP/HTTP "
-                                     "endpoint) and/or --ledger PATH (a DuckDB file)")
+                                     "endpoint) and/or --ledger PATH (a ledger directory)")
         if self.forward:
             self.forward_url()
         if self.ledger:

@@ -43,7 +43,7 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                    "/v1/traces is appended to a base URL")
     p.add_argument("--forward-header", type=_header, action="append", default=[], metavar="NAME=VALUE",
                    help="header sent with every forward (repeatable), e.g. 'Authorization=Basic ...'")
-    p.add_argument("--ledger", metavar="PATH", help="DuckDB ledger file to write every span to")
+    p.add_argument("--ledger", metavar="PATH", help="ledger directory to write every span to (created if missing; other processes may write it too)")
     p.add_argument("--pricing", nargs="+", action="extend", default=[], metavar="FILE",
                    help="overlay pricing file(s); they win over the shipped tables")
     p.add_argument("--token-env", default=TOKEN_ENV, metavar="NAME",

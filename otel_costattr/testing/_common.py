@@ -76,7 +76,7 @@ class FakeReply:
     With ``events`` set, the reply is a ``text/event-stream``: each ``(event, data)`` pair becomes
     an SSE message, where ``event`` may be ``None`` (no ``event:`` line) and ``data`` is JSON-encoded
     unless it is a ``str`` (sent as is, e.g. ``"[DONE]"``). Otherwise ``body`` is JSON-encoded
-    (``None`` sends an empty body). ``headers`` are added to the defaults (content type and length).
+    (``None`` sends an empty body), or sent verbatim when it is ``bytes`` (Bedrock's event stream). ``headers`` are added to the defaults (content type and length).
     """
 
     status: int = 200

@@ -1,4 +1,5 @@
-"""A local fake LLM vendor speaking enough of the OpenAI and Anthropic HTTP APIs for the real SDKs.
+"""A local fake LLM vendor speaking enough of the OpenAI, Anthropic, Bedrock Runtime and Gemini HTTP APIs for
+the real SDKs.
 
 Standard library only: a :class:`http.server.ThreadingHTTPServer` on 127.0.0.1 in a background
 thread, HTTP/1.1 keep-alive (the SDKs pool connections) and ``TCP_NODELAY`` (small replies must
@@ -21,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from . import _anthropic, _openai
+from . import _anthropic, _bedrock, _gemini, _openai
 from ._common import DEFAULT_MODEL_MAP, FakeReply, IdFactory, Plan
 from ._usage import (
     MODEL_HEADER,
@@ -43,6 +44,14 @@ _RETRIEVE_PATH = re.compile(r"^/v1/responses/([^/]+)$")
 _ERROR_SCENARIO = re.compile(r"^error-([45]\d\d)$")
 _FLAKY_SCENARIO = re.compile(r"^flaky(?:-(\d+))?$")
 _PLAIN_SCENARIOS = frozenset({"malformed-tool", "no-usage"})
+# Bedrock Runtime (boto3 "bedrock-runtime" with endpoint_url=...) and Gemini (google-genai with base_url=...):
+# the model is in the path.
+_BEDROCK_PATH = re.compile(r"^/model/([^/]+)/(converse|converse-stream|invoke|invoke-with-response-stream)$")
+_GEMINI_PATH = re.compile(r"^/(?:v1|v1beta|v1alpha)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_BEDROCK_ENDPOINTS = {"converse": "bedrock.converse", "converse-stream": "bedrock.converse_stream",
+                      "invoke": "bedrock.invoke_model", "invoke-with-response-stream": "bedrock.invoke_model_stream"}
+_GEMINI_ENDPOINTS = {"generateContent": "gemini.generate_content",
+                     "streamGenerateContent": "gemini.stream_generate_content"}
 
 # (method, path) -> (vendor, endpoint); the retrieve path is matched separately.
 _ROUTES: Mapping[tuple[str, str], tuple[str, str]] = {
@@ -77,7 +86,9 @@ class FakeRequest:
     """What an :meth:`FakeVendorServer.on_request` hook sees about one request.
 
     ``endpoint`` is one of ``chat.completions``, ``responses``, ``responses.retrieve``,
-    ``embeddings``, ``messages``, or ``None`` for a path the fake does not serve. ``usage`` is the
+    ``embeddings``, ``messages``, ``bedrock.converse``, ``bedrock.converse_stream``,
+    ``bedrock.invoke_model``, ``bedrock.invoke_model_stream``, ``gemini.generate_content``,
+    ``gemini.stream_generate_content``, or ``None`` for a path the fake does not serve. ``usage`` is the
     server default overlaid with the ``x-fake-usage`` header, ``model`` the response model the
     fake would report, ``scenarios`` the parsed ``x-fake-scenario`` names, in order.
     """
@@ -105,15 +116,20 @@ class _ControlError(ValueError):
 
 
 class FakeVendorServer:
-    """A fake OpenAI + Anthropic HTTP API on ``127.0.0.1`` for tests and the demo.
+    """A fake OpenAI + Anthropic + Bedrock Runtime + Gemini HTTP API on ``127.0.0.1`` for tests and the demo.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. Point the SDKs at
-    :attr:`openai_base_url` (``OpenAI(base_url=...)``) and :attr:`anthropic_base_url`
-    (``Anthropic(base_url=...)``); any API key is accepted.
+    :attr:`openai_base_url` (``OpenAI(base_url=...)``), :attr:`anthropic_base_url`
+    (``Anthropic(base_url=...)``), :attr:`bedrock_endpoint_url` (``boto3.client("bedrock-runtime",
+    endpoint_url=...)``) and :attr:`gemini_base_url` (``genai.Client(http_options={"base_url": ...})``);
+    any API key or AWS credentials are accepted.
 
     Served: OpenAI ``POST /v1/chat/completions``, ``POST /v1/responses``, ``GET /v1/responses/{id}``,
-    ``POST /v1/embeddings``; Anthropic ``POST /v1/messages``; each streaming where the real API
-    streams. Anything else is a 404 in the vendor's error format.
+    ``POST /v1/embeddings``; Anthropic ``POST /v1/messages``; Bedrock Runtime ``POST
+    /model/{modelId}/converse``, ``/converse-stream``, ``/invoke`` and ``/invoke-with-response-stream``
+    (Anthropic bodies); Gemini ``POST /v1beta/models/{model}:generateContent`` and
+    ``:streamGenerateContent``; each streaming where the real API streams. Anything else is a 404 in the
+    vendor's error format.
 
     Per-request control is by headers (see :func:`fake_headers`): ``x-fake-usage`` overlays the
     keys it names on ``default_usage``; ``x-fake-model`` sets the response model (otherwise
@@ -243,6 +259,16 @@ class FakeVendorServer:
         """The ``base_url`` for ``anthropic.Anthropic`` (the SDK adds ``/v1/messages`` itself)."""
         return self.url
 
+    @property
+    def bedrock_endpoint_url(self) -> str:
+        """The ``endpoint_url`` for ``boto3.client("bedrock-runtime", ...)``: :attr:`url`."""
+        return self.url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """The ``base_url`` for ``google.genai.Client(http_options=...)``: :attr:`url`."""
+        return self.url
+
     def _require(self) -> _HTTPServer:
         if self._httpd is None:
             raise RuntimeError("FakeVendorServer is not running; call start() or use it as a context manager")
@@ -293,14 +319,28 @@ class FakeVendorServer:
         path, _, query = target.partition("?")
         route = _ROUTES.get((method, path))
         retrieve = _RETRIEVE_PATH.match(path) if method == "GET" else None
+        bedrock = _BEDROCK_PATH.match(path) if method == "POST" else None
+        gemini = _GEMINI_PATH.match(path) if method == "POST" else None
+        path_model = None
         if route is not None:
             vendor, endpoint = route
         elif retrieve is not None:
             vendor, endpoint = "openai", "responses.retrieve"
+        elif bedrock is not None:
+            vendor, endpoint, path_model = "bedrock", _BEDROCK_ENDPOINTS[bedrock.group(2)], unquote(bedrock.group(1))
+        elif gemini is not None:
+            vendor, endpoint, path_model = "gemini", _GEMINI_ENDPOINTS[gemini.group(2)], unquote(gemini.group(1))
+        elif path.startswith("/model/"):
+            vendor, endpoint = "bedrock", None
+        elif path.startswith(("/v1beta/", "/v1alpha/")):
+            vendor, endpoint = "gemini", None
         else:
             anthropic_like = path.startswith("/v1/messages") or "anthropic-version" in headers
             vendor, endpoint = ("anthropic" if anthropic_like else "openai"), None
-        request_id = "req_" + (self._ids.token(24) if vendor == "anthropic" else self._ids.hex(32))
+        if vendor == "bedrock":
+            request_id = "-".join(self._ids.hex(n) for n in (8, 4, 4, 4, 12))
+        else:
+            request_id = "req_" + (self._ids.token(24) if vendor == "anthropic" else self._ids.hex(32))
 
         body: Any = None
         body_error = None
@@ -320,13 +360,14 @@ class FakeVendorServer:
                 self._attempts.popitem(last=False)
 
         try:
-            reply = self._answer(method, path, query, headers, body, body_error, vendor, endpoint, attempt, request_id)
+            reply = self._answer(method, path, query, headers, body, body_error, vendor, endpoint, attempt, request_id,
+                                 path_model)
         except _ControlError as exc:
             reply = self._error(vendor, 400, request_id, str(exc))
         except Exception:  # a bug here or in a user hook must reach the client as an error, not a hang
             logger.exception("fake vendor failed on %s %s", method, path)
             reply = self._error(vendor, 500, request_id, None)
-        id_header = "request-id" if vendor == "anthropic" else "x-request-id"
+        id_header = {"anthropic": "request-id", "bedrock": "x-amzn-RequestId"}.get(vendor, "x-request-id")
         reply = FakeReply(reply.status, reply.body, {id_header: request_id, **reply.headers}, reply.events)
 
         record = RecordedRequest(method, path, query, dict(headers), body, endpoint, attempt, reply.status)
@@ -349,6 +390,7 @@ class FakeVendorServer:
         endpoint: str | None,
         attempt: int,
         request_id: str,
+        path_model: str | None = None,
     ) -> FakeReply:
         scenarios = _parse_scenarios(headers.get(SCENARIO_HEADER, ""))
         try:
@@ -356,7 +398,11 @@ class FakeVendorServer:
         except ValueError as exc:
             raise _ControlError(str(exc)) from None
         mapping = body if isinstance(body, dict) else {}
-        requested_model = str(mapping.get("model") or "")
+        requested_model = path_model or str(mapping.get("model") or "")
+        if vendor == "bedrock":
+            # Bedrock model ids carry a geo prefix and a version (us.anthropic.claude-...-v1:0); replies name the
+            # model as the vendor does (Anthropic bodies) or not at all (Converse).
+            requested_model = _bedrock_base_model(requested_model)
         model = headers.get(MODEL_HEADER) or self._model_map.get(requested_model, requested_model)
 
         if self._hook is not None:
@@ -409,6 +455,12 @@ class FakeVendorServer:
             return _openai.embeddings(plan)
         if endpoint == "messages":
             return _anthropic.messages_create(plan, cumulative_delta_usage=self._cumulative_delta_usage)
+        if endpoint in ("bedrock.converse", "bedrock.converse_stream"):
+            return _bedrock.converse(plan, stream=endpoint == "bedrock.converse_stream")
+        if endpoint in ("bedrock.invoke_model", "bedrock.invoke_model_stream"):
+            return _bedrock.invoke_model(plan, stream=endpoint == "bedrock.invoke_model_stream")
+        if endpoint in ("gemini.generate_content", "gemini.stream_generate_content"):
+            return _gemini.generate_content(plan, stream=endpoint == "gemini.stream_generate_content")
         reply, response = _openai.responses_create(plan)
         if response.get("store", True):
             with self._lock:
@@ -423,7 +475,22 @@ class FakeVendorServer:
         headers = {"retry-after-ms": str(self._retry_after_ms)} if retryable and self._retry_after_ms > 0 else {}
         if vendor == "anthropic":
             return _anthropic.error_reply(status, request_id, message, headers)
+        if vendor == "bedrock":
+            return _bedrock.error_reply(status, message, headers)
+        if vendor == "gemini":
+            return _gemini.error_reply(status, message, headers)
         return _openai.error_reply(status, message, headers)
+
+
+def _bedrock_base_model(model_id: str) -> str:
+    """``us.anthropic.claude-haiku-4-5-20251001-v1:0`` -> ``claude-haiku-4-5-20251001``; other ids unchanged
+    apart from the geo prefix and ``-vN:M`` version."""
+    name = model_id
+    head, dot, rest = name.partition(".")
+    if dot and head in ("us", "eu", "apac", "global", "jp", "au", "ca", "us-gov"):
+        name = rest
+    name = re.sub(r"-v\d+:\d+$", "", name)
+    return name.split(".", 1)[1] if name.startswith("anthropic.") else name
 
 
 def _parse_scenarios(text: str) -> tuple[str, ...]:
@@ -528,6 +595,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.events is not None:
             parts = [_sse(event, data) for event, data in reply.events]
             content_type = "text/event-stream; charset=utf-8"
+        elif isinstance(reply.body, bytes):  # already framed (Bedrock's event stream)
+            parts = [reply.body]
+            content_type = "application/octet-stream"
         else:
             payload = b"" if reply.body is None else json.dumps(reply.body, separators=(",", ":")).encode()
             parts = [payload]

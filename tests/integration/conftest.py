@@ -39,7 +39,15 @@ INSTRUMENTORS: dict[str, tuple[str, str]] = {
     "genai-openai": ("opentelemetry.instrumentation.genai.openai", "OpenAIInstrumentor"),
     "traceloop-anthropic": ("opentelemetry.instrumentation.anthropic", "AnthropicInstrumentor"),
     "genai-anthropic": ("opentelemetry.instrumentation.genai.anthropic", "AnthropicInstrumentor"),
+    "openinference-openai": ("openinference.instrumentation.openai", "OpenAIInstrumentor"),
+    "openinference-anthropic": ("openinference.instrumentation.anthropic", "AnthropicInstrumentor"),
+    "openinference-bedrock": ("openinference.instrumentation.bedrock", "BedrockInstrumentor"),
+    "openinference-agents": ("openinference.instrumentation.openai_agents", "OpenAIAgentsInstrumentor"),
+    "botocore": ("opentelemetry.instrumentation.botocore", "BotocoreInstrumentor"),
 }
+# Arguments some instrumentors need here: the agents bridge replaces the Agents SDK's default trace processor
+# (which would upload traces to the vendor) instead of adding to it.
+INSTRUMENT_KWARGS: dict[str, dict[str, Any]] = {"openinference-agents": {"exclusive_processor": True}}
 
 # Import everything an instrumentor may wrap before the first snapshot: the SDKs import resource
 # modules lazily, and a class first imported by instrument() would be missing from the snapshot,
@@ -110,7 +118,7 @@ class Telemetry:
         for name in names:
             module, attr = INSTRUMENTORS[name]
             instrumentor = getattr(importlib.import_module(module), attr)()
-            instrumentor.instrument(tracer_provider=self.provider)
+            instrumentor.instrument(tracer_provider=self.provider, **INSTRUMENT_KWARGS.get(name, {}))
             self._instrumentors.append((name, instrumentor))
 
     def openai(self, **kwargs: Any) -> openai.OpenAI:
@@ -118,6 +126,22 @@ class Telemetry:
         options: dict[str, Any] = {"max_retries": 2, "timeout": 10.0, "api_key": "test-key"}
         options.update(kwargs)
         client = openai.OpenAI(base_url=self.vendor.openai_base_url, **options)
+        self._clients.append(client)
+        return client
+
+    def bedrock(self, headers: dict[str, str] | None = None) -> Any:
+        """A boto3 ``bedrock-runtime`` client for the fake vendor (create it after instrumenting: OpenInference's
+        Bedrock instrumentor wraps clients as they are created). ``headers`` (the fake's control headers) are
+        added to every request."""
+        import boto3
+
+        client = boto3.client("bedrock-runtime", endpoint_url=self.vendor.bedrock_endpoint_url, region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test")
+        if headers:
+            def add_headers(request: Any, **_: Any) -> None:
+                for name, value in headers.items():
+                    request.headers[name] = value
+            client.meta.events.register("before-sign.bedrock-runtime.*", add_headers)
         self._clients.append(client)
         return client
 
@@ -157,6 +181,7 @@ class Telemetry:
         """
         for client in self._clients:
             client.close()
+
         names = [name for name, _ in self._instrumentors]
         while self._instrumentors:
             _, instrumentor = self._instrumentors.pop()

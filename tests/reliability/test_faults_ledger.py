@@ -1,14 +1,15 @@
 """The ledger's storage fails under it: read-only, disk full, the process SIGKILLed mid-write.
 
-Contract under test (``_ledger.py``): a write returns only after DuckDB committed the batch; a failed batch
-makes the exporter return FAILURE and count it (``LedgerExporter.failed_batches``), never raise; nothing that
-was committed is lost or corrupted by later failures, and the ledger resumes once the storage is back.
+Contract under test (``_ledger/_store.py``, ``_segments.py``): a write returns only after its segment is
+durable (fsynced, renamed into place); a failed batch makes the exporter return FAILURE and count it
+(``LedgerExporter.failed_batches``), never raise; nothing that was committed is lost or corrupted by later
+failures, and the ledger resumes once the storage is back.
 
 We run as root, so file modes do not stop writes. What really fails for root:
 
 * read-only: a read-only bind mount over the ledger's directory (``mount --bind`` + ``remount,bind,ro``); if
-  mounting is not permitted, the write-ahead-log path is taken by a directory (``open`` then fails with
-  EISDIR for anyone). Either way the ledger is checkpointed first, so the next write must open a new WAL.
+  mounting is not permitted, the ``segments`` directory is replaced by a file (creating a segment then fails
+  with ENOTDIR for anyone).
 * disk full: a 2 MiB tmpfs (``mount -t tmpfs -o size=2m``); if mounting is not permitted, ``RLIMIT_FSIZE``
   (with SIGXFSZ ignored, writes past the limit fail with EFBIG).
 """
@@ -16,6 +17,7 @@ We run as root, so file modes do not stop writes. What really fails for root:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -130,21 +132,18 @@ def test_read_only_ledger_fails_counted_keeps_committed_and_recovers(tmp_path: P
         for _ in range(3):
             assert p.round(20)
         acked_before = len(p.acked)
-        # Checkpoint (as DuckDB does on its own every 16 MiB of WAL): the next write must open a new WAL.
-        with p.proc.ledger._lock:  # noqa: SLF001
-            p.proc.ledger.con.execute("CHECKPOINT")
         method = "read-only bind mount"
         if not (_run("mount", "--bind", str(d), str(d)) and _run("mount", "-o", "remount,bind,ro", str(d))):
             _run("umount", "-l", str(d))
-            method = "WAL path taken by a directory"
-            (d / "costs.duckdb.wal").mkdir()
+            method = "segments directory replaced by a file"
+            _block_segments(d / "costs.duckdb")
         try:
             failed_rounds = sum(not p.round(20) for _ in range(3))
         finally:
             if method.startswith("read-only"):
                 _run("umount", "-l", str(d))
             else:
-                (d / "costs.duckdb.wal").rmdir()
+                _unblock_segments(d / "costs.duckdb")
         for _ in range(2):  # writable again: the ledger resumes
             assert p.round(20), "the ledger did not resume after the storage became writable again"
         failed_batches = p.proc.exporter.failed_batches
@@ -177,7 +176,7 @@ def test_disk_full_fails_counted_keeps_committed_and_recovers(tmp_path: Path, fi
                 # No mounting here: cap file size instead (this process only; restored below).
                 for _ in range(2):
                     assert p.round(20)
-                size = max(f.stat().st_size for f in mnt.iterdir())
+                size = max(f.stat().st_size for f in (mnt / "costs.duckdb" / "segments").iterdir())
                 resource.setrlimit(resource.RLIMIT_FSIZE, (size + 1_500_000, old_limit[1]))
             rounds = failed_rounds = 0
             while failed_rounds < 3 and rounds < 200:
@@ -210,27 +209,35 @@ def test_disk_full_fails_counted_keeps_committed_and_recovers(tmp_path: Path, fi
 
 
 def test_failed_ledger_write_names_the_real_cause(tmp_path: Path) -> None:
-    """Proves: the warning logged for a failed ledger write names the storage error that caused it, not a
-    follow-on error of the rollback, so an operator can tell a full disk from a bug. (Before: after a failed
-    COMMIT the ROLLBACK raised 'cannot rollback - no transaction is active', which replaced the real error.)"""
+    """Proves: the warning logged for a failed ledger write names the storage error that caused it and what is
+    already safe, so an operator can tell a full disk from a bug."""
     book = oc.PriceBook.load(env=False)
     d = tmp_path / "ledger-dir"
     d.mkdir()
     p = _Pipeline(d / "costs.duckdb", book)
     with LogCapture() as logs:
         assert p.round(2)
-        with p.proc.ledger._lock:  # noqa: SLF001
-            p.proc.ledger.con.execute("CHECKPOINT")
-        (d / "costs.duckdb.wal").mkdir()  # the next commit cannot open its write-ahead log
+        _block_segments(d / "costs.duckdb")  # the next segment cannot be created
         try:
             assert not p.round(2)
         finally:
-            (d / "costs.duckdb.wal").rmdir()
+            _unblock_segments(d / "costs.duckdb")
         p.tp.shutdown()
     (warning,) = [r.getMessage() for r in logs.records if r.name == "otel_costattr._ledger._store"
                   and r.levelname == "WARNING"]
-    assert "Is a directory" in warning or "costs.duckdb.wal" in warning, warning
-    assert "rollback" not in warning.lower(), warning
+    assert "Not a directory" in warning and "segments" in warning, warning
+    assert "stored before are safe" in warning, warning
+
+
+def _block_segments(ledger: Path) -> None:
+    """Make segment writes fail for anyone, root included: the segments directory becomes a file."""
+    (ledger / "segments").rename(ledger / "segments.aside")
+    (ledger / "segments").write_bytes(b"")
+
+
+def _unblock_segments(ledger: Path) -> None:
+    (ledger / "segments").unlink()
+    (ledger / "segments.aside").rename(ledger / "segments")
 
 
 # ------------------------------------------------------------------------------------------------- SIGKILL
@@ -286,7 +293,7 @@ def test_sigkill_mid_write_loses_no_acknowledged_span(tmp_path: Path, figure) ->
     elapsed = time.perf_counter() - t0
 
     begun, acked = _read_acks(acks)
-    led = Ledger(ledger, read_only=True)  # raises if the file were corrupt
+    led = Ledger(ledger, read_only=True)  # raises if the ledger were corrupt
     try:
         stored = {sid for (sid,) in led.query("SELECT span_id FROM spans")}
         (rows,), = led.query("SELECT count(*) FROM spans")
@@ -308,3 +315,70 @@ def test_sigkill_mid_write_loses_no_acknowledged_span(tmp_path: Path, figure) ->
     assert wrong_cost == 0
     # Anything stored but not acknowledged must be a whole batch that was in flight at the kill.
     assert stored - acked_ids <= {sid for ids in in_flight.values() for sid in ids}
+
+
+@pytest.mark.figure("Faults", "`ingest` into a full disk (1.2 MiB tmpfs): one message, committed batches kept")
+def test_ingest_into_a_full_disk_says_what_is_safe(tmp_path: Path, figure) -> None:
+    """Proves: `ingest` on a disk that fills up exits 2 with one message (what happened, what is already safe,
+    what to do), no traceback, and the batches it reported as safe are in the ledger and readable."""
+    sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+    import bench_ledger as B
+
+    src = tmp_path / "in.pb"
+    B._otlp_proto_file(src, B._records(200_000, priced=False))
+    mnt = tmp_path / "small-disk"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    with _tmpfs(mnt, "1200k") as mounted:
+        if not mounted:
+            pytest.skip("mounting a tmpfs is not permitted here")
+        r = subprocess.run([sys.executable, "-m", "otel_costattr", "ingest", str(src), "--db", str(mnt / "l")],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert "the disk is full" in r.stderr and "To continue: free space" in r.stderr
+        safe = int(r.stderr.split("The ")[1].split(" span(s)")[0])
+        led = Ledger(mnt / "l", read_only=True)
+        try:
+            stored = led.count()
+        finally:
+            led.close()
+        assert safe > 0 and stored == safe
+        assert not any(p.name.endswith(".tmp") for p in (mnt / "l" / "segments").iterdir())
+    figure.how_much = "200,000 spans into a 1.2 MiB tmpfs"
+    figure.lost = f"acknowledged: 0 of {safe} lost; exit 2 with one message"
+
+
+@pytest.mark.figure("Faults", "Commands on a read-only ledger (read-only bind mount)")
+def test_commands_on_a_read_only_ledger(tmp_path: Path, figure) -> None:
+    """Proves: on a read-only ledger `report` still works (readers write nothing), and `ingest` and `ledger
+    compact` exit 2 with one message saying nothing was lost, no traceback."""
+    sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+    import bench_ledger as B
+
+    src = tmp_path / "in.pb"
+    B._otlp_proto_file(src, B._records(2_000, priced=False))
+    d = tmp_path / "ro"
+    d.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "otel_costattr", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    assert cli("ingest", str(src), "--db", str(d / "l")).returncode == 0
+    assert cli("ingest", str(src), "--db", str(d / "l")).returncode == 0  # two segments: something to compact
+    if not (_run("mount", "--bind", str(d), str(d)) and _run("mount", "-o", "remount,bind,ro", str(d))):
+        _run("umount", "-l", str(d))
+        pytest.skip("a read-only bind mount is not permitted here")
+    try:
+        rep = cli("report", "--db", str(d / "l"), "--format", "json")
+        ing = cli("ingest", str(src), "--db", str(d / "l"))
+        cmp = cli("ledger", "compact", "--db", str(d / "l"))
+    finally:
+        _run("umount", "-l", str(d))
+    assert rep.returncode == 0 and json.loads(rep.stdout)["calls"] == 1_000, rep.stderr
+    for r in (ing, cmp):
+        assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert "read-only" in r.stderr and ("safe" in r.stderr or "Nothing was changed" in r.stderr), r.stderr
+    figure.how_much = "report, ingest, ledger compact on a read-only ledger"
+    figure.lost = "0; report exit 0, ingest and compact exit 2 with one message"

@@ -174,7 +174,7 @@ def test_fuzz_processor_and_ledger_rows_never_raise(tmp_path: Path, figure) -> N
     tp.add_span_processor(oc.baggage_processor())
     tp.add_span_processor(cost)
     tracer = tp.get_tracer("fuzz")
-    ledger = Ledger(":memory:", book=book)  # the same SQL and casts as a file, without a disk sync per example
+    ledger = Ledger(tmp_path / "fuzz-ledger", book=book)  # one durable segment per example, as the exporter writes
     written = [0]
 
     @_SETTINGS

@@ -305,7 +305,13 @@ def _content_run(priced: CostTelemetry, tmp_path: Path, store_content: bool) -> 
         rows = repr(led.query("SELECT * FROM spans"))
     finally:
         led.close()
-    file_bytes = b"".join(p.read_bytes() for p in tmp_path.glob(f"content-{store_content}.duckdb*"))
+    # Every byte under the ledger directory, and (segments are zstd-compressed) every segment's decoded values and
+    # key-value metadata: content hidden anywhere in the files shows up here.
+    import pyarrow.parquet as pq
+    files = [p for p in Path(db).rglob("*") if p.is_file()]
+    file_bytes = b"".join(p.read_bytes() for p in files) + b"".join(
+        repr(pq.read_table(p).to_pylist()).encode() + repr(pq.read_metadata(p).metadata).encode()
+        for p in files if p.suffix == ".parquet")
     reports = {}
     for fmt in ("table", "csv", "json", "html"):
         for by in ("customer_id", "model", "gen_ai.input.messages,gen_ai.output.messages"):

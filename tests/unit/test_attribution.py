@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_costattr as oc
-from otel_costattr._capture import _attribution
+from otel_costattr._capture import _attribution, _spanattrs
 
 
 @pytest.fixture
@@ -88,12 +88,24 @@ def test_decorator_sync_and_async(traced) -> None:
     assert [s.attributes["skill_id"] for s in exp.get_finished_spans()] == ["search", "summarise"]
 
 
-def test_threads_and_tasks_started_inside_the_block(traced) -> None:
+def test_threads_and_tasks_started_inside_the_block() -> None:
+    """baggage_processor() turns thread context propagation on by itself: the README's three lines reach spans
+    started on threads (LiteLLM's logging thread, thread pools) as well as asyncio tasks."""
     from opentelemetry.instrumentation.threading import ThreadingInstrumentor
-    tracer, exp = traced
+
     inst = ThreadingInstrumentor()
-    inst.instrument()
+    if inst.is_instrumented_by_opentelemetry:
+        inst.uninstrument()
     try:
+        exp = InMemorySpanExporter()
+        tp = TracerProvider()
+        tp.add_span_processor(oc.baggage_processor(propagate_threads=False))
+        assert not inst.is_instrumented_by_opentelemetry  # opted out: nothing process-wide changed
+        tp.add_span_processor(oc.baggage_processor())
+        assert inst.is_instrumented_by_opentelemetry
+        tp.add_span_processor(SimpleSpanProcessor(exp))
+        tracer = tp.get_tracer("t")
+
         def work(name: str) -> None:
             with tracer.start_as_current_span(name):
                 pass
@@ -204,12 +216,12 @@ def test_copied_baggage_obeys_span_limits_exactly_like_set_attributes(limits) ->
 
     class ViaSetAttributes(_attribution.AttributionBaggageProcessor):
         def on_start(self, span, parent_context=None):  # noqa: ANN001
-            original = _attribution._FAST_SET
-            _attribution._FAST_SET = False
+            original = _spanattrs.STORE
+            _spanattrs.STORE = type("NoStore", (), {})  # no span's store is of this type: the public API path
             try:
                 super().on_start(span, parent_context)
             finally:
-                _attribution._FAST_SET = original
+                _spanattrs.STORE = original
 
     assert run(oc.baggage_processor) == run(ViaSetAttributes)
     attrs, _ = run(oc.baggage_processor)

@@ -71,8 +71,10 @@ def loaded(tmp_path: Path) -> tuple[Path, Decimal]:
     db = tmp_path / "l.duckdb"
     r = cli("ingest", str(f), "--db", str(db), "--pricing", str(DATA / "rules.toml"))
     assert r.returncode == 1, r.stderr  # some lines were malformed...
-    assert f"{f}:3" in r.stdout and f"{f}:5" in r.stdout  # ...named with file and line
-    assert "loaded 6 span(s)" in r.stdout and "priced 5" in r.stdout  # ...and the good lines still loaded
+    assert f"{f}:3" in r.stderr and f"{f}:5" in r.stderr  # ...named with file and line, on standard error
+    assert f"{f}:3" not in r.stdout
+    # ...and the good lines still loaded; piped, so no progress display
+    assert r.stdout.strip() == "read 6 span(s) from 1 file(s); stored 6 distinct span(s); priced 5 on the way in"
     return db, expected
 
 
@@ -147,8 +149,17 @@ def test_ingest_protobuf_stream_gzip_and_idempotency(tmp_path: Path) -> None:
     f = tmp_path / "traces.pb.gz"
     f.write_bytes(gzip.compress(stream))
     db = tmp_path / "p.duckdb"
+    said = []
     for _ in range(2):  # the second load replaces, it does not add
         r = cli("ingest", str(f), "--db", str(db), "--pricing", str(DATA / "rules.toml"))
         assert r.returncode == 0, r.stdout + r.stderr
+        said.append(r.stdout.strip())
+    assert said == ["read 30 span(s) from 1 file(s); stored 30 distinct span(s); priced 30 on the way in",
+                    "read 30 span(s) from 1 file(s); stored 30 distinct span(s) (30 replaced a copy already in the "
+                    "ledger); priced 30 on the way in"]
+    twice = cli("ingest", str(f), str(f), "--db", str(db), "--pricing", str(DATA / "rules.toml"))
+    assert twice.stdout.strip() == ("read 60 span(s) from 2 file(s); stored 30 distinct span(s) (30 repeated a span "
+                                    "read earlier in this load; 30 replaced a copy already in the ledger); priced 60 "
+                                    "on the way in")
     rep = json.loads(cli("report", "--db", str(db), "--format", "json").stdout)
     assert rep["calls"] == 30 and Decimal(rep["total"]) == Decimal("0.0945")  # 30 x (3,000 + 150) / 1M

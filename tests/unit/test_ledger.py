@@ -1,4 +1,4 @@
-"""The DuckDB ledger: every span, exact decimals, idempotent, de-duplicated, durable."""
+"""The ledger: every span, exact decimals, idempotent, de-duplicated, durable; the segment store (issue 17)."""
 
 from __future__ import annotations
 
@@ -143,8 +143,15 @@ def test_bad_ledger_location_fails_fast(tmp_path: Path) -> None:
         Ledger(tmp_path / "nope.duckdb", read_only=True)
     junk = tmp_path / "junk.duckdb"
     junk.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(oc.ConfigurationError, match="cannot open ledger"):
-        Ledger(junk)
+    for read_only in (False, True):
+        with pytest.raises(oc.ConfigurationError, match="not an otel-costattr ledger; nothing was read or written"):
+            Ledger(junk, read_only=read_only)
+    assert junk.read_bytes() == b"this is not a database" * 100  # untouched
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_bytes(b"x")
+    with pytest.raises(oc.ConfigurationError, match="is a directory that is not an otel-costattr ledger"):
+        Ledger(other)
 
 
 CHILD = textwrap.dedent("""
@@ -206,7 +213,7 @@ def test_ledger_processor_flush_writes_what_was_queued_and_drops_after_shutdown_
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_ledger_processor_in_a_forked_child_drops_counted_and_leaves_the_file_alone(tmp_path: Path) -> None:
+def test_ledger_processor_in_a_forked_child_writes_its_own_stream(tmp_path: Path) -> None:
     path = tmp_path / "l.duckdb"
     led = LedgerSpanProcessor(path, book=BOOK, schedule_delay_millis=50)
     tp = TracerProvider()
@@ -215,6 +222,7 @@ def test_ledger_processor_in_a_forked_child_drops_counted_and_leaves_the_file_al
     with tracer.start_as_current_span("before fork"):
         pass
     assert led.force_flush()
+    assert led.ledger.count() == 1  # the parent has a reader connection (with its threads) when it forks
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: end two spans, shut down, report the counters, never return into pytest
@@ -223,8 +231,10 @@ def test_ledger_processor_in_a_forked_child_drops_counted_and_leaves_the_file_al
             for _ in range(2):
                 with tracer.start_as_current_span("in child"):
                     pass
+            tp.force_flush()
+            seen = led.ledger.count()  # the child reads through a connection of its own
             tp.shutdown()
-            os.write(w, json.dumps(led.stats()).encode())
+            os.write(w, json.dumps({**led.stats(), "seen": seen}).encode())
             code = 0
         finally:
             os._exit(code)
@@ -232,12 +242,15 @@ def test_ledger_processor_in_a_forked_child_drops_counted_and_leaves_the_file_al
     with os.fdopen(r) as f:
         child_stats = json.loads(f.read() or "{}")
     assert os.waitpid(pid, 0)[1] == 0
-    assert child_stats["dropped_forked"] == 2 and child_stats["written"] == 1
+    assert child_stats["dropped"] == 0 and child_stats["written"] == 2  # the child's own counters
+    assert child_stats["seen"] == 3
     with tracer.start_as_current_span("after fork"):
         pass
     tp.shutdown()
     assert [n for (n,) in Ledger(path, read_only=True).query("SELECT name FROM spans ORDER BY name")] == [
-        "after fork", "before fork"]
+        "after fork", "before fork", "in child", "in child"]
+    streams = {s.stream for s in Ledger(path, read_only=True).segments()}
+    assert len(streams) == 2 and all(s.split("-")[0] in (str(os.getpid()), str(pid)) for s in streams)
 
 
 def test_values_that_do_not_fit_their_column_are_nulled_marked_and_counted(tmp_path: Path) -> None:
@@ -315,3 +328,235 @@ def test_write_stream_failure_keeps_earlier_batches_and_raises(tmp_path: Path) -
     assert calls == [100, 100]  # a batch already queued is drained unwritten; nothing after it is converted
     with pytest.raises(ValueError, match="batch_size"):
         led.write_stream(iter(()), batch_size=0)
+
+
+# ------------------------------------------------------------------------------------ segment store (issue 17)
+
+def _chat(i: int, cost: float, **extra) -> SpanRecord:
+    return SpanRecord(f"{i // 4:032x}", f"{i:016x}", None, "chat", "CLIENT", 1_700_000_000_000_000_000 + i,
+                      1_700_000_000_000_000_100 + i, "UNSET",
+                      {**CHAT, "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 1,
+                       "gen_ai.response.id": f"r{i}", "gen_ai.cost.status": "priced", "gen_ai.cost.total_cost": cost,
+                       "customer_id": f"c{i % 3}", **extra})
+
+
+def test_money_is_converted_exactly_as_the_single_file_ledger_did() -> None:
+    """Float costs become decimal128(38,18) through their shortest text, rounded half-up at 18 places: the
+    same values DuckDB's CAST(CAST(x AS VARCHAR) AS DECIMAL(38,18)) gave in the single-file ledger."""
+    import random
+
+    import duckdb
+    import pyarrow as pa
+
+    from otel_costattr._ledger._store import _to_decimal
+
+    rng = random.Random(5)
+    vals = [0.1, 3.0000000000000004e-05, 5e-19, 2.5e-18, 1.5e-18, 0.0077670000000000005, 99999999999999.99, None,
+            1e-300, 5e-324, 1.2345678901234567e-25, 4.9999999999999999e-19, 9.99999999999999e19]
+    vals += [rng.randint(1, 10**7) * rng.choice([2.5e-6, 1.5e-7, 1 / 3, 1.25e-5, 7e-8]) for _ in range(20_000)]
+    col = pa.array(vals, pa.float64())
+    con = duckdb.connect()
+    t = pa.table({"x": col})
+    want = [r[0] for r in con.execute("SELECT CAST(CAST(x AS VARCHAR) AS DECIMAL(38,18)) FROM t").fetchall()]
+    assert _to_decimal(col).to_pylist() == want
+
+
+def test_readers_see_only_whole_segments_and_no_temporary_files(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "costs.duckdb")
+    led.write_records([_chat(i, 0.001) for i in range(10)])
+    seg_dir = tmp_path / "costs.duckdb" / "segments"
+    (seg_dir / ".20260101T000000_1-abcd_000001_v1.parquet.tmp").write_bytes(b"PAR1 half a segment")  # a crash
+    reader = Ledger(tmp_path / "costs.duckdb", read_only=True)
+    assert reader.count() == 10
+    led.write_records([_chat(i, 0.001) for i in range(10, 15)])
+    assert reader.count() == 15  # a reader that stays open sees later commits
+    assert (tmp_path / "costs.duckdb" / "otel-costattr-ledger.json").is_file()
+
+
+def test_writer_merges_its_own_segments_and_readers_never_double_count(tmp_path: Path) -> None:
+    from otel_costattr._ledger._segments import MERGE_FANOUT
+
+    led = Ledger(tmp_path / "costs.duckdb")
+    reader = Ledger(tmp_path / "costs.duckdb", read_only=True)
+    total = Decimal(0)
+    for b in range(MERGE_FANOUT * 2 + 3):
+        led.write_records([_chat(b * 10 + i, 0.000125 * (i + 1)) for i in range(10)])
+        total += sum(Decimal("0.000125") * (i + 1) for i in range(10))
+        (n, s), = reader.query("SELECT count(*), sum(cost_total) FROM calls")
+        assert n == (b + 1) * 10 and s == total
+    levels = sorted(seg.level for seg in led.segments())
+    assert levels == [0, 0, 0, 1, 1]  # two merges of MERGE_FANOUT batches, three batches not merged yet
+
+
+def test_a_writers_merge_settles_a_duplicate_pair_split_over_two_batches(tmp_path: Path) -> None:
+    from otel_costattr._ledger._segments import MERGE_FANOUT
+
+    led = Ledger(tmp_path / "costs.duckdb", book=BOOK)
+    led.write_records([_rec("1" * 16, "msg_1", False, "priced", 0.01245)])
+    led.write_records([_rec("2" * 16, "msg_1", True, "duplicate", None, dup_of="1" * 16, flags=("more_detailed",))])
+    assert [s.flags for s in led.segments()] == ["", "s"]  # the pair is settled at read time for now
+    want = [("2" * 16, Decimal("0.013575"))]
+    assert led.query("SELECT span_id, cost_total FROM calls") == want
+    for i in range(MERGE_FANOUT - 2):
+        led.write_records([_chat(i, 0.001)])
+    (merged,) = led.segments()
+    assert merged.level == 1 and merged.flags == ""  # settled inside the merge
+    assert led.query("SELECT span_id, cost_total FROM calls WHERE response_id = 'msg_1'") == want
+
+
+def test_compact_folds_reloads_and_duplicates_while_a_writer_keeps_writing(tmp_path: Path) -> None:
+    import threading
+
+    from otel_costattr._ledger._maintain import compact
+
+    path = tmp_path / "costs.duckdb"
+    led = Ledger(path, book=BOOK)
+    led.write_records([_chat(i, 0.002) for i in range(50)])
+    led.write_records([_chat(i, 0.003) for i in range(40, 60)], replace=True)  # a re-load: these copies win
+    first = _rec("a" * 16, "msg_x", False, "priced", 0.01245)
+    detailed = _rec("b" * 16, "msg_x", True, "duplicate", None, dup_of="a" * 16, flags=("more_detailed",))
+    led.write_records([first])
+    led.write_records([detailed])  # a later batch: shadows the first span from another segment
+    reader = Ledger(path, read_only=True)
+    before = reader.query("SELECT span_id, cost_total, counted FROM calls ORDER BY span_id")
+    stop = threading.Event()
+    extra = []
+
+    def keep_writing() -> None:
+        w = Ledger(path)
+        k = 1000
+        while not stop.is_set():
+            w.write_records([_chat(k, 0.0005, customer_id="writer")])
+            extra.append(k)
+            k += 1
+
+    t = threading.Thread(target=keep_writing)
+    t.start()
+    try:
+        seen = []
+        result = None
+
+        def run() -> None:
+            nonlocal result
+            result = compact(path)
+
+        c = threading.Thread(target=run)
+        c.start()
+        while c.is_alive():
+            seen.append(reader.query("SELECT count(*) FROM calls WHERE customer_id IS DISTINCT FROM 'writer'")[0][0])
+        c.join()
+    finally:
+        stop.set()
+        t.join()
+    assert set(seen) == {len(before)}  # during the compaction: never a row twice, never one missing
+    assert result is not None and result.rows_before > result.rows_after
+    after = reader.query("SELECT span_id, cost_total, counted FROM calls WHERE customer_id IS DISTINCT FROM "
+                         "'writer' ORDER BY span_id")
+    assert after == before
+    assert not any("r" in s.flags or "s" in s.flags for s in reader.segments() if s.level == 9)
+    assert reader.count() == 60 + 2 + len(extra)
+
+
+def _legacy_file(path: Path, records: list[SpanRecord]) -> None:
+    """A single-file ledger as otel-costattr wrote it before the segment format."""
+    import duckdb
+
+    from otel_costattr._ledger._store import COLUMNS, _prepare, record_to_row
+
+    con = duckdb.connect(str(path))
+    cols = ",\n  ".join(f"{n} {t}" for n, t in COLUMNS)
+    con.execute(f"CREATE TABLE spans ({cols})")
+    batch = _prepare([record_to_row(r) for r in records])[0]  # noqa: F841 - read by DuckDB below
+    con.execute("INSERT INTO spans SELECT * FROM batch")
+    con.execute("CREATE VIEW calls AS SELECT * FROM spans WHERE is_llm AND counted")
+    con.close()
+
+
+def test_migrate_converts_a_single_file_ledger_without_loss(tmp_path: Path) -> None:
+    from otel_costattr._ledger._maintain import migrate
+
+    old = tmp_path / "costs.duckdb"
+    _legacy_file(old, [_chat(i, 0.000123 * (i + 1)) for i in range(300)])
+    want = Ledger(old, read_only=True).query("SELECT count(*), sum(cost_total) FROM calls")  # still readable
+    with pytest.raises(oc.ConfigurationError, match="otel-costattr ledger migrate"):
+        oc.configure(ledger=old, tracer_provider=TracerProvider(), set_global=False, env={}, flush_on_signal=False)
+    result = migrate(old)
+    assert result.spans == 300 and (tmp_path / "costs.duckdb.v1").is_file() and old.is_dir()
+    assert Ledger(old, read_only=True).query("SELECT count(*), sum(cost_total) FROM calls") == want
+    Ledger(old).write_records([_chat(999, 0.5)])  # writable now
+    with pytest.raises(oc.ConfigurationError, match="already a ledger directory"):
+        migrate(old)
+
+
+def test_cli_messages_for_ledgers_that_are_not(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    for args in (["report", "--db", str(notes)], ["ingest", str(notes), "--db", str(notes)],
+                 ["ledger", "compact", "--db", str(notes)], ["ledger", "migrate", str(notes)]):
+        r = subprocess.run([sys.executable, "-m", "otel_costattr", *args], capture_output=True, text=True)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert "not" in r.stderr and "ledger" in r.stderr
+    assert notes.read_text() == "hello"
+
+
+def test_signal_flush_chains_to_the_previous_handler(tmp_path: Path) -> None:
+    """In a fresh process: the app's own SIGTERM handler still runs after our flush; SIG_IGN stays ignored;
+    configure() twice installs one handler; flush_on_signal=False leaves the app's handler in place."""
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        from opentelemetry.sdk.trace import TracerProvider
+        import otel_costattr as oc
+        from otel_costattr._ledger._store import Ledger
+        calls = []
+        def app_handler(signum, frame):
+            calls.append(Ledger({str(tmp_path / 'l')!r}, read_only=True).count())
+        signal.signal(signal.SIGTERM, app_handler)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        tp = TracerProvider()
+        p = oc.configure(ledger={str(tmp_path / 'l')!r}, tracer_provider=tp, set_global=False, env={{}})
+        oc.configure(ledger={str(tmp_path / 'l2')!r}, tracer_provider=TracerProvider(), set_global=False, env={{}})
+        assert signal.getsignal(signal.SIGTERM).previous is app_handler
+        tracer = tp.get_tracer("t")
+        for i in range(5):
+            with tracer.start_as_current_span("chat"):
+                pass
+        os.kill(os.getpid(), signal.SIGTERM)  # the flush runs first: the app's handler sees 5 spans stored
+        os.kill(os.getpid(), signal.SIGINT)   # ignored before us, still ignored
+        signal.signal(signal.SIGTERM, app_handler)
+        oc.configure(ledger={str(tmp_path / 'l3')!r}, tracer_provider=TracerProvider(), set_global=False, env={{}},
+                     flush_on_signal=False)
+        assert signal.getsignal(signal.SIGTERM) is app_handler
+        print(calls)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[5]"
+
+
+def test_closing_a_writer_leaves_one_segment_for_its_stream(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "costs.duckdb")
+    for b in range(5):
+        led.write_records([_chat(b * 10 + i, 0.001) for i in range(10)])
+    assert len(led.segments()) == 5
+    led.close()
+    reader = Ledger(tmp_path / "costs.duckdb", read_only=True)
+    (seg,) = reader.segments()
+    assert seg.level == 1 and reader.count() == 50
+
+
+def test_several_ledgers_read_as_one_live_including_a_single_file(tmp_path: Path) -> None:
+    from otel_costattr._analysis._source import open_ledgers
+
+    a, b, old = tmp_path / "a", tmp_path / "b", tmp_path / "old.duckdb"
+    Ledger(a).write_records([_chat(i, 0.001) for i in range(10)])
+    wb = Ledger(b)
+    wb.write_records([_chat(100 + i, 0.002) for i in range(5)])
+    _legacy_file(old, [_chat(200 + i, 0.004) for i in range(3)])
+    both = open_ledgers([str(a), str(b), str(old)])
+    try:
+        assert both.query("SELECT count(*), sum(cost_total) FROM calls") == [(18, Decimal("0.032"))]
+        wb.write_records([_chat(300, 0.5)])  # written after opening: seen by the next query
+        assert both.query("SELECT count(*) FROM calls") == [(19,)]
+    finally:
+        both.close()

@@ -47,3 +47,31 @@ def test_reader_cache_is_bounded_and_counts_what_it_does_not_keep(monkeypatch) -
     calls = [_usage.read_call(a) for a in shapes]
     assert len(_usage._READERS) == 2 and _usage.reader_cache_stats["uncached"] == 1
     assert (calls[2].input_tokens, calls[2].output_tokens, calls[2].detail) == (3, 4, 2)
+
+
+def test_per_emitter_conventions_bring_usage_to_the_genai_one() -> None:
+    """botocore's Bedrock spans report the raw inputTokens, which exclude cache reads and writes (D16)."""
+    from otel_costattr import attributes as A
+    from otel_costattr._capture._usage import read_call
+
+    scope = "opentelemetry.instrumentation.botocore.bedrock-runtime"
+    assert A.INPUT_EXCLUDES_CACHE in A.EMITTER_CONVENTIONS[scope]
+    converse = {"gen_ai.system": "aws.bedrock", "gen_ai.request.model": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 300,
+                "gen_ai.usage.cache_read.input_tokens": 1000, "gen_ai.usage.cache_creation.input_tokens": 2000}
+    c = read_call(converse, scope)
+    assert (c.input_tokens, c.cache_read_tokens, c.cache_write_tokens, c.flags) == (3050, 1000, 2000, ())
+    assert read_call(converse).input_tokens == 50  # another scope (or none): read as written
+    invoke = {k: v for k, v in converse.items() if "cache" not in k}
+    c = read_call(invoke, scope)
+    assert c.input_tokens == 50 and c.flags == ("input_may_exclude_cache",)
+
+
+def test_emitter_provider_names_map_to_pricing_tables() -> None:
+    from otel_costattr import attributes as A
+    from otel_costattr._pricing._book import PriceBook
+
+    book = PriceBook.load(imported=False, env=False)
+    for name, provider in A.PROVIDER_NAMES.items():
+        assert name == name.lower() and book.canonical_provider(provider) == provider, name
+        assert book.canonical_provider(name) in (None, provider), name  # never a different table
