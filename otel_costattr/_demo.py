@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib.util
 import io
 import json
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -839,41 +840,64 @@ def _vendor_sql(ledger: Any, book: Any) -> str:
 def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[RunPlan], requests: Sequence[Any],
                baggage_leaks: int) -> tuple[str, dict[str, Decimal], dict[str, Decimal],
                                             dict[str, tuple[int, Decimal]]]:
-    """The deterministic headline text, and the figures the tests check."""
-    total = Decimal(report["total"])
-    out = io.StringIO()
-    w = out.write
-    n_runs = sum(1 for p in plans if p.customer_id)
-    n_tasks = sum(len(p.tasks) for p in plans if p.customer_id)
-    w(f"Simulated week 2026-11-16 .. 2026-11-20: {len(CUSTOMERS)} customers, {len(PROCESSES)} processes, "
-      f"{n_runs} runs, {n_tasks} tasks, {sum(p.n_calls for p in plans)} SDK calls "
-      f"(OpenAI, Anthropic and DeepSeek through the real SDKs; {len(requests)} HTTP requests to the fake vendor).\n\n")
-    w("Which customer, task, agent and skill spent this money?\n\n")
-    w(f"TOTAL SPEND  {_money(total)}   (exact: ${report['total']})   over {report['calls']} LLM calls\n\n")
+    """The deterministic headline text, and the figures the tests check.
 
+    Returns ``(text, vendor_costs, calls_per_task, retry_waste)``: the cost per billing vendor, the LLM calls
+    per task per customer (``"(unattributed)"`` for calls without a customer), and per customer the rejected
+    calls and their cost. The text is, in order: the workload line and total, the rollup tables, the vendor
+    share per workload, and where the money leaks. Same ledger and plans: same text.
+    """
+    total = Decimal(report["total"])
     per_task = {c: Decimal(n) / Decimal(t) for c, n, t in ledger.query(
         "SELECT coalesce(customer_id, '(unattributed)'), count(*), count(DISTINCT task_id) FROM calls "
         "GROUP BY 1 HAVING count(DISTINCT task_id) > 0")}
     waste = _retry_waste(ledger)
+    shares, vendor_costs = _vendor_shares(ledger, book)
+    text = (_headline(report, plans, requests) + _rollup_tables(ledger, report, per_task, waste) + shares
+            + _leaks(ledger, report, waste, len(requests), baggage_leaks))
+    return text, vendor_costs, per_task, waste
 
-    def cost_cell(r: dict[str, Any]) -> str:
-        # A row with no priced call has no cost, which is not the same as costing nothing.
-        if r["cost"] is None or (r["calls"] and r["unpriced_calls"] == r["calls"]):
-            return "unpriced" if r["unpriced_calls"] else "no usage"
-        if r["calls"] and r["no_usage_calls"] == r["calls"]:
-            return "no usage"
-        return _money(Decimal(r["cost"]))
 
-    def rows(section: str, extra: Callable[[dict[str, Any]], list[str]] | None = None,
-             limit: int | None = None) -> list[list[str]]:
-        out = []
-        for r in report["top"][section][:limit]:
-            cost = cost_cell(r)
-            key = r["key"][section]
-            out.append([f"(no {section})" if key is None else str(key), cost, f"{r['share']}%" if cost.startswith("$") else "-",
-                        str(r["calls"]), *(extra(r) if extra else [])])
-        return out
+def _headline(report: dict[str, Any], plans: Sequence[RunPlan], requests: Sequence[Any]) -> str:
+    """What was simulated (customers, processes, runs, tasks, calls, HTTP requests) and the total spend."""
+    n_runs = sum(1 for p in plans if p.customer_id)
+    n_tasks = sum(len(p.tasks) for p in plans if p.customer_id)
+    return (f"Simulated week 2026-11-16 .. 2026-11-20: {len(CUSTOMERS)} customers, {len(PROCESSES)} processes, "
+            f"{n_runs} runs, {n_tasks} tasks, {sum(p.n_calls for p in plans)} SDK calls "
+            f"(OpenAI, Anthropic and DeepSeek through the real SDKs; {len(requests)} HTTP requests to the fake "
+            "vendor).\n\n"
+            "Which customer, task, agent and skill spent this money?\n\n"
+            f"TOTAL SPEND  {_money(Decimal(report['total']))}   (exact: ${report['total']})   over "
+            f"{report['calls']} LLM calls\n\n")
 
+
+def _cost_cell(r: dict[str, Any]) -> str:
+    """A rollup row's cost: money, or why there is none ("unpriced", "no usage")."""
+    # A row with no priced call has no cost, which is not the same as costing nothing.
+    if r["cost"] is None or (r["calls"] and r["unpriced_calls"] == r["calls"]):
+        return "unpriced" if r["unpriced_calls"] else "no usage"
+    if r["calls"] and r["no_usage_calls"] == r["calls"]:
+        return "no usage"
+    return _money(Decimal(r["cost"]))
+
+
+def _section_rows(report: dict[str, Any], section: str, extra: Callable[[dict[str, Any]], list[str]] | None = None,
+                  limit: int | None = None) -> list[list[str]]:
+    """Table cells ``[key, cost, share, calls, *extra(row)]`` for the first ``limit`` rows of a report section;
+    the share is "-" when the cost is not money."""
+    out = []
+    for r in report["top"][section][:limit]:
+        cost = _cost_cell(r)
+        key = r["key"][section]
+        share = f"{r['share']}%" if cost.startswith("$") else "-"
+        out.append([f"(no {section})" if key is None else str(key), cost, share, str(r["calls"]),
+                    *(extra(r) if extra else [])])
+    return out
+
+
+def _rollup_tables(ledger: Any, report: dict[str, Any], per_task: dict[str, Decimal],
+                   waste: dict[str, tuple[int, Decimal]]) -> str:
+    """The tables by customer (with calls per task and re-ask spend), top tasks, process, agent, skill, model."""
     task_customer = dict(ledger.query("SELECT task_id, any_value(customer_id) FROM calls WHERE task_id IS NOT NULL "
                                       "GROUP BY 1"))
 
@@ -884,6 +908,9 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
         wasted = waste.get(c, (0, Decimal(0)))[1]
         return [f"{pt:.1f}" if pt is not None else "-", _money(wasted) if wasted else "-"]
 
+    rows = functools.partial(_section_rows, report)
+    out = io.StringIO()
+    w = out.write
     w("By customer\n")
     w(_table(["customer", "cost", "share", "calls", "calls/task", "spent on re-asks"],
              rows("customer_id", cust_extra)) + "\n\n")
@@ -893,10 +920,17 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
     w("By agent\n" + _table(["agent", "cost", "share", "calls"], rows("agent_id")) + "\n\n")
     w("By skill\n" + _table(["skill", "cost", "share", "calls"], rows("skill_id")) + "\n\n")
     w("Top models\n" + _table(["model", "cost", "share", "calls"], rows("model")) + "\n\n")
+    return out.getvalue()
 
+
+def _vendor_shares(ledger: Any, book: Any) -> tuple[str, dict[str, Decimal]]:
+    """The vendor share per workload type (named workloads first, the untagged remainder last) as text, and the
+    cost per billing vendor over all workloads (most expensive first)."""
     vendor = _vendor_sql(ledger, book)
     vendor_costs = {v: Decimal(c) for v, c in ledger.query(
         f"SELECT {vendor} AS v, coalesce(sum(cost_total), 0) FROM calls GROUP BY v ORDER BY 2 DESC, v")}
+    out = io.StringIO()
+    w = out.write
     w("Vendor share by workload type (vendor = who bills the call)\n")
     share_rows = []
     by_workload: dict[str, list[tuple[str, Decimal]]] = {}
@@ -911,7 +945,16 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
         share_rows.append([wl, _money(sub), pct])
     w(_table(["workload", "cost", "vendors"], share_rows, left=(0, 2)) + "\n")
     w("  all workloads: " + ", ".join(f"{v} {_money(c)}" for v, c in vendor_costs.items()) + "\n\n")
+    return out.getvalue(), vendor_costs
 
+
+def _leaks(ledger: Any, report: dict[str, Any], waste: dict[str, tuple[int, Decimal]], n_requests: int,
+           baggage_leaks: int) -> str:
+    """"Where the money leaks": re-asks (and the retry-heavy customer's pattern), unattributed and unpriced
+    spend, calls without usage, de-duplicated spans, and attribution tags that reached the vendor."""
+    total = Decimal(report["total"])
+    out = io.StringIO()
+    w = out.write
     w("Where the money leaks\n")
     all_waste = sum((c for _, c in waste.values()), Decimal(0))
     n_waste = sum(n for n, _ in waste.values())
@@ -934,9 +977,9 @@ def _summarise(ledger: Any, book: Any, report: dict[str, Any], plans: Sequence[R
     w(f"  calls without usage: {report['no_usage_calls']} (failed calls and streams without include_usage)\n")
     w(f"  de-duplicated: {report['duplicate_spans']} duplicate spans (each Anthropic call is traced by the SDK and by "
       "Traceloop), priced once\n")
-    w(f"  attribution sent to vendors: {baggage_leaks} of {len(requests)} requests carried customer tags "
+    w(f"  attribution sent to vendors: {baggage_leaks} of {n_requests} requests carried customer tags "
       "(the outbound baggage guard strips them)\n")
-    return out.getvalue(), vendor_costs, per_task, waste
+    return out.getvalue()
 
 
 def _pct(part: Decimal, whole: Decimal) -> str:
@@ -1024,16 +1067,65 @@ def _global_propagator_restored() -> Iterator[None]:
             propagate.set_global_textmap(prior)
 
 
+class _Phases:
+    """Seconds per named phase of a demo run, each measured from the end of the previous one (the first from
+    ``started``); for the debug log and :attr:`DemoResult.phases`."""
+
+    def __init__(self, started: float) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = started
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = now - self._last
+        self._last = now
+
+
+class _Rollups(NamedTuple):
+    """What :func:`_rollups` read back from the written ledger (see there)."""
+
+    report: dict[str, Any]
+    summary: str
+    vendor_costs: dict[str, Decimal]
+    per_task: dict[str, Decimal]
+    waste: dict[str, tuple[int, Decimal]]
+    n_spans: int
+    leaks: int
+
+
 def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPlan], started: float,
                 progress: bool, stream: TextIO) -> DemoResult:
-    phases: dict[str, float] = {}
-    last = [started]
+    """The body of :func:`run_demo`, under its lock: replace the ledger, make the calls, read the rollups back,
+    write the HTML report, print the summary and the footer to ``stream``. Same contract and errors as
+    :func:`run_demo`."""
+    phases = _Phases(started)
+    ledger_path = _fresh_ledger_path(out_dir)
+    planned = sum(p.n_calls for p in plans)
+    bar = _Progress(planned, sys.stderr if progress else None, started)
+    book, requests = _drive(seed, plans, ledger_path, bar, phases.mark)
+    r = _rollups(ledger_path, book, plans, requests)
+    phases.mark("rollups")
+    report_path = _write_html(r.report, out_dir)
+    phases.mark("html")
+    elapsed = time.monotonic() - started
+    logger.debug("demo phases: %s", ", ".join(f"{k} {v:.2f}s" for k, v in phases.seconds.items()))
 
-    def mark(name: str) -> None:
-        now = time.monotonic()
-        phases[name] = now - last[0]
-        last[0] = now
+    output = r.summary + _footer(ledger_path, r.n_spans, report_path, elapsed)
+    stream.write(output)
+    stream.flush()
+    return DemoResult(seed=seed, calls_scale=calls_scale, ledger_path=ledger_path, report_path=report_path,
+                      elapsed_s=elapsed, planned_calls=planned, total=Decimal(r.report["total"]), report=r.report,
+                      vendor_costs=r.vendor_costs, calls_per_task=r.per_task, retry_waste=r.waste,
+                      vendor_requests=len(requests), baggage_leaks=r.leaks, summary=r.summary, output=output,
+                      requests=requests, phases=phases.seconds)
 
+
+def _fresh_ledger_path(out_dir: Path) -> Path:
+    """Create ``out_dir`` if missing and remove a previous demo ledger (and its WAL) there; returns the path.
+
+    Raises:
+        ConfigurationError: the directory cannot be created or the old ledger cannot be removed (in use).
+    """
     from ._errors import ConfigurationError
 
     try:
@@ -1051,10 +1143,17 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
         except OSError as exc:
             raise ConfigurationError(f"cannot replace {stale}: {exc}. Close whatever has it open, or pass another "
                                      "--out-dir") from None
+    return ledger_path
 
-    planned = sum(p.n_calls for p in plans)
-    bar = _Progress(planned, sys.stderr if progress else None, started)
 
+def _drive(seed: int, plans: Sequence[RunPlan], ledger_path: Path, bar: _Progress,
+           mark: Callable[[str], None]) -> tuple[Any, list[Any]]:
+    """Make every planned call through the real SDKs against a fake vendor, into a pipeline writing
+    ``ledger_path``; returns the price book the pipeline used and the requests the vendor saw.
+
+    The ledger is flushed and the pipeline shut down when this returns (or raises). Marks the phases imports,
+    configure, instrument, calls, flush.
+    """
     import anthropic
     import openai
     from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor  # noqa: F401 - imported inside timing
@@ -1063,8 +1162,6 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     from opentelemetry.sdk.trace import TracerProvider
 
     from ._configure import configure
-    from ._ledger._store import Ledger
-    from ._analysis._rollup import build_report
 
     mark("imports")
 
@@ -1102,7 +1199,14 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
         requests = vendor.requests
     bar.finish()
     mark("flush")
+    return pipeline.processor.book, requests
 
+
+def _rollups(ledger_path: Path, book: Any, plans: Sequence[RunPlan], requests: list[Any]) -> _Rollups:
+    """Read the written ledger back: the report (by customer, all sections), the summary text and its figures,
+    the span count, and how many vendor requests carried an attribution key in their baggage (must be 0)."""
+    from ._ledger._store import Ledger
+    from ._analysis._rollup import build_report
     from ._capture._attribution import attribution_keys
 
     keys = attribution_keys()
@@ -1110,24 +1214,26 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     ledger = Ledger(ledger_path, read_only=True)
     try:
         report = build_report(ledger, by=["customer_id"], top=None, sections=True)
-        summary, vendor_costs, per_task, waste = _summarise(ledger, pipeline.processor.book, report, plans, requests,
-                                                               leaks)
+        summary, vendor_costs, per_task, waste = _summarise(ledger, book, report, plans, requests, leaks)
         n_spans = ledger.count()
     finally:
         ledger.close()
-    mark("rollups")
+    return _Rollups(report, summary, vendor_costs, per_task, waste, n_spans, leaks)
 
-    report_path: Path | None = None
-    if importlib.util.find_spec("otel_costattr._report._html") is not None:
-        from ._report._render import render, write_output
-        report_path = out_dir / REPORT_NAME
-        write_output(render(report, "html"), str(report_path))
-    else:
+
+def _write_html(report: dict[str, Any], out_dir: Path) -> Path | None:
+    """Write ``<out_dir>/report.html``; None (and an info log) when this build has no HTML renderer."""
+    if importlib.util.find_spec("otel_costattr._report._html") is None:
         logger.info("the HTML report renderer is not available; report.html not written")
-    mark("html")
-    elapsed = time.monotonic() - started
-    logger.debug("demo phases: %s", ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+        return None
+    from ._report._render import render, write_output
+    report_path = out_dir / REPORT_NAME
+    write_output(render(report, "html"), str(report_path))
+    return report_path
 
+
+def _footer(ledger_path: Path, n_spans: int, report_path: Path | None, elapsed: float) -> str:
+    """Where the files went, the next commands to try, and how long the run took (not deterministic)."""
     footer = io.StringIO()
     footer.write(f"\nWrote {ledger_path} (the ledger: {n_spans} spans, exact decimals)")
     footer.write(f" and {report_path}\n" if report_path else "; report.html skipped: this build has no HTML renderer\n")
@@ -1137,11 +1243,4 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     if report_path:
         footer.write(f"  open {report_path}\n")
     footer.write(f"Done in {elapsed:.1f} s.\n")
-    output = summary + footer.getvalue()
-    stream.write(output)
-    stream.flush()
-    return DemoResult(seed=seed, calls_scale=calls_scale, ledger_path=ledger_path, report_path=report_path,
-                      elapsed_s=elapsed, planned_calls=planned, total=Decimal(report["total"]), report=report,
-                      vendor_costs=vendor_costs, calls_per_task=per_task, retry_waste=waste,
-                      vendor_requests=len(requests), baggage_leaks=leaks, summary=summary, output=output,
-                      requests=requests, phases=phases)
+    return footer.getvalue()

@@ -12,6 +12,8 @@ as a token count.
 
 from __future__ import annotations
 
+import hashlib
+
 __all__ = [
     "COST_CACHE_READ", "COST_CACHE_WRITE", "COST_CACHE_WRITE_1H", "COST_CURRENCY", "COST_DUPLICATE_OF",
     "COST_EFFECTIVE_FROM", "COST_FLAGS", "COST_INPUT", "COST_MODEL", "COST_OUTPUT", "COST_PRICING_VERSION",
@@ -19,7 +21,7 @@ __all__ = [
     "COST_UNCACHED_INPUT", "COST_TEXT_OUTPUT", "COST_LAYER_MEMORY", "COST_LAYER_MEMORY_TOKENS", "COST_LAYER_PROMPT",
     "COST_LAYER_PROMPT_TOKENS", "COST_LAYER_SOURCE", "COST_LAYER_TOOL", "COST_LAYER_TOOL_TOKENS", "DEFAULT_ATTRIBUTION_KEYS", "LANGFUSE_COST_DETAILS",
     "EMITTER_CONVENTIONS", "INPUT_EXCLUDES_CACHE", "LLM_OPERATIONS", "NON_LLM_OPERATIONS", "OUTPUT_EXCLUDES_REASONING",
-    "PROVIDED_COST", "PROVIDER_NAMES", "READ", "STATUSES",
+    "MAX_VALUE_LENGTH", "PROVIDED_COST", "PROVIDER_NAMES", "READ", "STATUSES", "cut_value",
 ]
 
 # ----------------------------------------------------------------------------------------------- read
@@ -139,3 +141,21 @@ DEFAULT_ATTRIBUTION_KEYS: tuple[str, ...] = (
     "customer_id", "process_id", "process_run_id", "agent_run_id", "task_id", "agent_id", "skill_id",
     "user_id", "feature", "workload_type",
 )
+
+#: Attribution values longer than this are cut (DESIGN D9: bounded in length), by :func:`cut_value`.
+MAX_VALUE_LENGTH = 256
+_HASH_CHARS = 8
+
+
+def cut_value(text: str, limit: int = MAX_VALUE_LENGTH) -> str:
+    """``text`` itself when it fits in ``limit`` characters; otherwise its first characters, ``~`` and the first
+    8 hex digits of its SHA-256, ``limit`` characters in all.
+
+    Two long values that share their first ``limit`` characters stay distinct (a plain cut merged two customers'
+    spend into one row), and the same value is always cut the same way, in capture, the ledger and the report.
+    """
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    return f"{text[:limit - _HASH_CHARS - 1]}~{digest}"
+

@@ -224,6 +224,14 @@ def _str_or_none(key: str, limit: int = 256) -> str:
     return f"if({_has(key)}, substringUTF8({_get(key)}, 1, {limit}), NULL)"
 
 
+def _attribution_value(key: str) -> str:
+    """An attribution column cut as :func:`otel_costattr.attributes.cut_value` cuts it (a long value keeps a
+    short hash of itself), so the same ids group the same way here as in the ledger."""
+    v, limit, digits = _get(key), A.MAX_VALUE_LENGTH, 8
+    cut = f"concat(substringUTF8({v}, 1, {limit - digits - 1}), '~', substring(lower(hex(SHA256({v}))), 1, {digits}))"
+    return f"if({_has(key)}, if(lengthUTF8({v}) <= {limit}, {v}, {cut}), NULL)"
+
+
 def spans_sql(table_ref: str, *, has_scope_column: bool = True) -> str:
     """The ``spans`` relation (ledger columns, in ``_ledger.COLUMNS`` order) over an ``otel_traces`` table.
 
@@ -298,7 +306,7 @@ def _read_columns(has_scope_column: bool) -> str:
         f"if({_has(A.COST_FLAGS)}, if(startsWith({flags}, '['), arrayStringConcat(JSONExtract({flags}, "
         f"'Array(String)'), ','), {flags}), NULL) AS cost_flags",
         f"if(match({resend}, '^-?[0-9]{{1,10}}$'), toInt32OrNull({resend}), NULL) AS resend_count",
-        *(f"{_str_or_none(k)} AS {k}" for k in ATTRIBUTION_COLUMNS),
+        *(f"{_attribution_value(k)} AS {k}" for k in ATTRIBUTION_COLUMNS),
         f"{keep} AS attributes",
     ])
 

@@ -25,7 +25,7 @@ from typing import Any
 from .._errors import ConfigurationError
 from .._pricing._book import format_money
 from ._chains import HTTP_METHOD_ATTRIBUTES, OUTCOME_ATTRIBUTE, STEP_ATTRIBUTE, Chain, ChainSpan, build_chains
-from ._source import UNATTRIBUTED, Filters, Source
+from ._source import Filters, Source
 
 __all__ = ["economics", "retry_analysis"]
 
@@ -98,7 +98,8 @@ def chains_for(src: Source, f: Filters) -> tuple[list[tuple[Chain, dict[str, str
                 first = next((attribution[a.span_id] for a in chain.attempts if a.span_id in attribution), {})
                 if not any(first.values()):  # an attempt marker: take the attribution of a call under it
                     first = next((v for v in attribution.values() if any(v.values())), first)
-                out.append((chain, {k: first.get(k) or UNATTRIBUTED for k in _ATTRIBUTION}))
+                # a missing (or empty) key is None, null in JSON: never a string that a real value could also be
+                out.append((chain, {k: first.get(k) or None for k in _ATTRIBUTION}))
     return out, truncated
 
 
@@ -128,8 +129,9 @@ def _findings(by: dict[str, list[dict[str, Any]]], keys: Sequence[str]) -> list[
         rows = [r for r in by.get(key, []) if Decimal(r["wasted"]) > 0]
         rows.sort(key=lambda r: (-Decimal(r["wasted_share_of_spend"]), -Decimal(r["wasted"]), str(r["key"][key])))
         out.extend({"by": key, key: r["key"][key], "share": r["wasted_share_of_spend"], "wasted": r["wasted"],
-                    "total": r["spend"], "sentence": FINDING_SENTENCE.format(share=r["wasted_share_of_spend"],
-                                                                             key=r["key"][key])}
+                    "total": r["spend"], "sentence": FINDING_SENTENCE.format(
+                        share=r["wasted_share_of_spend"],
+                        key=r["key"][key] if r["key"][key] is not None else f"(no {key})")}
                    for r in rows)
     return out
 
@@ -153,8 +155,8 @@ def retry_analysis(src: Source, f: Filters, total: Decimal, *, worst: int = 10,
     spend: dict[str, dict[str, Decimal]] = {}
     for key in _KEYS:
         where, params = f.where()
-        spend[key] = {(k if k is not None else UNATTRIBUTED): Decimal(v or 0) for k, v in src.query(
-            f"SELECT {key}, sum(cost_total) FROM calls{where} GROUP BY {key}", params)}
+        spend[key] = {k: Decimal(v or 0) for k, v in src.query(
+            f"SELECT nullif({key}, '') AS k, sum(cost_total) FROM calls{where} GROUP BY k", params)}
     by: dict[str, list[dict[str, Any]]] = {}
     for key in _KEYS:
         agg: dict[str, list[Any]] = defaultdict(lambda: [Decimal(0), Decimal(0), 0, 0])
@@ -170,7 +172,7 @@ def retry_analysis(src: Source, f: Filters, total: Decimal, *, worst: int = 10,
             rows.append({"key": {key: k}, "wasted": _d(w), "loop_cost": _d(cost), "spend": _d(s),
                          "wasted_share_of_spend": _pct(w, s), "loop_share_of_spend": _pct(cost, s),
                          "retry_chains": n, "attempts": attempts})
-        rows.sort(key=lambda r: (-Decimal(r["wasted"]), str(r["key"][key])))
+        rows.sort(key=lambda r: (-Decimal(r["wasted"]), r["key"][key] is None, str(r["key"][key])))
         by[key] = rows
     worst_rows = sorted(retries, key=lambda ca: (-ca[0].wasted, -ca[0].attempt_count, ca[0].trace_id))[:worst]
     return {
@@ -203,9 +205,9 @@ def economics(src: Source, f: Filters, chains: Sequence[tuple[Chain, dict[str, s
     failed: dict[str, set[str]] = defaultdict(set)
     for c, a in chains:
         if not c.succeeded:
-            failed[a.get(by, UNATTRIBUTED)].add(c.trace_id)
+            failed[a.get(by)].add(c.trace_id)
     where, params = f.where()
-    rows = src.query(f"SELECT coalesce({by}, '{UNATTRIBUTED}') AS k, count(*), sum(cost_total), "
+    rows = src.query(f"SELECT nullif({by}, '') AS k, count(*), sum(cost_total), "
                      f"count(DISTINCT trace_id) FROM calls{where} GROUP BY k ORDER BY 3 DESC NULLS LAST, k", params)
     out = []
     for k, calls, cost, instances in rows:
@@ -224,7 +226,7 @@ def layers(src: Source, f: Filters, by: str = "agent_id") -> dict[str, Any]:
     counts) are counted, not guessed."""
     where, params = f.where()
     rows = src.query(
-        f"SELECT coalesce({by}, '{UNATTRIBUTED}') AS k, count(*) AS calls, "
+        f"SELECT nullif({by}, '') AS k, count(*) AS calls, "
         "count(*) FILTER (WHERE layer_source IS NOT NULL) AS with_layers, "
         "coalesce(sum(layer_prompt_tokens), 0), coalesce(sum(layer_tool_tokens), 0), "
         "coalesce(sum(layer_memory_tokens), 0), sum(cost_layer_prompt), sum(cost_layer_tool), sum(cost_layer_memory), "

@@ -41,7 +41,7 @@ from .._errors import ConfigurationError
 from ._enrich import plain_attributes
 from ._layers import context_attributes as _layer_hints
 from ._spanattrs import add_attributes
-from ..attributes import DEFAULT_ATTRIBUTION_KEYS
+from ..attributes import DEFAULT_ATTRIBUTION_KEYS, MAX_VALUE_LENGTH, cut_value
 
 __all__ = [
     "MAX_VALUE_LENGTH", "AttributionBaggageProcessor", "attribution", "attribution_keys", "baggage_processor",
@@ -50,7 +50,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_VALUE_LENGTH = 256
 _MAX_KEYS = 64
 ENV_OUTBOUND = "OTEL_COSTATTR_OUTBOUND_ATTRIBUTION"
 
@@ -86,8 +85,7 @@ def set_attribution_keys(keys: Iterable[str], *, extend: bool = True) -> frozens
 
 
 def _bounded(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
-    return text[:MAX_VALUE_LENGTH]
+    return cut_value(value if isinstance(value, str) else str(value))
 
 
 class attribution:  # noqa: N801 - used like a function: `with attribution(...)` / `@attribution(...)`
@@ -95,7 +93,8 @@ class attribution:  # noqa: N801 - used like a function: `with attribution(...)`
 
     ``with attribution(customer_id="acme", agent_run_id=run.id): ...`` or ``@attribution(task_id="triage")``.
     Only allow-listed keys (:func:`attribution_keys`) are accepted; values are converted to strings and cut to
-    ``MAX_VALUE_LENGTH``. ``None`` values are skipped, so optional tags can be passed through.
+    ``MAX_VALUE_LENGTH`` (:func:`~otel_costattr.attributes.cut_value`: a long value keeps a short hash).
+    ``None`` values are skipped, so optional tags can be passed through.
 
     Raises:
         ConfigurationError: an unknown key (the message lists the allowed ones).
@@ -201,7 +200,7 @@ class AttributionBaggageProcessor(BaggageSpanProcessor):
                 allowed = self._fixed if self._fixed is not None else _keys
                 for k, v in entries.items():
                     if k in allowed and k not in existing:
-                        add[k] = v[:MAX_VALUE_LENGTH] if type(v) is str else _bounded(v)
+                        add[k] = v if type(v) is str and len(v) <= MAX_VALUE_LENGTH else _bounded(v)
                         if len(add) >= _MAX_KEYS:
                             break
             if add:

@@ -147,7 +147,7 @@ class CostSpanProcessor(SpanProcessor):
         self._ending_hooks = tuple(p for p in downstream if _overrides_on_ending(p))
         self.book = book
         self.enricher = Enricher(book, dedup_size=dedup_size, langfuse=langfuse)
-        self.metrics = CostMetrics(meter_provider, metric_keys)
+        self.metrics = CostMetrics(meter_provider, metric_keys, book=book)
         self.stats = EnrichmentStats()
         self._required = tuple(required_keys)
         self._strict = strict

@@ -357,6 +357,10 @@ GROUP BY 1, 2, 3, 4, 5
 """
 
 
+#: A comparison row's key: (UTC day, provider, model id or ALL_MODELS / TOOLS; None before folding).
+_Key = tuple[date, str, str | None]
+
+
 def reconcile(src: Source, exports: Sequence[VendorExport], *, book: PriceBook | None = None,
               tolerance_pct: Decimal | str = "1", tolerance_usd: Decimal | str = "0.01",
               since_ns: int | None = None, until_ns: int | None = None,
@@ -366,11 +370,53 @@ def reconcile(src: Source, exports: Sequence[VendorExport], *, book: PriceBook |
     Keys: ``currency``, ``tolerance {pct, usd}``, ``period {since, until}``, ``sources[]``, ``rows[]`` (per day,
     provider, model), ``days[]`` (per day and provider), ``totals``, ``flagged`` (number of flagged rows).
 
+    Steps: refuse double-counted buckets, build the vendor side, then the ledger side over the providers and
+    period the exports cover, fold the vendor rows of days not itemised by model, compare row by row.
+
     Raises:
         ExportFormatError: two exports hold the same bucket of the same kind (it would count twice).
         ConfigurationError: a tolerance is not a non-negative decimal.
     """
     tol_pct, tol_usd = _tolerance(tolerance_pct, "--tolerance-pct"), _tolerance(tolerance_usd, "--tolerance-usd")
+    _refuse_double_buckets(exports)
+    canon = _Models(book)
+    vendor, cost_days, usage_days = _vendor_side(exports, canon, since_ns, until_ns)
+    collapsed = {(d, p) for d, p, m in vendor if m is None}
+    tool_split = {(d, p) for d, p, m in vendor if m == TOOLS}
+
+    # --- ledger side: the providers and (unless given) the period the exports cover
+    providers = sorted({e.provider for e in exports})
+    covered = sorted(cost_days | usage_days)
+    lo, hi = _period(covered, since_ns, until_ns)
+    # Without an explicit window each provider is compared over the days its own exports cover.
+    first_day = ({p: min((d for d, q in covered if q == p), default=date.max) for p in providers}
+                 if since_ns is None else None)
+    last_day = ({p: max((d for d, q in covered if q == p), default=date.min) for p in providers}
+                if until_ns is None else None)
+    ledger = _ledger_side(src, book, canon, providers, Filters(lo, hi), required_keys, first_day, last_day,
+                          collapsed, tool_split)
+    _fold_collapsed(vendor, collapsed)
+
+    rows = [_row(k, vendor.get(k), ledger.get(k), (k[0], k[1]) in cost_days, (k[0], k[1]) in usage_days,
+                 tol_pct, tol_usd)
+            for k in sorted(set(vendor) | set(ledger), key=lambda k: (k[0], k[1], str(k[2])))]
+    days = _days(rows, cost_days, usage_days, tol_pct, tol_usd)
+    return {
+        "currency": "USD",
+        "tolerance": {"pct": format_money(tol_pct), "usd": format_money(tol_usd)},
+        "period": {"since": _iso(lo), "until": _iso(hi)},
+        "required_keys": list(required_keys),
+        "sources": [_source(e) for e in exports],
+        "rows": rows,
+        "days": days,
+        "totals": _totals(rows, days),
+        "flagged": sum(r["flagged"] for r in rows),
+    }
+
+
+def _refuse_double_buckets(exports: Sequence[VendorExport]) -> None:
+    """Raise :class:`ExportFormatError` when two files hold the same (provider, kind, bucket): it would count
+    twice. The same file passed twice is not caught here (its path is the same)."""
     seen: dict[tuple[str, str, int], str] = {}
     for e in exports:
         for b in e.buckets:
@@ -378,23 +424,37 @@ def reconcile(src: Source, exports: Sequence[VendorExport], *, book: PriceBook |
             if other != e.path:
                 raise ExportFormatError(f"{e.path} and {other} both hold the {e.provider} {e.kind} bucket of "
                                         f"{_utc(b).date()}: pass each export once (it would be counted twice)")
-    canon = _Models(book)
 
-    def in_window(day: date) -> bool:
-        start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 10**9
-        return (since_ns is None or start + _DAY_NS > since_ns) and (until_ns is None or start < until_ns)
 
-    # --- vendor side
-    vendor: dict[tuple[date, str, str | None], _Side] = {}
+def _day_start_ns(day: date) -> int:
+    """Epoch nanoseconds of 00:00 UTC on ``day``."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 10**9
+
+
+def _in_window(day: date, since_ns: int | None, until_ns: int | None) -> bool:
+    """Whether the UTC ``day`` overlaps ``[since_ns, until_ns)`` (an open end when None)."""
+    start = _day_start_ns(day)
+    return (since_ns is None or start + _DAY_NS > since_ns) and (until_ns is None or start < until_ns)
+
+
+def _vendor_side(exports: Sequence[VendorExport], canon: _Models, since_ns: int | None, until_ns: int | None
+                 ) -> tuple[dict[_Key, _Side], set[tuple[date, str]], set[tuple[date, str]]]:
+    """The vendor's figures per (day, provider, model) within the window, and the (day, provider) pairs that a
+    cost export and a usage export cover.
+
+    The model is the pricing table's id (``canon``), :data:`TOOLS` for a tool-fee line, or None for a record
+    not itemised by model (the caller folds that provider's day into one row).
+    """
+    vendor: dict[_Key, _Side] = {}
     cost_days: set[tuple[date, str]] = set()
     usage_days: set[tuple[date, str]] = set()
     for e in exports:
         for b in e.buckets:
             d = _utc(b).date()
-            if in_window(d):
+            if _in_window(d, since_ns, until_ns):
                 (cost_days if e.kind == "cost" else usage_days).add((d, e.provider))
         for r in e.records:
-            if not in_window(r.day):
+            if not _in_window(r.day, since_ns, until_ns):
                 continue
             model = TOOLS if r.tool else (canon(r.provider, r.model) if r.model else None)
             side = vendor.setdefault((r.day, r.provider, model), _Side())
@@ -406,25 +466,35 @@ def reconcile(src: Source, exports: Sequence[VendorExport], *, book: PriceBook |
                 side.has_cost = True
             if r.tokens is not None:
                 side.add_tokens(r.tokens)
-    collapsed = {(d, p) for d, p, m in vendor if m is None}
-    tool_split = {(d, p) for d, p, m in vendor if m == TOOLS}
+    return vendor, cost_days, usage_days
 
-    # --- ledger side: the providers and (unless given) the period the exports cover
-    providers = sorted({e.provider for e in exports})
-    covered = sorted(cost_days | usage_days)
-    lo = since_ns
-    hi = until_ns
+
+def _period(covered: Sequence[tuple[date, str]], since_ns: int | None, until_ns: int | None
+            ) -> tuple[int | None, int | None]:
+    """The ledger window ``[lo, hi)`` in epoch ns: ``since``/``until`` when given, otherwise the first and last
+    day the exports cover (None when they cover no day)."""
+    lo, hi = since_ns, until_ns
     if covered and lo is None:
-        first = min(d for d, _ in covered)
-        lo = int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()) * 10**9
+        lo = _day_start_ns(min(d for d, _ in covered))
     if covered and hi is None:
-        last = max(d for d, _ in covered)
-        hi = int(datetime(last.year, last.month, last.day, tzinfo=timezone.utc).timestamp()) * 10**9 + _DAY_NS
-    first_day = {p: min((d for d, q in covered if q == p), default=date.max) for p in providers}
-    last_day = {p: max((d for d, q in covered if q == p), default=date.min) for p in providers}
+        hi = _day_start_ns(max(d for d, _ in covered)) + _DAY_NS
+    return lo, hi
+
+
+def _ledger_side(src: Source, book: PriceBook | None, canon: _Models, providers: Sequence[str], filters: Filters,
+                 required_keys: Sequence[str], first_day: Mapping[str, date] | None,
+                 last_day: Mapping[str, date] | None, collapsed: set[tuple[date, str]],
+                 tool_split: set[tuple[date, str]]) -> dict[_Key, _Side]:
+    """The ledger's figures per (day, provider, model), keyed like the vendor side.
+
+    Only ``providers`` are kept, and per provider only the days from ``first_day`` to ``last_day`` (a bound that
+    is None is not applied). A (day, provider) in ``collapsed`` becomes one :data:`ALL_MODELS` row; one in
+    ``tool_split`` has its tool-usage cost moved to a :data:`TOOLS` row (cost only: calls, tokens and the
+    unattributed share stay on the model's row).
+    """
     missing = " OR ".join(missing_sql(k) for k in required_keys) or "1 = 0"
-    where, params = Filters(lo, hi).where()
-    ledger: dict[tuple[date, str, str | None], _Side] = {}
+    where, params = filters.where()
+    ledger: dict[_Key, _Side] = {}
     for (d_ns, prov, pm, rm, qm, n, cost, tool, unpriced, un_cost, un_calls,
          t_in, t_cr, t_cw, t_cw1, t_out) in src.query(_LEDGER_SQL.format(day=_DAY_NS, missing=f"({missing})",
                                                                         where=where), params):
@@ -432,8 +502,7 @@ def reconcile(src: Source, exports: Sequence[VendorExport], *, book: PriceBook |
         if p not in providers:
             continue
         day = _utc(int(d_ns) // 10**9).date()
-        # Without an explicit window each provider is compared over the days its own exports cover.
-        if (since_ns is None and day < first_day[p]) or (until_ns is None and day > last_day[p]):
+        if (first_day is not None and day < first_day[p]) or (last_day is not None and day > last_day[p]):
             continue
         name = pm or rm or qm or "unknown"
         model = pm if pm else canon(p, name)
@@ -459,7 +528,12 @@ def reconcile(src: Source, exports: Sequence[VendorExport], *, book: PriceBook |
             side.unattributed += _d(un_cost)
             side.unattributed_calls += int(un_calls or 0)
             side.add_tokens(tokens)
-    # A day whose export is not itemised by model is compared as one row: fold the vendor's rows of that day.
+    return ledger
+
+
+def _fold_collapsed(vendor: dict[_Key, _Side], collapsed: set[tuple[date, str]]) -> None:
+    """A day whose export is not itemised by model is compared as one row: fold (in place) the vendor's rows of
+    each (day, provider) in ``collapsed`` into its :data:`ALL_MODELS` row."""
     for key in [k for k in vendor if (k[0], k[1]) in collapsed and k[2] != ALL_MODELS]:
         part = vendor.pop(key)
         dst = vendor.setdefault((key[0], key[1], ALL_MODELS), _Side())
@@ -469,34 +543,28 @@ def reconcile(src: Source, exports: Sequence[VendorExport], *, book: PriceBook |
         dst.has_cost = dst.has_cost or part.has_cost
         dst.add_tokens(part.tokens)
 
-    rows = [_row(k, vendor.get(k), ledger.get(k), (k[0], k[1]) in cost_days, (k[0], k[1]) in usage_days,
-                 tol_pct, tol_usd)
-            for k in sorted(set(vendor) | set(ledger), key=lambda k: (k[0], k[1], str(k[2])))]
-    days = _days(rows, cost_days, usage_days, tol_pct, tol_usd)
+
+def _source(e: VendorExport) -> dict[str, Any]:
+    """One ``sources[]`` entry: the file, its format and provider, and the days its buckets span."""
+    return {"file": e.path, "format": e.format, "provider": e.provider, "buckets": len(e.buckets),
+            "first_day": min(e.days).isoformat() if e.buckets else None,
+            "last_day": max(e.days).isoformat() if e.buckets else None}
+
+
+def _totals(rows: Sequence[Mapping[str, Any]], days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``totals`` object. Vendor and ledger totals cover only rows with a vendor cost (like with like); the
+    ledger cost of rows without one is reported on its own (``ledger_cost_without_vendor_cost``)."""
     v_total = sum((Decimal(r["vendor_cost"]) for r in rows if r["vendor_cost"] is not None), Decimal(0))
     l_total = sum((Decimal(r["ledger_cost"]) for r in rows if r["vendor_cost"] is not None), Decimal(0))
     l_uncovered = sum((Decimal(r["ledger_cost"]) for r in rows if r["vendor_cost"] is None), Decimal(0))
     un_total = sum((Decimal(r["unattributed_cost"]) for r in rows), Decimal(0))
     diff = v_total - l_total
-    pct = _pct(diff, v_total)
-    return {
-        "currency": "USD",
-        "tolerance": {"pct": format_money(tol_pct), "usd": format_money(tol_usd)},
-        "period": {"since": _iso(lo), "until": _iso(hi)},
-        "required_keys": list(required_keys),
-        "sources": [{"file": e.path, "format": e.format, "provider": e.provider, "buckets": len(e.buckets),
-                     "first_day": min(e.days).isoformat() if e.buckets else None,
-                     "last_day": max(e.days).isoformat() if e.buckets else None} for e in exports],
-        "rows": rows,
-        "days": days,
-        "totals": {"vendor_cost": format_money(v_total), "ledger_cost": format_money(l_total),
-                   "variance": format_money(diff), "variance_pct": _pct_text(pct),
-                   "ledger_cost_without_vendor_cost": format_money(l_uncovered),
-                   "ledger_unattributed_cost": format_money(un_total),
-                   "flagged_rows": sum(r["flagged"] for r in rows),
-                   "flagged_days": sum(d["flagged"] for d in days)},
-        "flagged": sum(r["flagged"] for r in rows),
-    }
+    return {"vendor_cost": format_money(v_total), "ledger_cost": format_money(l_total),
+            "variance": format_money(diff), "variance_pct": _pct_text(_pct(diff, v_total)),
+            "ledger_cost_without_vendor_cost": format_money(l_uncovered),
+            "ledger_unattributed_cost": format_money(un_total),
+            "flagged_rows": sum(r["flagged"] for r in rows),
+            "flagged_days": sum(d["flagged"] for d in days)}
 
 
 def _tolerance(v: Decimal | str, what: str) -> Decimal:

@@ -62,8 +62,11 @@ def _price_missing(records: list[SpanRecord], enricher: Enricher) -> int:
     for i, rec in enumerate(records):
         if COST_STATUS in rec.attributes:
             continue
-        extra, status, _, _ = enricher.compute_attributes(rec.attributes, span_id=rec.span_id,
-                                                           start_ns=rec.start_ns, end_ns=rec.end_ns)
+        # trace, parent and scope let two instrumentations' spans of one call pair without a response id (D16),
+        # and the scope selects the emitter's usage convention (botocore's Bedrock input count)
+        extra, status, _, _ = enricher.compute_attributes(
+            rec.attributes, span_id=rec.span_id, start_ns=rec.start_ns, end_ns=rec.end_ns, trace_id=rec.trace_id,
+            parent_span_id=rec.parent_span_id, scope=rec.scope_name or "")
         if extra:
             merged: dict[str, Any] = dict(rec.attributes)
             merged.update(extra)

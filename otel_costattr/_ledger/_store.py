@@ -298,11 +298,12 @@ def _unmapped(a: Mapping[str, Any], store_content: bool) -> dict[str, Any]:
 
 
 def _attribution_values(a: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The attribution columns' values: strings cut to 256 characters, other values as their text."""
+    """The attribution columns' values: as text, cut by :func:`~otel_costattr.attributes.cut_value`."""
     values = tuple(map(a.get, ATTRIBUTION_COLUMNS))
     for v in values:
-        if v is not None and (type(v) is not str or len(v) > 256):
-            return tuple(map(_str_or_none, values))  # some value needs converting or cutting
+        if v is not None and (type(v) is not str or len(v) > A.MAX_VALUE_LENGTH):
+            # some value needs converting or cutting; a cut keeps a hash, so long values stay distinct
+            return tuple(None if v is None else A.cut_value(v if type(v) is str else str(v)) for v in values)
     return values  # all short strings or absent: the common case
 
 
@@ -319,7 +320,7 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     names of the affected columns are appended to ``out_of_range`` when given (the ledger counts them).
     """
     a = rec.attributes
-    call = read_call(a)
+    call = read_call(a, rec.scope_name)  # the scope selects the emitter's usage convention (D16)
     is_llm = call.is_llm_call
     status = a.get(A.COST_STATUS)
     if type(status) is not str:
@@ -342,7 +343,8 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     if status == "duplicate" and book is not None and call.has_usage and call.model:
         # Re-price the second span of a call so that the more detailed of the pair can be the one counted.
         try:
-            cost = book.price(call.model, provider=call.provider, input_tokens=call.input_tokens or 0,
+            provider = A.PROVIDER_NAMES.get(call.provider.strip().lower(), call.provider) if call.provider else None
+            cost = book.price(call.model, provider=provider, input_tokens=call.input_tokens or 0,
                               output_tokens=call.output_tokens or 0, cache_read_tokens=call.cache_read_tokens or 0,
                               cache_write_tokens=call.cache_write_tokens or 0,
                               cache_write_1h_tokens=call.cache_write_1h_tokens or 0,

@@ -671,6 +671,9 @@ class PriceBook:
             res: _Resolution | str = "the call names no model"
         else:
             res = self._search(provider, model)
+        # Inserts and evictions under the lock (a miss costs far more than the lock): a thread inserting between
+        # another's iter() and next() made next() raise "dictionary changed size during iteration" (seen with
+        # serve's two workers). Lookups stay lock-free.
         with self._lock:
             if len(cache) >= _RESOLVE_CACHE_MAX:
                 cache.pop(next(iter(cache)), None)
@@ -749,10 +752,11 @@ class PriceBook:
                 scale = -exp
         ints = tuple(int(r.scaleb(scale, _CTX)) for r in vec)
         out = (ints, scale, notes)
-        if len(self._rates_cache) >= _RATES_CACHE_MAX:
-            self._rates_cache.pop(next(iter(self._rates_cache)), None)
-            self.evictions["rates"] += 1
-        self._rates_cache[key] = out
+        with self._lock:  # as in resolve(): evicting while another thread inserts must not raise
+            if len(self._rates_cache) >= _RATES_CACHE_MAX:
+                self._rates_cache.pop(next(iter(self._rates_cache)), None)
+                self.evictions["rates"] += 1
+            self._rates_cache[key] = out
         return out
 
     def _cache_multipliers(self, entry: ModelEntry) -> Mapping[str, Decimal]:

@@ -19,10 +19,20 @@ HTTP contract (OTLP/HTTP specification):
   ``partial_success`` when spans were rejected (a span without a valid trace or span id); 400 with a
   ``google.rpc.Status`` naming the reason for a malformed body; 415 for another content type or encoding;
   413 above ``max_body_bytes`` (on the wire and after decompression); 401 without the bearer token when one
-  is configured; 503 with ``Retry-After`` when the queue is full or the server is shutting down. A 200 means
-  the spans are queued and will be processed, including across a SIGTERM (the queue is drained first).
+  is configured; 503 with ``Retry-After`` when the queue is full, the memory budget is spent, or the server is
+  shutting down. A 200 means the spans are queued and will be processed, including across a SIGTERM (the queue
+  is drained first).
 * ``GET /healthz``: 200 ``{"status": "ok"}`` while accepting, 503 once shutting down. Never needs the token.
 * ``GET /metrics`` (or ``/stats``): the JSON counters of :class:`~otel_costattr._serve._pipeline.Stats`.
+
+Memory: one :class:`~otel_costattr._serve._pipeline.MemoryBudget` (``max_memory`` bytes) covers bodies being
+received, decoded requests queued, and requests being processed. A request reserves its worst case when its
+header arrives (``_UPFRONT_FACTOR`` times its ``Content-Length``, or chunk by chunk without one) and is refused
+with 503 before its body is read when that does not fit; once decoded, the reservation shrinks to an estimate
+from what the request holds (its size and its LLM spans), which the worker gives back when it is done. Bodies
+above ``_INLINE_DECODE_MAX`` bytes are decompressed and decoded on a worker thread, so the event loop keeps
+answering (``/healthz`` included). Connection limits (cap, header and body-progress timeouts, keep-alive) are
+in :mod:`~otel_costattr._serve._guard`.
 
 Python API: :class:`CostServer` (in-process, background thread, ephemeral port: for tests and embedding) and
 :func:`serve` (blocking, signal handling: the CLI).
@@ -42,6 +52,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +64,8 @@ from google.rpc import code_pb2, status_pb2
 from .._errors import ConfigurationError
 from .._ledger._otlp import OTLPDecodeError
 from ._codec import JSON, PROTOBUF, BodyTooLarge, encode_response, gunzip
-from ._pipeline import Batch, Forwarder, Pipeline, Stats, redact_url
+from ._guard import ConnectionLimits, fd_headroom_cap, guarded_protocol, install_log_limits
+from ._pipeline import Batch, Forwarder, MemoryBudget, Pipeline, Stats, redact_url
 
 __all__ = ["DEFAULT_PORT", "TOKEN_ENV", "CostServer", "ServeConfig", "serve"]
 
@@ -63,6 +75,17 @@ DEFAULT_PORT = 4319  # next to the collector's 4318, so both can run on one host
 TOKEN_ENV = "OTEL_COSTATTR_SERVE_TOKEN"
 TRACES_PATH = "/v1/traces"
 _DEFAULT_MAX_BODY = 20 * 1024 * 1024  # the collector's default max_request_body_size
+_DEFAULT_MAX_MEMORY = 256 * 1024 * 1024  # OTLP exporters send a few MiB per request: dozens fit
+# What one request can cost, per byte of its body as received (measured with tests/reliability's hostile load:
+# an 18.6 MiB protobuf request of 72,000 small chat spans peaks at ~9x its size while it is decoded, enriched and
+# re-serialized; OTLP/JSON peaks at ~14x its size inside json.loads). Reserved when the header arrives.
+_UPFRONT_FACTOR = {PROTOBUF: 10, JSON: 15}
+# Once decoded: what a request holds until a worker is done with it (the decoded message and its serialized
+# copy, ~2x the protobuf size; the cost attributes appended to, and serialized with, each LLM span).
+_HELD_PER_BYTE = 2
+_HELD_PER_CALL = 2048
+_INLINE_DECODE_MAX = 1024 * 1024  # larger bodies are decoded on a thread, off the event loop (a 1 MiB body
+# decodes in a few ms; the thread hop costs latency and a malloc arena, not worth it for typical requests)
 _STARTUP_TIMEOUT_S = 30.0
 _GRACEFUL_TIMEOUT_S = 30.0
 
@@ -84,9 +107,12 @@ class ServeConfig:
     ``forward`` is an OTLP/HTTP traces URL; a base URL (no path, or a path not ending in ``/v1/traces``, such
     as Langfuse's ``https://host/api/public/otel``) gets ``/v1/traces`` appended. ``token`` enables bearer
     authentication; ``token_env`` names the environment variable to read it from when ``token`` is None.
-    ``queue_size`` counts export requests: memory is bounded by about ``queue_size`` decoded bodies of at most
-    ``max_body_bytes`` each. ``retry_after`` is the ``Retry-After`` sent with 503s (seconds). At shutdown every
-    queued batch is still delivered; forward retries stop ``drain_retry_s`` seconds into the drain.
+    ``max_memory`` is the memory budget in bytes (see the module docstring) and ``queue_size`` the most export
+    requests queued; past either, clients get 503 with ``Retry-After`` (``retry_after`` seconds). Connection
+    limits: ``max_connections`` (lowered to fit the open-file limit), ``header_timeout`` (seconds for a request
+    header), ``body_timeout`` and ``min_body_rate`` (a body must deliver ``min_body_rate`` bytes per second over
+    each ``body_timeout`` window), ``keep_alive_timeout`` (idle seconds) and ``keep_alive_max_requests``. At
+    shutdown every queued batch is still delivered; forward retries stop ``drain_retry_s`` seconds into the drain.
     """
 
     host: str = "127.0.0.1"
@@ -99,6 +125,13 @@ class ServeConfig:
     token_env: str | None = TOKEN_ENV
     queue_size: int = 64
     max_body_bytes: int = _DEFAULT_MAX_BODY
+    max_memory: int = _DEFAULT_MAX_MEMORY
+    max_connections: int = 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    min_body_rate: int = 4096
+    keep_alive_timeout: float = 30.0
+    keep_alive_max_requests: int = 10_000
     workers: int = 2
     retry_after: int = 1
     forward_timeout: float = 10.0
@@ -127,9 +160,20 @@ class ServeConfig:
         if not 0 <= self.port <= 65535:
             raise ConfigurationError(f"--port {self.port} is out of range (0..65535; 0 picks a free port)")
         for what, value in (("--queue-size", self.queue_size), ("--max-body-bytes", self.max_body_bytes),
-                            ("--workers", self.workers), ("--retry-after", self.retry_after)):
+                            ("--workers", self.workers), ("--retry-after", self.retry_after),
+                            ("--max-memory", self.max_memory), ("--max-connections", self.max_connections),
+                            ("--keep-alive-max-requests", self.keep_alive_max_requests),
+                            ("--min-body-rate", self.min_body_rate)):
             if value < 1:
                 raise ConfigurationError(f"{what} must be >= 1, got {value}")
+        for what, seconds in (("--header-timeout", self.header_timeout), ("--body-timeout", self.body_timeout),
+                              ("--keep-alive-timeout", self.keep_alive_timeout)):
+            if not seconds > 0:
+                raise ConfigurationError(f"{what} must be > 0 seconds, got {seconds}")
+        if self.max_memory < self.max_body_bytes:
+            raise ConfigurationError(f"--max-memory ({self.max_memory} bytes) is below --max-body-bytes "
+                                     f"({self.max_body_bytes}): no request of the largest allowed size could be "
+                                     "received; raise --max-memory or lower --max-body-bytes")
         if not self.drain_retry_s >= 0:
             raise ConfigurationError(f"--drain-retry must be >= 0 seconds, got {self.drain_retry_s}")
         if self.token is None and self.token_env and self.token_env != TOKEN_ENV and not os.environ.get(
@@ -171,6 +215,10 @@ def _status_body(status: int, message: str, content_type: str) -> bytes:
     return json_format.MessageToJson(st, indent=None).encode()
 
 
+class _OverBudget(Exception):
+    """The request does not fit in the memory budget now."""
+
+
 class OTLPApp:
     """The raw ASGI application. Runs on the server's event loop thread; never blocks on the queue.
 
@@ -179,10 +227,17 @@ class OTLPApp:
     """
 
     def __init__(self, pipeline: Pipeline, stats: Stats, *, token: str | None, max_body_bytes: int,
-                 retry_after: int, drain_retry_s: float = 30.0) -> None:
+                 retry_after: int, drain_retry_s: float = 30.0, held_per_call: int = _HELD_PER_CALL) -> None:
         self.drain_retry_s = drain_retry_s
         self.pipeline = pipeline
+        self.budget = pipeline.budget
         self.stats = stats
+        self.held_per_call = held_per_call
+        # Large bodies are decoded here, off the event loop. Two threads: the budget, not this pool, bounds how
+        # much is decoded at once.
+        self._decoder = ThreadPoolExecutor(2, thread_name_prefix="serve-decode")
+        self.log_limiter = install_log_limits()
+        self.connections: Any = None  # the open-connection set, once the server runs (for /metrics)
         self._token = b"Bearer " + token.encode() if token else None
         self.max_body_bytes = max_body_bytes
         self._retry_after = str(retry_after).encode()
@@ -209,6 +264,7 @@ class OTLPApp:
                 # queue. Drain it off the loop thread (workers forward and write), then report completion.
                 self.ready = False
                 await asyncio.get_running_loop().run_in_executor(None, self._drain)
+                self._decoder.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -244,6 +300,15 @@ class OTLPApp:
                 # what the bounded caches dropped: a growing figure means more distinct calls than they hold
                 snap["attribute_cache_clears"] = self.pipeline.enricher.entry_cache_clears
                 snap["dedup_evictions"] = self.pipeline.enricher.enricher.dedup.evicted
+                book_caches = self.pipeline.enricher.enricher.book.cache_stats()
+                snap["pricing_resolve_evictions"] = book_caches.get("resolve_evictions", 0)
+                snap["pricing_rates_evictions"] = book_caches.get("rates_evictions", 0)
+                snap["memory_budget_bytes"] = self.budget.limit
+                snap["memory_reserved_bytes"] = self.budget.used
+                snap["memory_reserved_peak_bytes"] = self.budget.peak
+                snap["connections_open"] = len(self.connections) if self.connections is not None else 0
+                snap["log_lines_suppressed"] = self.log_limiter.suppressed
+                snap["accept_errors"] = self.log_limiter.accept_errors
                 await self._reply(send, 200, json.dumps(snap).encode(), JSON)
             return
         await self._reply(send, 404, _status_body(404, f"no such path {path[:200]}", JSON), JSON)
@@ -322,48 +387,130 @@ class OTLPApp:
 
         # Under overload the body is read and dropped as it arrives (the connection stays usable), so a full
         # queue costs neither memory nor decoding.
-        keep = not self.pipeline.full()
-        chunks: list[bytes] = []
+        if self.pipeline.full():
+            await self._drop_body(receive, limit)
+            await self._overloaded(send, reply_type)
+            return
+        # The memory budget: this request's worst case is reserved before any of its body is read (chunk by
+        # chunk without a Content-Length); what does not fit is refused now, with Retry-After.
+        factor = _UPFRONT_FACTOR[content_type]
+        reserved = 0
+        if length is not None:
+            if not self.budget.reserve(factor * max(length, 1)):
+                await self._over_budget(send, reply_type)
+                return
+            reserved = factor * max(length, 1)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            more = True
+            while more:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return
+                chunk = msg.get("body", b"")
+                more = msg.get("more_body", False)
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        self.stats.add(requests_too_large=1)
+                        await self._error(send, 413, f"body exceeds the limit of {limit} bytes", reply_type,
+                                          close=True)
+                        return
+                    if length is None or size > length:  # chunked: reserve as it arrives
+                        if not self.budget.reserve(factor * len(chunk), own=reserved):
+                            await self._over_budget(send, reply_type)
+                            return
+                        reserved += factor * len(chunk)
+                    chunks.append(chunk)
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            del chunks
+            try:
+                if len(body) > _INLINE_DECODE_MAX:
+                    self.stats.add(requests_decoded_off_loop=1)
+                    decoded, extra = await asyncio.get_running_loop().run_in_executor(
+                        self._decoder, self._decode, body, encoding, content_type, reserved)
+                else:
+                    decoded, extra = self._decode(body, encoding, content_type, reserved)
+            except _OverBudget:
+                await self._over_budget(send, reply_type)
+                return
+            except BodyTooLarge as exc:
+                self.stats.add(requests_too_large=1)
+                await self._error(send, 413, str(exc), reply_type)
+                return
+            except OTLPDecodeError as exc:
+                self.stats.add(requests_bad=1)
+                await self._error(send, 400, str(exc), reply_type)
+                return
+            reserved += extra
+            accepted, rejected = decoded.accepted, decoded.rejected
+            self.stats.add(spans_received=accepted + rejected)
+            if accepted:
+                # Shrink the reservation to what the decoded request holds until a worker is done with it; the
+                # body itself stays reserved until the answer is sent (it is referenced until then).
+                held = self._held_bytes(decoded, len(body), content_type)
+                keep = min(held, reserved)
+                if held > keep and not self.budget.reserve(held - keep, own=reserved):
+                    await self._over_budget(send, reply_type)
+                    return
+                batch = Batch(decoded, held)
+                del decoded
+                if not self.pipeline.offer(batch):
+                    self.budget.release(held - keep)
+                    await self._overloaded(send, reply_type)
+                    return
+                reserved -= keep  # now the batch's, released by the worker
+            self.stats.add(spans_accepted=accepted, spans_rejected=rejected)
+            message = (f"{rejected} span(s) rejected: every span needs a 16-byte trace id and an 8-byte span id, "
+                       "both non-zero") if rejected else ""
+            await self._reply(send, 200, encode_response(reply_type, rejected, message), reply_type)
+        finally:
+            self.budget.release(reserved)
+
+    def _decode(self, body: bytes, encoding: str, content_type: str, reserved: int) -> tuple[Any, int]:
+        """Decompress and decode ``body``; returns the decoded request and the bytes reserved on top of
+        ``reserved`` (a gzip body's worst case grows with its decompressed size). Raises :class:`_OverBudget`,
+        :class:`BodyTooLarge` or :class:`OTLPDecodeError`. Runs on the loop or on a decode thread."""
+        extra = 0
+        if encoding == "gzip":
+            payload = gunzip(body, self.max_body_bytes)
+            extra = max(0, _UPFRONT_FACTOR[content_type] * len(payload) - reserved)
+            if extra and not self.budget.reserve(extra, own=reserved):
+                raise _OverBudget
+        else:
+            payload = body
+        try:
+            return self.pipeline.enricher.decode(payload, content_type), extra
+        except BaseException:
+            self.budget.release(extra)
+            raise
+
+    def _held_bytes(self, decoded: Any, size: int, content_type: str) -> int:
+        """What a decoded request holds until processed: see ``_HELD_PER_BYTE`` and ``_HELD_PER_CALL``.
+        OTLP/JSON is about twice the size of the same request in protobuf."""
+        per_byte = _HELD_PER_BYTE if content_type == PROTOBUF else _HELD_PER_BYTE / 2
+        return int(per_byte * size) + self.held_per_call * len(decoded.calls) + 4096
+
+    @staticmethod
+    async def _drop_body(receive: Any, limit: int) -> None:
+        """Read a body and throw it away as it arrives (at most ``limit`` bytes are read)."""
         size = 0
         more = True
-        while more:
+        while more and size <= limit:
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 return
-            chunk = msg.get("body", b"")
+            size += len(msg.get("body", b""))
             more = msg.get("more_body", False)
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    self.stats.add(requests_too_large=1)
-                    await self._error(send, 413, f"body exceeds the limit of {limit} bytes", reply_type, close=True)
-                    return
-                if keep:
-                    chunks.append(chunk)
-        if not keep:
-            await self._overloaded(send, reply_type)
-            return
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        try:
-            payload = gunzip(body, limit) if encoding == "gzip" else body
-            decoded = self.pipeline.enricher.decode(payload, content_type)
-        except BodyTooLarge as exc:
-            self.stats.add(requests_too_large=1)
-            await self._error(send, 413, str(exc), reply_type)
-            return
-        except OTLPDecodeError as exc:
-            self.stats.add(requests_bad=1)
-            await self._error(send, 400, str(exc), reply_type)
-            return
-        accepted, rejected = decoded.accepted, decoded.rejected
-        self.stats.add(spans_received=accepted + rejected)
-        if accepted and not self.pipeline.offer(Batch(decoded)):
-            await self._overloaded(send, reply_type)
-            return
-        self.stats.add(spans_accepted=accepted, spans_rejected=rejected)
-        message = (f"{rejected} span(s) rejected: every span needs a 16-byte trace id and an 8-byte span id, "
-                   "both non-zero") if rejected else ""
-        await self._reply(send, 200, encode_response(reply_type, rejected, message), reply_type)
+
+    async def _over_budget(self, send: Any, reply_type: str) -> None:
+        """503 + Retry-After, sent before (more of) the body is read. The connection stays open: the server
+        drops the rest of the body as it arrives, without holding it (closing with unread bytes would make the
+        kernel send a reset, which the client may see instead of this answer)."""
+        self.stats.add(requests_over_budget=1)
+        await self._error(send, 503, f"the server's memory budget ({self.budget.limit} bytes) is in use; retry "
+                          "after the delay in Retry-After", reply_type, extra=[(b"retry-after", self._retry_after)])
 
     async def _overloaded(self, send: Any, reply_type: str) -> None:
         self.stats.add(requests_overloaded=1)
@@ -459,9 +606,17 @@ class CostServer:
         if token is None and not _is_loopback(config.host):
             logger.warning("serving on %s without a token: anyone who can reach it can send spans; set %s",
                            config.host, config.token_env or TOKEN_ENV)
+        self.budget = MemoryBudget(config.max_memory)
         self.pipeline = Pipeline(enricher=ProtoEnricher(Enricher(book, langfuse=config.langfuse)),
                                  forwarder=forwarder, ledger=self.ledger, stats=self.stats,
-                                 queue_size=config.queue_size, workers=config.workers)
+                                 queue_size=config.queue_size, workers=config.workers, budget=self.budget)
+        max_connections = fd_headroom_cap(config.max_connections)
+        if max_connections < config.max_connections:
+            logger.info("serving at most %d connections (not %d): the open-file limit (ulimit -n) leaves no "
+                        "more; raise it to allow more", max_connections, config.max_connections)
+        self.limits = ConnectionLimits(max_connections=max_connections, header_timeout=config.header_timeout,
+                                       body_timeout=config.body_timeout, min_body_rate=config.min_body_rate,
+                                       keep_alive_max_requests=config.keep_alive_max_requests)
         self.app = OTLPApp(self.pipeline, self.stats, token=token, max_body_bytes=config.max_body_bytes,
                            retry_after=config.retry_after, drain_retry_s=config.drain_retry_s)
         try:
@@ -495,13 +650,19 @@ class CostServer:
         import uvicorn
 
         # httptools is a C parser; h11 is pure Python and costs more per request
-        http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+        if importlib.util.find_spec("httptools") is not None:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+        else:
+            from uvicorn.protocols.http.h11_impl import H11Protocol as base
         # timeout_graceful_shutdown: a client still sending its body after that long at shutdown is cut off
         # (it never got a 200, so nothing it sent was accepted); everything answered 200 is drained.
-        cfg = uvicorn.Config(self.app, lifespan="on", http=http, loop="asyncio", log_config=None,
-                             access_log=False, server_header=False, date_header=False,
-                             timeout_keep_alive=30, backlog=512, timeout_graceful_shutdown=_GRACEFUL_TIMEOUT_S)
-        return uvicorn.Server(cfg)
+        cfg = uvicorn.Config(self.app, lifespan="on", http=guarded_protocol(base, self.limits, self.stats),
+                             loop="asyncio", log_config=None, access_log=False, server_header=False,
+                             date_header=False, timeout_keep_alive=self.config.keep_alive_timeout, backlog=512,
+                             timeout_graceful_shutdown=_GRACEFUL_TIMEOUT_S)
+        server = uvicorn.Server(cfg)
+        self.app.connections = server.server_state.connections
+        return server
 
     def start(self, timeout: float = _STARTUP_TIMEOUT_S) -> CostServer:
         """Serve from a background thread; returns once the server accepts requests.

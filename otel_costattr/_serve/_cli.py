@@ -27,6 +27,28 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+_UNITS = {"": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def _bytes(text: str) -> int:
+    """A size in bytes: a whole number, optionally with a unit (KB, KiB, MB, MiB, GB, GiB)."""
+    raw = text.strip().replace("_", "").lower()
+    digits = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(digits):].strip()
+    try:
+        return int(digits.strip()) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 268435456, 256MiB, 1GiB)") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subparser to ``sub`` (the CLI's subparsers action)."""
     from ._app import DEFAULT_PORT, TOKEN_ENV
@@ -52,8 +74,26 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=_int, default=64, metavar="N",
                    help="export requests held between the handler and the workers; beyond it clients get 503 "
                    "with Retry-After (default: %(default)s)")
-    p.add_argument("--max-body-bytes", type=_int, default=20 * 1024 * 1024, metavar="N",
+    p.add_argument("--max-memory", type=_bytes, default=256 * 1024 * 1024, metavar="BYTES",
+                   help="memory budget for bodies being received, requests queued and requests in flight (e.g. "
+                   "512MiB); past it clients get 503 with Retry-After before their body is read (default: 256MiB)")
+    p.add_argument("--max-body-bytes", type=_bytes, default=20 * 1024 * 1024, metavar="N",
                    help="largest request body, compressed or not; larger ones get 413 (default: %(default)s)")
+    p.add_argument("--max-connections", type=_int, default=1024, metavar="N",
+                   help="open connections at most (lowered to fit ulimit -n); further ones get 503 and are "
+                   "closed (default: %(default)s)")
+    p.add_argument("--header-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                   help="time a client has to send a request header (default: %(default)s)")
+    p.add_argument("--body-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                   help="window over which a request body must arrive at --min-body-rate (default: %(default)s)")
+    p.add_argument("--min-body-rate", type=_bytes, default=4096, metavar="BYTES",
+                   help="slowest body accepted, in bytes per second; slower clients are disconnected "
+                   "(default: %(default)s)")
+    p.add_argument("--keep-alive-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                   help="idle time before a keep-alive connection is closed (default: %(default)s)")
+    p.add_argument("--keep-alive-max-requests", type=_int, default=10_000, metavar="N",
+                   help="requests per connection; the last one is answered with Connection: close "
+                   "(default: %(default)s)")
     p.add_argument("--workers", type=_int, default=2, metavar="N", help="worker threads (default: %(default)s)")
     p.add_argument("--retry-after", type=_int, default=1, metavar="SECONDS",
                    help="Retry-After sent with 503 when the queue is full (default: %(default)s)")
@@ -67,15 +107,21 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a clean drain. ConfigurationError propagates (exit 2)."""
     from ._allocator import tune_for_serving
+    from ._guard import raise_open_file_limit
     from ._app import ServeConfig, serve
 
     tune_for_serving()  # this process is serve's own: see _allocator
+    raise_open_file_limit()  # ... and so are its descriptors: room for --max-connections
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServeConfig(host=args.host, port=args.port, forward=args.forward,
                          forward_headers=dict(args.forward_header), ledger=args.ledger, pricing=args.pricing,
                          token_env=args.token_env, queue_size=args.queue_size, max_body_bytes=args.max_body_bytes,
+                         max_memory=args.max_memory, max_connections=args.max_connections,
+                         header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                         min_body_rate=args.min_body_rate, keep_alive_timeout=args.keep_alive_timeout,
+                         keep_alive_max_requests=args.keep_alive_max_requests,
                          workers=args.workers, retry_after=args.retry_after, drain_retry_s=args.drain_retry)
     serve(config)
     return 0

@@ -26,13 +26,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ._codec import EnrichCounts, ProtoEnricher
+from ._codec import EnrichCounts, ProtoEnricher, WireRequest
 
-__all__ = ["Batch", "Forwarder", "Pipeline", "Stats", "redact_url"]
+__all__ = ["Batch", "Forwarder", "MemoryBudget", "Pipeline", "Stats", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({429, 502, 503, 504})
+# A batch larger than this many spans goes to the ledger in slices of it: the ledger's records and rows take
+# ~8 kB per span at once (578 MB for one 72,000-span request), a slice ~16 MB.
+LEDGER_SLICE_SPANS = 2048
 _STOP = object()
 
 
@@ -45,7 +48,8 @@ class Stats:
         "spans_enriched", "spans_passthrough", "attributes_kept_existing", "enrich_errors",
         "requests_forwarded", "spans_forwarded", "forward_retries", "forward_failed_requests",
         "forward_dropped_spans", "ledger_spans_written", "ledger_failed_batches", "ledger_dropped_spans",
-        "batches_processed",
+        "batches_processed", "requests_over_budget", "connections_refused", "connections_header_timeout",
+        "connections_body_timeout", "connections_closed_max_requests", "requests_decoded_off_loop",
     )
 
     def __init__(self) -> None:
@@ -80,14 +84,58 @@ class Stats:
         return out
 
 
+class MemoryBudget:
+    """Bytes that requests may hold at once: bodies being received, decoded requests queued and in flight.
+
+    Callers :meth:`reserve` an estimate before they allocate and :meth:`release` it when the memory is gone;
+    a reservation that would pass ``limit`` is refused (the caller answers 503), except when nothing else is
+    reserved, so that one request larger than the whole budget can still get through on its own. Thread-safe:
+    the event loop reserves, the workers release.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1 byte")
+        self.limit = limit
+        self._used = 0
+        self._peak = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, n: int, own: int = 0) -> bool:
+        """Reserve ``n`` more bytes; False (nothing reserved) if that would pass the limit while others hold
+        some of it (``own``: what the caller already holds, which does not count as others')."""
+        with self._lock:
+            used = self._used
+            if used > own and used + n > self.limit:
+                return False
+            self._used = used = used + n
+            if used > self._peak:
+                self._peak = used
+            return True
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self._used = max(0, self._used - n)
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    @property
+    def peak(self) -> int:
+        return self._peak
+
+
 class Batch:
-    """One accepted export request: the decoded request (a ``DecodedRequest``) and its span count."""
+    """One accepted export request: the decoded request (a ``DecodedRequest``), its span count, and the bytes
+    of the :class:`MemoryBudget` it holds until a worker has finished with it (``reserved``)."""
 
-    __slots__ = ("decoded", "spans")
+    __slots__ = ("decoded", "reserved", "spans")
 
-    def __init__(self, decoded: Any) -> None:
+    def __init__(self, decoded: Any, reserved: int = 0) -> None:
         self.decoded = decoded
         self.spans = decoded.accepted
+        self.reserved = reserved
 
 
 def redact_url(url: str) -> str:
@@ -245,7 +293,7 @@ class Pipeline:
     """
 
     def __init__(self, *, enricher: ProtoEnricher, forwarder: Forwarder | None, ledger: Any, stats: Stats,
-                 queue_size: int = 64, workers: int = 2) -> None:
+                 queue_size: int = 64, workers: int = 2, budget: MemoryBudget | None = None) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
         if workers < 1:
@@ -255,6 +303,8 @@ class Pipeline:
         self.ledger = ledger
         self.stats = stats
         self.capacity = queue_size
+        # bytes held by queued and in-flight batches (Batch.reserved), released as each one is done
+        self.budget = budget if budget is not None else MemoryBudget(1 << 62)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._closed = False
@@ -336,6 +386,9 @@ class Pipeline:
                 self._process(item)
             except Exception:  # noqa: BLE001 - a worker must survive anything one batch does
                 logger.exception("unexpected error while processing a batch of %d span(s)", item.spans)
+            finally:
+                item.decoded = None  # the message is garbage before its bytes are given back to the budget
+                self.budget.release(item.reserved)
 
     def _process(self, batch: Batch) -> None:
         decoded = batch.decoded
@@ -347,9 +400,12 @@ class Pipeline:
                 self._warned_enrich = True
                 logger.exception("enrichment failed for a batch; it is forwarded as it is (logged once, counted "
                                  "in enrich_errors)")
-        data = decoded.request.SerializeToString()  # once, for the ledger and the forward target alike
+        request = decoded.request
+        # serialized once, for the ledger and the forward target alike (a large batch goes to the ledger in slices)
+        data = (request.SerializeToString() if self.forwarder is not None or batch.spans <= LEDGER_SLICE_SPANS
+                else b"")
         if self.ledger is not None:
-            self._write_ledger(data, batch.spans)
+            self._write_ledger(request, data, batch.spans)
         if self.forwarder is not None:
             body = self.forwarder.encode(data)
             if self.forwarder.send(body, self.stats):
@@ -360,21 +416,25 @@ class Pipeline:
                              batch.spans)
         self.stats.add(batches_processed=1)
 
-    def _write_ledger(self, data: bytes, spans: int) -> None:
+    def _write_ledger(self, request: Any, data: bytes, spans: int) -> None:
+        """Write a batch to the ledger: one transaction, or one per slice of ``LEDGER_SLICE_SPANS`` spans for a
+        larger batch (so its memory stays bounded; a failed slice is counted on its own)."""
         from .._ledger._otlp import records_from_proto
 
         bad: list[str] = []
-        try:
-            # A span the ledger cannot hold (a time beyond int64 nanoseconds) is skipped and counted; the rest
-            # of the batch is still stored.
-            written = self.ledger.write_records(records_from_proto(data, bad))
-        except Exception as exc:  # noqa: BLE001 - counted and logged; forwarding goes on
-            self.stats.add(ledger_failed_batches=1, ledger_dropped_spans=spans)
-            if not self._warned_ledger:
-                self._warned_ledger = True
-                logger.error("ledger write failed (%s: %s); %d span(s) not stored. Further failures are only "
-                             "counted.", type(exc).__name__, exc, spans)
-            return
+        written = 0
+        parts = [(data, spans)] if spans <= LEDGER_SLICE_SPANS else _slices(request, LEDGER_SLICE_SPANS)
+        for part, n in parts:
+            try:
+                # A span the ledger cannot hold (a time beyond int64 nanoseconds) is skipped and counted; the
+                # rest of the batch is still stored.
+                written += self.ledger.write_records(records_from_proto(part, bad))
+            except Exception as exc:  # noqa: BLE001 - counted and logged; forwarding goes on
+                self.stats.add(ledger_failed_batches=1, ledger_dropped_spans=n)
+                if not self._warned_ledger:
+                    self._warned_ledger = True
+                    logger.error("ledger write failed (%s: %s); %d span(s) not stored. Further failures are only "
+                                 "counted.", type(exc).__name__, exc, n)
         self.stats.add(ledger_spans_written=written)
         if bad:
             self.stats.add(ledger_dropped_spans=len(bad))
@@ -382,3 +442,22 @@ class Pipeline:
                 self._warned_ledger_span = True
                 logger.warning("%d span(s) not stored in the ledger: %s. Further ones are only counted.", len(bad),
                                bad[0])
+
+
+def _slices(request: Any, size: int) -> Any:
+    """Yield ``(serialized request, spans)`` for consecutive slices of at most ``size`` spans of ``request`` (a
+    :data:`~otel_costattr._serve._codec.WireRequest`), each with its resource and scope."""
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            spans = ss.spans
+            for i in range(0, len(spans), size):
+                part = WireRequest()
+                prs = part.resource_spans.add()
+                prs.resource.CopyFrom(rs.resource)
+                prs.schema_url = rs.schema_url
+                pss = prs.scope_spans.add()
+                pss.scope.CopyFrom(ss.scope)
+                pss.schema_url = ss.schema_url
+                chunk = spans[i:i + size]
+                pss.spans.extend(chunk)
+                yield part.SerializeToString(), len(chunk)

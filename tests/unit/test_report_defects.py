@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import otel_costattr as oc
 from otel_costattr._cli import main
 from tests.unit.finance_support import Call, write_ledger
 
@@ -319,3 +320,20 @@ def test_top_lists_have_an_other_row_so_shares_add_up(capsys: pytest.CaptureFixt
     assert sum(Decimal(r["cost"]) for r in top) + Decimal(other["cost"]) == Decimal(rep["total"])
     page = run(capsys, "report", "--db", str(path), "--format", "html")[1]
     assert "Other (3 more)" in page and "Economics by workload" in page
+
+
+def test_long_ids_that_share_a_prefix_stay_distinct(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Two 10 KB customer ids that agree on their first 5,000 characters: a plain cut at 256 merged their spend.
+    # Through capture (the baggage processor's cut) and the ledger's, each keeps its own row.
+    a, b = "c" * 5000 + "-alpha" * 900, "c" * 5000 + "-omega" * 900
+    path = tmp_path / "long.duckdb"
+    write_ledger(path, [Call("2026-11-02T10:00:00", "openai", MINI, 1000, 100, tags={"customer_id": a}),
+                        Call("2026-11-02T11:00:00", "openai", MINI, 3000, 300, tags={"customer_id": b})]).close()
+    code, out, err = run(capsys, "report", "--db", str(path), "--by", "customer_id", "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    keys = sorted(r["key"]["customer_id"] for r in rows)
+    assert keys == sorted(oc.attributes.cut_value(v) for v in (a, b)) and keys[0] != keys[1]
+    assert all(len(k) == oc.attributes.MAX_VALUE_LENGTH for k in keys)
+    assert sorted(r["calls"] for r in rows) == [1, 1]
+
