@@ -17,8 +17,9 @@ Cases, per batch of ``BATCH`` spans (one ``ExportTraceServiceRequest``, as an SD
                    by 2x with the other tenants' load, so compare serve / naive across runs, not raw us.
 
 The process runs with serve's malloc settings (``otel_costattr._serve._allocator``, applied by the serve command at
-start-up), as a serve process does; every case in it shares them. Without them each 512-span request of the llm
-workload touches ~450 fresh pages (``tests/unit/test_allocator.py``), about 5% of serve's time here.
+start-up), as a serve process does; every case in it shares them. What they save depends on the process's heap
+history (up to ~450 fresh pages per 512-span request of the llm workload, about 5% of serve's time here):
+``bench_allocator`` measures it, same-run.
 
 Times are the thread's CPU time (``time.thread_time_ns``), i.e. per core: wall time on a shared, loaded
 machine counts other tenants' work.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_allocator  # noqa: E402
 import bench_capture  # noqa: E402
 import bench_economics  # noqa: E402
 import bench_ledger  # noqa: E402
@@ -20,7 +21,8 @@ if __name__ == "__main__":
     suites = {"pricing": lambda: bench_pricing.main(), "capture": lambda: bench_capture.main(long=not quick),
               "ledger": lambda: bench_ledger.main(long=not quick),
               "economics": lambda: bench_economics.main(long=not quick),
-              "serve": lambda: bench_serve.main(rounds=5 if quick else 15)}
+              "serve": lambda: bench_serve.main(rounds=5 if quick else 15),
+              "allocator": lambda: bench_allocator.main(rounds=3 if quick else 7)}
     for name, run in suites.items():
         if only and name not in only:
             continue

@@ -1,14 +1,28 @@
-# Sourced by the scripts: make .venv (once) and install the project with the extras the tests need.
-# Re-installs when pyproject.toml changes.
-PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  # (the machine's pip config lists local mirrors that may be absent: drop those warnings, keep real errors)
-  .venv/bin/python -m pip install -q -e ".[test]" 2> >(grep -v "^WARNING: Location" >&2)
-  rm -f .venv/.installed-* && touch "$stamp"
-fi
+# Sourced by the scripts: bring uv if it is missing, then make .venv hold exactly what uv.lock pins for the extras
+# the caller names. Set-up never resolves version ranges: `uv sync --locked` installs the lock as it is, and stops
+# (naming the fix, `uv lock`) if pyproject.toml has changed since the lock was written.
+#
+# The caller sets:
+#   SYNC_EXTRAS  the extras to install, e.g. "demo" or "test bench"
+#   SYNC_INEXACT 1 to leave packages the lock does not ask for in place (the demo, so it does not uninstall the
+#                test extras from a .venv that has them); otherwise .venv is made to match the lock exactly
+# Python: $PYTHON if set, else the first Python >= 3.11 that uv finds.
+
+source scripts/_uv.sh
+
+# _sync_env DIR ARGS...: make the environment DIR hold what uv.lock pins for ARGS (extras, groups).
+_sync_env() {
+  local dir="$1"; shift
+  local args=(sync --locked "$@")
+  if [ -n "${PYTHON:-}" ]; then args+=(--python "$PYTHON"); fi
+  # (UV_PROJECT_ENVIRONMENT set by the caller's shell would send .venv elsewhere: the scripts name it)
+  env -u VIRTUAL_ENV UV_PROJECT_ENVIRONMENT="$PWD/$dir" "$UV" "${args[@]}"
+}
+
+_extras=()
+for _e in ${SYNC_EXTRAS:-}; do _extras+=(--extra "$_e"); done
+if [ "${SYNC_INEXACT:-0}" = 1 ]; then _extras+=(--inexact); fi
+_sync_env .venv "${_extras[@]}"
+unset _e _extras
+export VIRTUAL_ENV="$PWD/.venv"
 export PATH="$PWD/.venv/bin:$PATH"

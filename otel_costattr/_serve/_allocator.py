@@ -2,9 +2,10 @@
 
 Each export request serve handles allocates and frees a few buffers of hundreds of kB to a few MB (the decoded
 message, the serialized request, the gzip body). With glibc's defaults those go to ``mmap`` or, freed at the
-top of the heap, are returned to the kernel at once, so the next request touches fresh pages: about 300 page
-faults per 512-span request, 3 us each on a VM, 5-8% of serve's CPU time (measured in ``bench_serve``'s
-workload; ``tests/unit/test_allocator.py`` holds the fault count down). Raising the two thresholds to the values
+top of the heap, are returned to the kernel at once, so the next request may touch fresh pages: up to ~450 page
+faults per 512-span request, 3 us each on a VM, 5-8% of serve's CPU time (``benchmarks/bench_allocator.py``
+measures it against the defaults in the same run; how many faults the defaults cost depends on the process's
+heap history, so on the environment). Raising the two thresholds to the values
 glibc's own dynamic adjustment tops out at keeps those buffers in the heap and reused.
 
 Only the serve command calls :func:`tune_for_serving`: the library never changes the allocator of a process it

@@ -13,6 +13,10 @@ every interface.  Run as a script, this module wraps ``grpc.aio.server`` so
 that port is added on 127.0.0.1, then hands over to Phoenix's own CLI entry
 point ``phoenix.server.main:main`` (what the ``phoenix`` console script calls).
 
+Phoenix runs from its own environment (:func:`phoenix_python`): ``.venv-phoenix``,
+which ``scripts/test.sh`` makes from the lock's ``phoenix`` dependency group.
+Phoenix's releases since 20.4 require ``anthropic<2``, so sharing the test
+environment would hold the Anthropic SDK under test back a major version.
 Nothing here imports Phoenix into the test process: importing it takes about
 ten seconds, and the tests only need HTTP.  The child never outlives the
 tests: :meth:`PhoenixServer.stop` kills its whole process group, an ``atexit``
@@ -23,6 +27,7 @@ it SIGTERM should the test process die without cleaning up.
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib.metadata
 import json
 import logging
@@ -57,17 +62,42 @@ _SCRUBBED_PREFIXES = ("PHOENIX_", "OTEL_")
 _live_servers: list[PhoenixServer] = []
 
 
-def phoenix_version() -> str | None:
-    """Installed ``arize-phoenix`` version, or ``None`` when it is not installed.
+_PYTHON_ENV = "OTEL_COSTATTR_PHOENIX_PYTHON"
+_PHOENIX_VENV = Path(__file__).resolve().parents[2] / ".venv-phoenix"
 
-    Read from package metadata, so it costs nothing; ``import phoenix`` would
-    cost about ten seconds, and would succeed with only ``arize-phoenix-client``
-    installed, which has no server.
+
+def phoenix_python() -> str:
+    """The interpreter that runs Phoenix: ``$OTEL_COSTATTR_PHOENIX_PYTHON`` if set, else ``.venv-phoenix``'s
+    at the repository root if it exists, else this one (Phoenix installed beside the tests)."""
+    explicit = os.environ.get(_PYTHON_ENV)
+    if explicit:
+        return explicit
+    venv_python = _PHOENIX_VENV / "bin" / "python"
+    return str(venv_python) if venv_python.exists() else sys.executable
+
+
+@functools.cache
+def phoenix_version() -> str | None:
+    """``arize-phoenix``'s version in :func:`phoenix_python`'s environment, or ``None`` when it is not there.
+
+    Read from package metadata: ``import phoenix`` would cost about ten seconds, and would succeed with only
+    ``arize-phoenix-client`` installed, which has no server.
     """
+    python = phoenix_python()
+    if python == sys.executable:
+        try:
+            return importlib.metadata.version("arize-phoenix")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    probe = ("import importlib.metadata as m\ntry: print(m.version('arize-phoenix'))\n"
+             "except m.PackageNotFoundError: pass")
     try:
-        return importlib.metadata.version("arize-phoenix")
-    except importlib.metadata.PackageNotFoundError:
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        if os.environ.get(_PYTHON_ENV):  # named explicitly: a broken interpreter is an error, not a skip
+            raise PhoenixStartError(f"{_PYTHON_ENV}={python} cannot be run: {exc}") from exc
         return None
+    return out.stdout.strip() or None
 
 
 def free_port() -> int:
@@ -356,7 +386,7 @@ def _spawn(working_dir: Path) -> PhoenixServer:
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed by PhoenixServer.stop
     try:
         process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), _LAUNCH_FLAG],
+            [phoenix_python(), str(Path(__file__).resolve()), _LAUNCH_FLAG],
             cwd=working_dir,
             env=phoenix_env(working_dir, http_port, grpc_port),
             stdin=subprocess.DEVNULL,
