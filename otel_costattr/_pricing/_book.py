@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -338,6 +339,45 @@ def _count(name: str, value: Any) -> int:
     return value
 
 
+
+_NAME_TOKENS = re.compile(r"[-._:@/]+")
+
+
+def _tokens(name: str) -> frozenset[str]:
+    return frozenset(t for t in _NAME_TOKENS.split(name) if t)
+
+
+class _NameIndex:
+    """One vendor's model names by token, to name the nearest entries in an unpriced reason (:meth:`near`)."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.tokens: dict[str, frozenset[str]] = {n: _tokens(n) for n in names}
+        self.by_token: dict[str, list[str]] = {}
+        for n, toks in self.tokens.items():
+            for t in toks:
+                self.by_token.setdefault(t, []).append(n)
+
+    def near(self, name: str, n: int = 3, cutoff: float = 0.5) -> list[str]:
+        """Up to ``n`` names nearest ``name`` by their tokens (split on ``- . _ : @ /``): the share of tokens in
+        common (Jaccard), at least ``cutoff``; ties go to the name closer in length, then alphabetical order.
+
+        Tokens, not characters: ``claude-4-opus`` is nearest ``claude-opus-4``. And cheap, because every distinct
+        unknown model name comes here once (a client sending random names included): only names sharing a token
+        are scored, where difflib's character ratios over a vendor's table cost about 2 ms a name.
+        """
+        want = _tokens(name)
+        common: dict[str, int] = {}
+        for t in want:
+            for other in self.by_token.get(t, ()):
+                common[other] = common.get(other, 0) + 1
+        scored = []
+        for other, k in common.items():
+            score = k / len(want | self.tokens[other])
+            if score >= cutoff:
+                scored.append((-score, abs(len(other) - len(name)), other))
+        return [other for _, _, other in sorted(scored)[:n]]
+
+
 class PriceBook:
     """Price tables from the built-in files plus user overlays; thread-safe; prices calls.
 
@@ -348,6 +388,7 @@ class PriceBook:
     def __init__(self, documents: Sequence[Document], imported: Document | None = None,
                  imported_loader: Any = None) -> None:
         self._lock = threading.Lock()
+        self._name_index: dict[str | None, _NameIndex] = {}  # per vendor, for unpriced reasons
         self._user: list[ProviderTable] = []
         self._curated: list[ProviderTable] = []
         # Imported-format files given by the user rank below curated entries, like the shipped layer.
@@ -619,10 +660,10 @@ class PriceBook:
                 if label not in elsewhere:
                     elsewhere.append(label)
         if pool:
-            import difflib  # only an unpriced model (once per name: resolutions are cached) needs it
-
-            base = name.rpartition("/")[2]
-            near = [f"{searched}/{n}" for n in difflib.get_close_matches(base, sorted(pool), n=3, cutoff=0.7)]
+            index = self._name_index.get(searched)
+            if index is None:  # one per vendor, built on its first unpriced name
+                index = self._name_index[searched] = _NameIndex(pool)
+            near = [f"{searched}/{n}" for n in index.near(name.rpartition("/")[2])]
         where = f"{searched}'s pricing table" if searched else "the pricing tables of the first-party and cloud vendors"
         parts = [f"model {model!r} is not in {where}"]
         if near:
