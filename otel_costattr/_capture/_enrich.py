@@ -179,9 +179,9 @@ def _same_call(c: tuple, e: tuple, taken: tuple[str, ...]) -> bool:
 
 class _PairIndex:
     """Bounded index of recent LLM spans, to recognise two spans of one API call that share no response id
-    (DESIGN D16): at most ``capacity`` traces with :data:`_PAIRS_PER_TRACE` spans each, and ``capacity`` usage
-    signatures with :data:`_SCOPES_PER_SIGNATURE` scopes of :data:`_PAIRS_PER_SIGNATURE` spans each; ``evicted``
-    counts every drop.
+    (DESIGN D16): at most ``capacity`` spans by trace (at most :data:`_PAIRS_PER_TRACE` in one trace), and at most
+    ``capacity`` spans by usage signature (at most :data:`_SCOPES_PER_SIGNATURE` scopes of
+    :data:`_PAIRS_PER_SIGNATURE` spans each); ``evicted`` counts every drop.
 
     Two spans are one call when they come from *different* instrumentation scopes (two real calls in parallel come
     from the same instrumentation, so they are never merged), name the same provider and model family, report the
@@ -206,6 +206,8 @@ class _PairIndex:
         # (trace, sid) -> (carrier span id or None, scopes paired with it), for spans that were paired
         self._paired: dict[tuple[Any, Any], tuple[str | None, tuple[str, ...]]] = {}
         self._lock = lock if lock is not None else threading.Lock()
+        self._trace_entries = 0  # spans held in _by_trace, and in _by_usage: each at most ``capacity``
+        self._usage_entries = 0
         self.evicted = 0
 
     def carrier(self, c: tuple) -> str | None:
@@ -264,15 +266,15 @@ class _PairIndex:
         return best
 
     def _remember(self, e: tuple, usage_key: tuple[str, str, int | None, int | None]) -> None:
+        # Both maps are bounded by their total number of entries (``capacity`` each), not only by their number of
+        # keys: 16,384 traces of 64 spans, or signatures of 8 scopes x 16 spans, would be a million entries
+        # (~100 MB in serve under a client sending distinct names); oldest first sight goes first, counted.
         by_trace = self._by_trace
         trace = e[_TRACE]
         seen = by_trace.get(trace)
         if seen is None:
             by_trace[trace] = (e,)
-            if len(by_trace) > self.capacity:
-                old_trace, old = by_trace.popitem(last=False)
-                self.evicted += 1
-                self._forget(old_trace, old)
+            self._trace_entries += 1
         elif len(seen) >= _PAIRS_PER_TRACE:
             # One trace with thousands of LLM calls (a fan-out, or a hostile trace) must not grow one list without
             # bound, or make every match scan it: the oldest goes, counted.
@@ -281,24 +283,36 @@ class _PairIndex:
             self._forget(trace, seen[:1])
         else:
             by_trace[trace] = seen + (e,)
+            self._trace_entries += 1
+        while self._trace_entries > self.capacity and len(by_trace) > 1:
+            old_trace, old = by_trace.popitem(last=False)
+            self._trace_entries -= len(old)
+            self.evicted += len(old)
+            self._forget(old_trace, old)
         if e[_COSTED] and e[_NIN] is not None:
             by_usage = self._by_usage
             scopes = by_usage.get(usage_key)
             if scopes is None:
                 by_usage[usage_key] = scopes = {}
-                if len(by_usage) > self.capacity:
-                    by_usage.popitem(last=False)
-                    self.evicted += 1
             seen = scopes.get(e[_SCOPE])
             if seen is None:
                 if len(scopes) >= _SCOPES_PER_SIGNATURE:  # many instrumentations of one call is not real: cap it
-                    self.evicted += len(scopes.pop(next(iter(scopes))))
+                    dropped = len(scopes.pop(next(iter(scopes))))
+                    self.evicted += dropped
+                    self._usage_entries -= dropped
                 scopes[e[_SCOPE]] = (e,)
+                self._usage_entries += 1
             elif len(seen) >= _PAIRS_PER_SIGNATURE:
                 scopes[e[_SCOPE]] = seen[1:] + (e,)
                 self.evicted += 1
             else:
                 scopes[e[_SCOPE]] = seen + (e,)
+                self._usage_entries += 1
+            while self._usage_entries > self.capacity and len(by_usage) > 1:
+                _, old_scopes = by_usage.popitem(last=False)
+                dropped = sum(map(len, old_scopes.values()))
+                self._usage_entries -= dropped
+                self.evicted += dropped
 
     def _forget(self, trace: Any, entries: tuple[tuple, ...]) -> None:
         if self._paired:
