@@ -219,6 +219,23 @@ class _OverBudget(Exception):
     """The request does not fit in the memory budget now."""
 
 
+def _request_headers(headers: Any) -> tuple[str, str, int | None]:
+    """(content type, content encoding, announced length) from an ASGI scope's headers, lower-cased."""
+    content_type = encoding = ""
+    length: int | None = None
+    for name, value in headers:
+        if name == b"content-type":
+            content_type = value.decode("latin-1").split(";", 1)[0].strip().lower()
+        elif name == b"content-encoding":
+            encoding = value.decode("latin-1").strip().lower()
+        elif name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                length = None
+    return content_type, encoding, length
+
+
 class OTLPApp:
     """The raw ASGI application. Runs on the server's event loop thread; never blocks on the queue.
 
@@ -344,46 +361,13 @@ class OTLPApp:
             more = msg.get("more_body", False)
 
     async def _traces(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        content_type = encoding = ""
-        length: int | None = None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value.decode("latin-1").split(";", 1)[0].strip().lower()
-            elif name == b"content-encoding":
-                encoding = value.decode("latin-1").strip().lower()
-            elif name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = None
+        content_type, encoding, length = _request_headers(scope["headers"])
         reply_type = PROTOBUF if content_type == PROTOBUF else JSON
         self.stats.add(requests_received=1)
 
-        # Refusals decided by the headers alone read (and discard) a small body before answering, then close
-        # the connection. Closing a socket with unread bytes makes the kernel send a reset, which a client can
-        # see instead of our answer; a large body is not worth reading, so it may still get one.
-        if not self._authorized(scope):
-            await self._discard_body(receive, length)
-            await self._unauthorized(send, reply_type, close=True)
-            return
-        if content_type not in (PROTOBUF, JSON):
-            self.stats.add(requests_unsupported=1)
-            await self._discard_body(receive, length)
-            await self._error(send, 415, f"unsupported content type {content_type or '(none)'!r}; send "
-                              f"{PROTOBUF} or {JSON}", JSON, close=True)
-            return
-        if encoding not in ("", "identity", "gzip"):
-            self.stats.add(requests_unsupported=1)
-            await self._discard_body(receive, length)
-            await self._error(send, 415, f"unsupported content encoding {encoding!r}; send gzip or none",
-                              reply_type, close=True)
+        if await self._refused_by_headers(scope, receive, send, content_type, encoding, length, reply_type):
             return
         limit = self.max_body_bytes
-        if length is not None and length > limit:
-            self.stats.add(requests_too_large=1)
-            await self._error(send, 413, f"body of {length} bytes exceeds the limit of {limit} bytes", reply_type,
-                              close=True)
-            return
 
         # Under overload the body is read and dropped as it arrives (the connection stays usable), so a full
         # queue costs neither memory nor decoding.
@@ -401,30 +385,9 @@ class OTLPApp:
                 return
             reserved = factor * max(length, 1)
         try:
-            chunks: list[bytes] = []
-            size = 0
-            more = True
-            while more:
-                msg = await receive()
-                if msg["type"] == "http.disconnect":
-                    return
-                chunk = msg.get("body", b"")
-                more = msg.get("more_body", False)
-                if chunk:
-                    size += len(chunk)
-                    if size > limit:
-                        self.stats.add(requests_too_large=1)
-                        await self._error(send, 413, f"body exceeds the limit of {limit} bytes", reply_type,
-                                          close=True)
-                        return
-                    if length is None or size > length:  # chunked: reserve as it arrives
-                        if not self.budget.reserve(factor * len(chunk), own=reserved):
-                            await self._over_budget(send, reply_type)
-                            return
-                        reserved += factor * len(chunk)
-                    chunks.append(chunk)
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            del chunks
+            body, reserved = await self._receive_body(receive, send, length, factor, reserved, reply_type)
+            if body is None:  # answered already (413, over budget) or the client went away
+                return
             try:
                 if len(body) > _INLINE_DECODE_MAX:
                     self.stats.add(requests_decoded_off_loop=1)
@@ -467,6 +430,68 @@ class OTLPApp:
             await self._reply(send, 200, encode_response(reply_type, rejected, message), reply_type)
         finally:
             self.budget.release(reserved)
+
+    async def _refused_by_headers(self, scope: dict[str, Any], receive: Any, send: Any, content_type: str,
+                                  encoding: str, length: int | None, reply_type: str) -> bool:
+        """Answer a request that its headers alone refuse (401, 415, 413); True when it was answered.
+
+        These read (and discard) a small body before answering, then close the connection. Closing a socket with
+        unread bytes makes the kernel send a reset, which a client can see instead of our answer; a large body is
+        not worth reading, so it may still get one.
+        """
+        if not self._authorized(scope):
+            await self._discard_body(receive, length)
+            await self._unauthorized(send, reply_type, close=True)
+            return True
+        if content_type not in (PROTOBUF, JSON):
+            self.stats.add(requests_unsupported=1)
+            await self._discard_body(receive, length)
+            await self._error(send, 415, f"unsupported content type {content_type or '(none)'!r}; send "
+                              f"{PROTOBUF} or {JSON}", JSON, close=True)
+            return True
+        if encoding not in ("", "identity", "gzip"):
+            self.stats.add(requests_unsupported=1)
+            await self._discard_body(receive, length)
+            await self._error(send, 415, f"unsupported content encoding {encoding!r}; send gzip or none",
+                              reply_type, close=True)
+            return True
+        limit = self.max_body_bytes
+        if length is not None and length > limit:
+            self.stats.add(requests_too_large=1)
+            await self._error(send, 413, f"body of {length} bytes exceeds the limit of {limit} bytes", reply_type,
+                              close=True)
+            return True
+        return False
+
+    async def _receive_body(self, receive: Any, send: Any, length: int | None, factor: int, reserved: int,
+                            reply_type: str) -> tuple[bytes | None, int]:
+        """Read the body, reserving budget as it arrives when its length was not announced (or is exceeded).
+        Returns ``(body, reserved)``, or ``(None, reserved)`` when it answered instead (413, over budget) or the
+        client went away; the caller releases ``reserved`` either way."""
+        limit = self.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return None, reserved
+            chunk = msg.get("body", b"")
+            more = msg.get("more_body", False)
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    self.stats.add(requests_too_large=1)
+                    await self._error(send, 413, f"body exceeds the limit of {limit} bytes", reply_type,
+                                      close=True)
+                    return None, reserved
+                if length is None or size > length:  # chunked: reserve as it arrives
+                    if not self.budget.reserve(factor * len(chunk), own=reserved):
+                        await self._over_budget(send, reply_type)
+                        return None, reserved
+                    reserved += factor * len(chunk)
+                chunks.append(chunk)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), reserved
 
     def _decode(self, body: bytes, encoding: str, content_type: str, reserved: int) -> tuple[Any, int]:
         """Decompress and decode ``body``; returns the decoded request and the bytes reserved on top of
