@@ -1,9 +1,9 @@
 """Turn one finished span into the cost attributes it should carry (DESIGN D4, D5, D6, D16).
 
-:class:`Enricher` decides a span's status and computes its ``gen_ai.cost.*`` attributes; :func:`clone_span`
-returns a copy of a :class:`~opentelemetry.sdk.trace.ReadableSpan` with extra attributes, keeping every
-``dropped_*`` count. Both are used by :class:`~otel_costattr.CostSpanProcessor` and
-:class:`~otel_costattr.CostSpanExporter`, and are pure apart from the bounded de-duplication index.
+:class:`Enricher` decides a span's status and computes its ``gen_ai.cost.*`` attributes, for
+:class:`~otel_costattr.CostSpanProcessor`, :class:`~otel_costattr.CostSpanExporter`, ``ingest`` and ``serve``; it is
+pure apart from the bounded de-duplication and pairing indexes. Writing the attributes into a span (in place, or
+into a copy) is :mod:`._spanattrs`' work.
 
 Statuses:
 
@@ -48,7 +48,7 @@ from .._pricing._book import Cost, PriceBook, _units_to_decimal
 from .._pricing._resolve import BEDROCK_NAMESPACES, candidates, vendor_of
 from ._usage import Call, bad_counts, read_call
 
-__all__ = ["UNRENDERED", "Enricher", "clone_span", "plain_attributes"]
+__all__ = ["UNRENDERED", "Enricher", "plain_attributes"]
 
 _DEFAULT_DEDUP = 16_384
 # LLM spans remembered per trace, and per usage signature, in the pair index (twins end close together in time:
@@ -628,55 +628,3 @@ def plain_attributes(span: ReadableSpan) -> Mapping[str, Any]:
         return d
     attrs = span.attributes
     return attrs if type(attrs) is dict else dict(attrs or {})
-
-
-# ---------------------------------------------------------------------------------------------- cloning
-
-try:  # Feature-detect the SDK internals the fast clone relies on; fall back to the public constructor.
-    from opentelemetry.attributes import BoundedAttributes as _BA
-
-    _probe = _BA(maxlen=None, attributes={"k": 1}, immutable=True)
-    _FAST_CLONE = isinstance(getattr(_probe, "_dict", None), dict) and hasattr(_probe, "dropped") \
-        and hasattr(_probe, "_immutable")
-    del _probe
-except Exception:  # pragma: no cover - depends on the installed SDK
-    _FAST_CLONE = False
-
-
-def clone_span(span: ReadableSpan, extra: Mapping[str, Any], *, override: bool = False) -> ReadableSpan:
-    """A copy of ``span`` with ``extra`` attributes added.
-
-    Existing keys are kept unless ``override`` (used when we priced a call whose span carried an unusable
-    upstream cost: our consistent set of ``gen_ai.cost.*`` values must then replace it).
-
-    Events, links, resource, scope, status and every ``dropped_*`` count are preserved. The SDK freezes spans
-    before ``on_end`` (opentelemetry-python#5614), so a copy is the only supported way to add attributes.
-    """
-    base = span._attributes if hasattr(span, "_attributes") else span.attributes  # noqa: SLF001
-    if _FAST_CLONE and type(span) is ReadableSpan and isinstance(base, _BA):
-        if override:
-            merged = dict(base._dict)  # noqa: SLF001
-            merged.update(extra)
-        else:
-            merged = dict(extra)
-            merged.update(base._dict)  # noqa: SLF001 - the span's own values win over ours
-        attrs = _BA.__new__(_BA)
-        attrs.__dict__.update(base.__dict__)  # shares the original's lock: both are immutable, never nested
-        attrs._dict = merged  # noqa: SLF001
-        new = ReadableSpan.__new__(ReadableSpan)
-        new.__dict__.update(span.__dict__)
-        new._attributes = attrs  # noqa: SLF001
-        return new
-    if override:
-        merged = dict(span.attributes or {})
-        merged.update(extra)
-    else:
-        merged = dict(extra)
-        merged.update(span.attributes or {})
-    bounded = _BA(maxlen=None, attributes=merged, immutable=True)
-    bounded.dropped = span.dropped_attributes
-    return ReadableSpan(
-        name=span.name, context=span.context, parent=span.parent, resource=span.resource, attributes=bounded,
-        events=getattr(span, "_events", span.events), links=getattr(span, "_links", span.links), kind=span.kind,
-        status=span.status, start_time=span.start_time, end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope)
