@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -28,6 +29,9 @@ def app(environ, start_response):
     with oc.attribution(customer_id=W.customer(0, k)):
         with tracer.start_as_current_span("chat", attributes={**c.start, "test.seq": k, "test.worker": 0}) as span:
             span.set_attributes(c.end)
+    # A request takes a little while, as a real one would (I/O): with concurrent clients, one sync worker cannot
+    # take them all, so the test sees its requests spread over several forked workers even on a loaded machine.
+    time.sleep(0.02)
     body = str(os.getpid()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
