@@ -7,6 +7,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -49,3 +50,24 @@ def delta(samples: dict[str, list[float]], a: str, b: str) -> float:
 def line(label: str, value: str, target: str = "", ok: bool | None = None) -> str:
     verdict = "" if ok is None else ("  ok" if ok else "  MISSED")
     return f"  {label:<58}{value:>16}   {target}{verdict}"
+
+
+def synthetic_ledger(path: Any, n: int, gen: dict[str, str]) -> None:
+    """Make ``path`` a ledger directory holding ``n`` calls as one compacted segment, generated inside DuckDB.
+
+    ``gen`` maps a ledger column to a SQL expression over ``i`` (0..n-1); columns it does not name are NULL.
+    """
+    import duckdb
+
+    from otel_costattr._ledger._segments import FULL_LEVEL, SegmentDir
+    from otel_costattr._ledger._store import COLUMNS
+
+    seg_dir = SegmentDir(Path(path), create=True)
+    cols = ", ".join(f"CAST({gen.get(c, 'NULL')} AS {t.replace(' NOT NULL', '').replace('JSON', 'VARCHAR')}) AS {c}"
+                     for c, t in COLUMNS)
+    tmp, final = seg_dir.reserve(level=FULL_LEVEL)
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT {cols} FROM range({n}) t(i)) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, "
+                "ROW_GROUP_SIZE 131072)")
+    con.close()
+    seg_dir.commit(tmp, final)

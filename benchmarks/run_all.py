@@ -13,6 +13,7 @@ import bench_capture  # noqa: E402
 import bench_economics  # noqa: E402
 import bench_ledger  # noqa: E402
 import bench_pricing  # noqa: E402
+import bench_report  # noqa: E402
 import bench_serve  # noqa: E402
 
 if __name__ == "__main__":
@@ -22,6 +23,7 @@ if __name__ == "__main__":
               "ledger": lambda: bench_ledger.main(long=not quick),
               "economics": lambda: bench_economics.main(long=not quick),
               "serve": lambda: bench_serve.main(rounds=5 if quick else 15),
+              "report": lambda: bench_report.main(rounds=3 if quick else 5),
               "allocator": lambda: bench_allocator.main(rounds=3 if quick else 7)}
     for name, run in suites.items():
         if only and name not in only:
