@@ -676,7 +676,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ._errors import ConfigurationError
 
     existing = Path(args.out_dir) / LEDGER_NAME
-    if existing.exists() and not args.force:
+    if existing.exists() and not args.force:  # before the SDK checks below; run_demo checks it again, for callers
         raise ConfigurationError(f"{existing} already exists and the demo never replaces a ledger silently; choose "
                                  "another --out-dir, or pass --force to replace it")
     # Found, not imported: run_demo imports them inside its timing (they take seconds).
@@ -687,7 +687,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                  "missing); install them with: pip install 'otel-costattr[demo]'")
     if not args.scale > 0:
         raise ConfigurationError(f"--scale must be > 0, got {args.scale}")
-    run_demo(seed=args.seed, out_dir=Path(args.out_dir), calls_scale=args.scale, progress=not args.no_progress)
+    run_demo(seed=args.seed, out_dir=Path(args.out_dir), calls_scale=args.scale, progress=not args.no_progress,
+             replace=args.force)
     return EXIT_OK
 
 

@@ -1027,16 +1027,18 @@ def _retry_shape(ledger: Any, customer: str) -> tuple[int, int, int] | None:
 
 
 def run_demo(*, seed: int = 7, out_dir: Path = Path("."), calls_scale: float = 1.0, progress: bool = True,
-             stream: TextIO = sys.stdout) -> DemoResult:
+             stream: TextIO = sys.stdout, replace: bool = False) -> DemoResult:
     """Run the demo workload and write ``<out_dir>/costs.duckdb`` (and ``report.html`` when the HTML renderer
     is installed); print the headline rollups to ``stream`` and a progress bar to stderr. ``out_dir`` is created
     if missing.
 
     The same ``seed`` and ``calls_scale`` give the same ledger totals and the same ``summary`` text. An existing
-    ``costs.duckdb`` in ``out_dir`` is replaced.
+    ``costs.duckdb`` in ``out_dir`` is never touched unless ``replace`` is true (the CLI's ``--force``): it may be
+    the user's own ledger.
 
     Raises:
-        ConfigurationError: ``out_dir`` cannot be created or written, or the ledger there is in use.
+        ConfigurationError: ``out_dir`` cannot be created or written; ``costs.duckdb`` is already there and
+            ``replace`` is false; or the ledger there cannot be removed.
         ImportError: the ``openai`` / ``anthropic`` SDKs or their instrumentations are not installed
             (``pip install 'otel-costattr[demo]'``).
         ValueError: ``calls_scale`` is not positive.
@@ -1045,7 +1047,7 @@ def run_demo(*, seed: int = 7, out_dir: Path = Path("."), calls_scale: float = 1
     plans = plan_workload(seed, calls_scale)
     out_dir = Path(out_dir)
     with _RUN_LOCK, _global_propagator_restored():
-        return _run_locked(seed, out_dir, calls_scale, plans, started, progress, stream)
+        return _run_locked(seed, out_dir, calls_scale, plans, started, progress, stream, replace)
 
 
 @contextlib.contextmanager
@@ -1093,12 +1095,12 @@ class _Rollups(NamedTuple):
 
 
 def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPlan], started: float,
-                progress: bool, stream: TextIO) -> DemoResult:
+                progress: bool, stream: TextIO, replace: bool) -> DemoResult:
     """The body of :func:`run_demo`, under its lock: replace the ledger, make the calls, read the rollups back,
     write the HTML report, print the summary and the footer to ``stream``. Same contract and errors as
     :func:`run_demo`."""
     phases = _Phases(started)
-    ledger_path = _fresh_ledger_path(out_dir)
+    ledger_path = _fresh_ledger_path(out_dir, replace)
     planned = sum(p.n_calls for p in plans)
     bar = _Progress(planned, sys.stderr if progress else None, started)
     book, requests = _drive(seed, plans, ledger_path, bar, phases.mark)
@@ -1119,14 +1121,20 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
                       requests=requests, phases=phases.seconds)
 
 
-def _fresh_ledger_path(out_dir: Path) -> Path:
-    """Create ``out_dir`` if missing and remove a previous demo ledger (and its WAL) there; returns the path.
+def _fresh_ledger_path(out_dir: Path, replace: bool) -> Path:
+    """Create ``out_dir`` if missing and, with ``replace``, remove a previous ledger (and its WAL) there; returns
+    the path.
 
     Raises:
-        ConfigurationError: the directory cannot be created or the old ledger cannot be removed (in use).
+        ConfigurationError: a ledger is there and ``replace`` is false; the directory cannot be created or the old
+            ledger cannot be removed (in use).
     """
     from ._errors import ConfigurationError
 
+    existing = out_dir / LEDGER_NAME
+    if not replace and (existing.exists() or existing.is_symlink()):
+        raise ConfigurationError(f"{existing} already exists and the demo never replaces a ledger silently; choose "
+                                 "another --out-dir, or pass --force (run_demo(replace=True)) to replace it")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -22,6 +22,7 @@ from opentelemetry import propagate
 
 from otel_costattr._demo import (
     CUSTOMERS,
+    LEDGER_NAME,
     RETRY_HEAVY_CUSTOMER,
     UNPRICED_MODEL,
     DemoResult,
@@ -30,16 +31,18 @@ from otel_costattr._demo import (
     plan_workload,
     run_demo,
 )
+from otel_costattr._errors import ConfigurationError
 from otel_costattr._ledger._store import Ledger
 from otel_costattr.attributes import DEFAULT_ATTRIBUTION_KEYS
 
 HTML_AVAILABLE = importlib.util.find_spec("otel_costattr._report._html") is not None
 
 
-def _run(out: Path, seed: int, scale: float) -> tuple[DemoResult, float]:
+def _run(out: Path, seed: int, scale: float, replace: bool = False) -> tuple[DemoResult, float]:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    result = run_demo(seed=seed, out_dir=out, calls_scale=scale, progress=False, stream=io.StringIO())
+    result = run_demo(seed=seed, out_dir=out, calls_scale=scale, progress=False, stream=io.StringIO(),
+                      replace=replace)
     return result, time.monotonic() - started
 
 
@@ -201,9 +204,14 @@ def test_the_process_is_left_as_found(runs: dict[str, tuple[DemoResult, float]],
     assert not AnthropicInstrumentor().is_instrumented_by_opentelemetry
 
 
-def test_reruns_replace_the_ledger(tmp_path: Path) -> None:
+def test_reruns_replace_the_ledger_only_when_asked(tmp_path: Path) -> None:
     first_run, _ = _run(tmp_path, 5, 0.1)
-    again, _ = _run(tmp_path, 5, 0.1)
+    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in (tmp_path / LEDGER_NAME).rglob("*"))
+    with pytest.raises(ConfigurationError, match="already exists.*replace=True"):
+        _run(tmp_path, 5, 0.1)
+    assert sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns)
+                  for p in (tmp_path / LEDGER_NAME).rglob("*")) == before  # not a file touched
+    again, _ = _run(tmp_path, 5, 0.1, replace=True)
     assert again.total == first_run.total
     (n,), = _query(again, "SELECT count(*) FROM calls")
     assert n == again.report["calls"] == first_run.report["calls"]
