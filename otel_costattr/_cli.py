@@ -181,7 +181,8 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=7, metavar="N", help="workload seed (default: %(default)s)")
     demo.add_argument("--out-dir", default="otel-costattr-demo", metavar="DIR",
                       help="where to write costs.duckdb and report.html (created if missing; default: %(default)s). "
-                      "The demo refuses to touch a costs.duckdb that is already there unless --force is given")
+                      "A rerun replaces the ledger an earlier demo run left there; it refuses to touch any other costs.duckdb "
+                      "(or one written to since) unless --force is given")
     demo.add_argument("--force", action="store_true", help="replace an existing costs.duckdb in --out-dir")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     demo.add_argument("--scale", type=float, default=1.0, metavar="F",
@@ -672,13 +673,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from importlib.util import find_spec
     from pathlib import Path
 
-    from ._demo import LEDGER_NAME, run_demo
+    from ._demo import LEDGER_NAME, is_demo_ledger, run_demo
     from ._errors import ConfigurationError
 
     existing = Path(args.out_dir) / LEDGER_NAME
-    if existing.exists() and not args.force:  # before the SDK checks below; run_demo checks it again, for callers
-        raise ConfigurationError(f"{existing} already exists and the demo never replaces a ledger silently; choose "
-                                 "another --out-dir, or pass --force to replace it")
+    # Checked before the SDK checks below (run_demo checks it again, for Python callers): a ledger the demo did not
+    # leave there exactly as it is now may be the user's.
+    if existing.exists() and not args.force and not is_demo_ledger(Path(args.out_dir)):
+        raise ConfigurationError(f"{existing} already exists and is not the ledger an earlier demo run left there; "
+                                 "the demo never replaces a ledger silently: choose another --out-dir, or pass "
+                                 "--force to replace it")
     # Found, not imported: run_demo imports them inside its timing (they take seconds).
     missing = [m for m in ("openai", "anthropic", "opentelemetry.instrumentation.openai",
                            "opentelemetry.instrumentation.anthropic") if find_spec(m) is None]

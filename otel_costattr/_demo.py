@@ -63,6 +63,10 @@ logger = logging.getLogger(__name__)
 
 LEDGER_NAME = "costs.duckdb"
 REPORT_NAME = "report.html"
+#: Beside the ledger: the files of the ledger a demo run wrote. A ledger still made of exactly those files is the
+#: demo's own, and the next run replaces it; any other ledger (or one an application has written to since) is never
+#: touched without ``replace``.
+DEMO_MARK = ".otel-costattr-demo.json"
 SERVICE_NAME = "otel-costattr-demo"
 
 #: Monday 2026-11-16 00:00 UTC: day 0 of the simulated week every span is placed on.
@@ -1033,8 +1037,9 @@ def run_demo(*, seed: int = 7, out_dir: Path = Path("."), calls_scale: float = 1
     if missing.
 
     The same ``seed`` and ``calls_scale`` give the same ledger totals and the same ``summary`` text. An existing
-    ``costs.duckdb`` in ``out_dir`` is never touched unless ``replace`` is true (the CLI's ``--force``): it may be
-    the user's own ledger.
+    ``costs.duckdb`` in ``out_dir`` is never touched unless it is exactly the ledger an earlier demo run left there
+    (recorded in ``.otel-costattr-demo.json``), or ``replace`` is true (the CLI's ``--force``): it may be the
+    user's own ledger.
 
     Raises:
         ConfigurationError: ``out_dir`` cannot be created or written; ``costs.duckdb`` is already there and
@@ -1107,6 +1112,7 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
     r = _rollups(ledger_path, book, plans, requests)
     phases.mark("rollups")
     report_path = _write_html(r.report, out_dir)
+    _mark_as_demo(out_dir)
     phases.mark("html")
     elapsed = time.monotonic() - started
     logger.debug("demo phases: %s", ", ".join(f"{k} {v:.2f}s" for k, v in phases.seconds.items()))
@@ -1121,6 +1127,32 @@ def _run_locked(seed: int, out_dir: Path, calls_scale: float, plans: list[RunPla
                       requests=requests, phases=phases.seconds)
 
 
+def _ledger_files(out_dir: Path) -> list[str]:
+    """Every file under ``<out_dir>/costs.duckdb`` (or the file itself), relative, with its size, sorted."""
+    root = out_dir / LEDGER_NAME
+    if root.is_file():
+        return [f"{LEDGER_NAME} {root.stat().st_size}"]
+    return sorted(f"{p.relative_to(out_dir).as_posix()} {p.stat().st_size}" for p in root.rglob("*") if p.is_file())
+
+
+def is_demo_ledger(out_dir: Path) -> bool:
+    """True when ``<out_dir>/costs.duckdb`` is exactly what a demo run left there: the same files, the same sizes."""
+    try:
+        recorded = json.loads((out_dir / DEMO_MARK).read_text()).get("files")
+        return isinstance(recorded, list) and bool(recorded) and recorded == _ledger_files(out_dir)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _mark_as_demo(out_dir: Path) -> None:
+    """Record the finished demo ledger's files (best effort: without the record, the next run refuses instead)."""
+    try:
+        (out_dir / DEMO_MARK).write_text(json.dumps({"files": _ledger_files(out_dir)}, indent=1) + "\n")
+    except OSError as exc:
+        logger.warning("could not write %s (%s): the next demo run in %s will ask for --force", DEMO_MARK, exc,
+                       out_dir)
+
+
 def _fresh_ledger_path(out_dir: Path, replace: bool) -> Path:
     """Create ``out_dir`` if missing and, with ``replace``, remove a previous ledger (and its WAL) there; returns
     the path.
@@ -1132,17 +1164,19 @@ def _fresh_ledger_path(out_dir: Path, replace: bool) -> Path:
     from ._errors import ConfigurationError
 
     existing = out_dir / LEDGER_NAME
-    if not replace and (existing.exists() or existing.is_symlink()):
-        raise ConfigurationError(f"{existing} already exists and the demo never replaces a ledger silently; choose "
-                                 "another --out-dir, or pass --force (run_demo(replace=True)) to replace it")
+    if not replace and (existing.exists() or existing.is_symlink()) and not is_demo_ledger(out_dir):
+        raise ConfigurationError(f"{existing} already exists and is not the ledger an earlier demo run left there; "
+                                 "the demo never replaces a ledger silently: choose another --out-dir, or pass --force "
+                                 "(run_demo(replace=True)) to replace it")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigurationError(f"cannot create --out-dir {out_dir}: {exc}") from None
     ledger_path = out_dir / LEDGER_NAME
+    (out_dir / DEMO_MARK).unlink(missing_ok=True)  # this run's ledger is the demo's once it is finished
     for stale in (ledger_path, ledger_path.with_name(LEDGER_NAME + ".wal")):
         try:
-            if (stale / "otel-costattr-ledger.json").is_file():  # the demo's own ledger directory from a last run
+            if (stale / "otel-costattr-ledger.json").is_file():  # a ledger directory (the demo's, or --force)
                 import shutil
                 shutil.rmtree(stale)
             else:

@@ -204,17 +204,25 @@ def test_the_process_is_left_as_found(runs: dict[str, tuple[DemoResult, float]],
     assert not AnthropicInstrumentor().is_instrumented_by_opentelemetry
 
 
-def test_reruns_replace_the_ledger_only_when_asked(tmp_path: Path) -> None:
+def test_reruns_replace_the_demo_ledger_and_nothing_else(tmp_path: Path) -> None:
     first_run, _ = _run(tmp_path, 5, 0.1)
-    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in (tmp_path / LEDGER_NAME).rglob("*"))
-    with pytest.raises(ConfigurationError, match="already exists.*replace=True"):
-        _run(tmp_path, 5, 0.1)
-    assert sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns)
-                  for p in (tmp_path / LEDGER_NAME).rglob("*")) == before  # not a file touched
-    again, _ = _run(tmp_path, 5, 0.1, replace=True)
+    again, _ = _run(tmp_path, 5, 0.1)  # the ledger the first run left: replaced
     assert again.total == first_run.total
     (n,), = _query(again, "SELECT count(*) FROM calls")
     assert n == again.report["calls"] == first_run.report["calls"]
+    # An application writes into the demo's ledger: it is no longer the demo's, and a rerun must not touch it.
+    from otel_costattr._ledger._store import COLUMNS
+    led = Ledger(tmp_path / LEDGER_NAME)
+    row = led.query(f"SELECT {', '.join(c for c, _ in COLUMNS)} FROM spans LIMIT 1")[0]
+    led.write_rows([tuple(float(v) if isinstance(v, Decimal) else v for v in row)], replace=True)  # rows carry floats
+    led.close()
+    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in (tmp_path / LEDGER_NAME).rglob("*"))
+    with pytest.raises(ConfigurationError, match="not the ledger an earlier demo run left.*replace=True"):
+        _run(tmp_path, 5, 0.1)
+    assert sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns)
+                  for p in (tmp_path / LEDGER_NAME).rglob("*")) == before  # not a file touched
+    forced, _ = _run(tmp_path, 5, 0.1, replace=True)
+    assert forced.total == first_run.total
 
 
 def test_cli_subprocess_matches_in_process(tmp_path: Path) -> None:
