@@ -7,10 +7,11 @@ tolerance), 2 bad arguments or bad configuration, 3 ``price``: the model is unpr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ._errors import OtelCostattrError
@@ -111,8 +112,12 @@ def _add_ingest_parser(sub: argparse._SubParsersAction) -> None:
     ing.add_argument("files", nargs="+", metavar="FILE")
     ing.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger (default: %(default)s)")
     ing.add_argument("--pricing", nargs="+", action="extend", default=[], metavar="FILE")
-    ing.add_argument("--no-progress", action="store_true",
-                     help="no progress display (it is shown only when standard error is a terminal)")
+    _no_progress_flag(ing)
+
+
+def _no_progress_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress display (it is shown only when standard error is a terminal)")
 
 
 def _add_ledger_parser(sub: argparse._SubParsersAction) -> None:
@@ -124,9 +129,11 @@ def _add_ledger_parser(sub: argparse._SubParsersAction) -> None:
     cp = lsub.add_parser("compact", help="fold all segments into one (faster reports; safe while applications "
                          "write)")
     cp.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger (default: %(default)s)")
+    _no_progress_flag(cp)
     mg = lsub.add_parser("migrate", help="convert a single-file ledger (earlier versions) into a ledger directory at "
                          "the same path, checked, keeping the old file as PATH.v1")
     mg.add_argument("path", metavar="PATH", nargs="?", default=_default_db())
+    _no_progress_flag(mg)
     inf = lsub.add_parser("info", help="format, segments and span count")
     inf.add_argument("--db", default=_default_db(), metavar="PATH", help="ledger (default: %(default)s)")
     inf.add_argument("--json", action="store_true")
@@ -496,7 +503,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     book = PriceBook.load(args.pricing)
     ledger = Ledger(args.db, book=book)
     total = sum(os.path.getsize(f) for f in args.files if os.path.isfile(f))
-    show = not args.no_progress and sys.stderr.isatty()
+    show = _show_progress(args)
     # A bulk load allocates millions of small dicts that all live until their batch is written, and the cyclic
     # GC kept re-scanning them: 1.5-1.8x the run time (measured on OTLP/JSON files). Decoded spans hold no
     # reference cycles, so this process collects only once the load is done.
@@ -515,14 +522,38 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_compact(args: argparse.Namespace) -> int:
     from ._ledger._maintain import compact
-    print(compact(args.db))
+    with _working(_show_progress(args), "compacting the ledger"):
+        result = compact(args.db)
+    print(result)
     return EXIT_OK
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from ._ledger._maintain import migrate
-    print(migrate(args.path))
+    with _working(_show_progress(args), "migrating: copying, then checking every row"):
+        result = migrate(args.path)
+    print(result)
     return EXIT_OK
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def _working(show: bool, what: str) -> Iterator[None]:
+    """A spinner with the elapsed time on standard error while one long step runs (its progress cannot be
+    measured from outside: DuckDB runs it as one statement). Nothing when ``show`` is false."""
+    if not show:
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TimeElapsedColumn(), TextColumn(what), console=Console(stderr=True),
+                  transient=True) as bar:
+        bar.add_task(what, total=None)
+        yield
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -238,42 +238,17 @@ def test_first_batch_is_durable_about_a_second_after_the_first_span(tmp_path: Pa
     figure.set(seconds_to_durable=round(waited, 2))
 
 
-def test_ingest_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
-    import pty
-
+def test_ingest_shows_progress_on_a_terminal_only(tmp_path: Path, on_terminal) -> None:
     sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
     import bench_ledger as B
 
     src = tmp_path / "in.jsonl"
     B._otlp_json_file(src, B._records(30_000, priced=False))
-    import threading
-
-    master, slave = pty.openpty()
-    chunks: list[bytes] = []
-
-    def drain() -> None:  # read as it comes: a full terminal buffer would block the command
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO once the command has exited and the slave side is closed
-                return
-            if not chunk:
-                return
-            chunks.append(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        r = subprocess.run([sys.executable, "-m", "otel_costattr", "ingest", str(src), "--db", str(tmp_path / "a")],
-                           stdout=subprocess.PIPE, stderr=slave, env=_env(), timeout=300)
-        os.close(slave)
-        reader.join(10)
-    finally:
-        os.close(master)
-    seen = b"".join(chunks)
-    assert r.returncode == 0
+    code, out, seen = on_terminal([sys.executable, "-m", "otel_costattr", "ingest", str(src), "--db",
+                                   str(tmp_path / "a")], env=_env())
+    assert code == 0
     assert b"spans stored" in seen and b"/s" in seen  # rate on the terminal (and rich's ETA column)
-    assert r.stdout.decode().startswith("read 30000 span(s)")
+    assert out.decode().startswith("read 30000 span(s)")
     piped = subprocess.run([sys.executable, "-m", "otel_costattr", "ingest", str(src), "--db", str(tmp_path / "b")],
                            capture_output=True, env=_env(), timeout=300)
     assert piped.returncode == 0 and piped.stderr == b""  # quiet when piped

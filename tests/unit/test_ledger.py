@@ -488,6 +488,23 @@ def test_migrate_converts_a_single_file_ledger_without_loss(tmp_path: Path) -> N
         migrate(old)
 
 
+def test_migrate_and_compact_show_a_spinner_on_a_terminal_only(tmp_path: Path, on_terminal) -> None:
+    old = tmp_path / "costs.duckdb"
+    _legacy_file(old, [_chat(i, 0.0001) for i in range(50)])
+    code, out, seen = on_terminal([sys.executable, "-m", "otel_costattr", "ledger", "migrate", str(old)])
+    assert code == 0 and out.startswith(b"migrated 50 span(s)")
+    assert b"migrating" in seen and b"0:00:0" in seen  # what runs, with the elapsed time
+    Ledger(old).write_records([_chat(999, 0.5)])
+    code, out, seen = on_terminal([sys.executable, "-m", "otel_costattr", "ledger", "compact", "--db", str(old)])
+    assert code == 0 and b"compacting" in seen
+    for args in (["ledger", "compact", "--db", str(old)], ["ledger", "migrate", str(tmp_path / "none.duckdb")]):
+        piped = subprocess.run([sys.executable, "-m", "otel_costattr", *args], capture_output=True, text=True)
+        assert "compacting" not in piped.stderr and "migrating" not in piped.stderr  # quiet when piped
+    code, out, seen = on_terminal([sys.executable, "-m", "otel_costattr", "ledger", "compact", "--db", str(old),
+                                   "--no-progress"])
+    assert code == 0 and b"compacting" not in seen
+
+
 def test_cli_messages_for_ledgers_that_are_not(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
