@@ -38,6 +38,8 @@ REFERENCE = Path(os.environ.get("OTEL_COSTATTR_LITELLM_REFERENCE", "")) if os.en
      if p.is_file()), REPO.parent / "shared" / "reference" / _REF_NAME)
 SOURCE = "litellm-9.9.9-test.json"
 RATE = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")
+# The token classes written out here on purpose, not imported: the test at the end holds the importer's
+# CLASSES and the price book's TOKEN_CLASSES to this list, so a class dropped from either one fails.
 CLASSES = (
     "input",
     "cache_read",
