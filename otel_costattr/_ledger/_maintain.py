@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
+from . import _duck
 from ._segments import FULL_LEVEL, LedgerStorageError, SegmentDir, ledger_kind, storage_message
 from ._store import COLUMNS, SCHEMA_VERSION, Ledger, _parquet_list, _spans_sql
 
@@ -92,7 +93,7 @@ def compact(path: str | os.PathLike[str], *, wait: bool = True) -> CompactResult
         raise ConfigurationError(f"another compaction of {root} is running; try again when it is done")
     try:
         segs = seg_dir.live()
-        con = duckdb.connect()
+        con = _duck.connect()
         try:
             cols = ", ".join(f"{n} {t.replace(' NOT NULL', '').replace('JSON', 'VARCHAR')}" for n, t in COLUMNS)
             con.execute(f"CREATE TABLE _empty ({cols})")
@@ -172,7 +173,7 @@ def migrate(path: str | os.PathLike[str]) -> MigrateResult:
     if backup.exists():
         raise ConfigurationError(f"{backup} already exists (an earlier migration?); move it away, then run again")
     try:
-        old = duckdb.connect(str(src), read_only=True)
+        old = _duck.connect(str(src), read_only=True)
     except duckdb.Error as exc:
         raise ConfigurationError(f"cannot open {src}: {exc}. If an application is still writing it with an earlier "
                                  "otel-costattr, stop it first, then run again") from None

@@ -41,6 +41,7 @@ from .._capture._enrich import plain_attributes
 from .._capture._usage import read_call
 from .._errors import ConfigurationError
 from .._version import __version__
+from . import _duck
 from ._segments import LedgerStorageError, SegmentDir, ledger_kind, storage_message
 
 __all__ = ["CONTENT_KEYS", "Ledger", "LedgerExporter", "LedgerSpanProcessor", "SpanRecord", "open_ledger"]
@@ -525,7 +526,7 @@ class Ledger:
     def _open_legacy(self) -> None:
         import duckdb
         try:
-            self._con = duckdb.connect(str(self.path), read_only=True)
+            self._con = _duck.connect(str(self.path), read_only=True)
         except duckdb.Error as exc:
             raise ConfigurationError(f"cannot open the single-file ledger {self.path}: {exc}. If an earlier "
                                      "otel-costattr is writing it, stop that process, then run `otel-costattr ledger "
@@ -661,11 +662,10 @@ class Ledger:
     # ------------------------------------------------------------------------------------------- reading
 
     def _connect(self) -> Any:
-        import duckdb
         if self._con is None:
             # Segments are immutable: their Parquet footers can be cached across queries (a report runs a few
             # dozen queries over the same files; while writers write, most files stay the same).
-            self._con = duckdb.connect()
+            self._con = _duck.connect()
             self._con.execute("SET parquet_metadata_cache = true")
             cols = ", ".join(f"{n} {t.replace(' NOT NULL', '').replace('JSON', 'VARCHAR')}" for n, t in COLUMNS)
             self._con.execute(f"CREATE TABLE _empty ({cols})")
@@ -841,7 +841,7 @@ class LedgerSet:
                 led._con = None
         self._lock = threading.Lock()
         self._seen: tuple[Any, ...] | None = None
-        self.con = duckdb.connect()
+        self.con = _duck.connect()
         self.con.execute("SET parquet_metadata_cache = true")
         cols = ", ".join(f"{n} {t.replace(' NOT NULL', '').replace('JSON', 'VARCHAR')}" for n, t in COLUMNS)
         self.con.execute(f"CREATE TABLE _empty ({cols})")

@@ -505,6 +505,26 @@ def test_migrate_and_compact_show_a_spinner_on_a_terminal_only(tmp_path: Path, o
     assert code == 0 and b"compacting" not in seen
 
 
+def test_no_duckdb_progress_bar_reaches_stdout(tmp_path: Path) -> None:
+    """DuckDB prints its progress bar to stdout (even a pipe) for queries over 2 s: it would corrupt
+    `report --format json > r.json` on a large ledger. Every connection the package opens has it off."""
+    from otel_costattr._ledger._store import LedgerSet
+
+    seg = tmp_path / "dir"
+    Ledger(seg).write_records([_chat(1, 0.001)])
+    old = tmp_path / "old.duckdb"
+    _legacy_file(old, [_chat(2, 0.002)])
+    sql = "SELECT current_setting('enable_progress_bar')"
+    assert Ledger(seg, read_only=True).query(sql) == [(False,)]
+    assert Ledger(old, read_only=True).query(sql) == [(False,)]
+    assert LedgerSet([seg, old]).query(sql) == [(False,)]
+    # ... and no module opens DuckDB another way (compaction and migration included)
+    pkg = Path(oc.__file__).parent
+    direct = [str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
+              if "duckdb.connect(" in p.read_text() and p.name != "_duck.py"]
+    assert direct == []
+
+
 def test_cli_messages_for_ledgers_that_are_not(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
