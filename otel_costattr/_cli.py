@@ -212,6 +212,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     foc.add_argument("--billing-account", action="append", default=[], metavar="PROVIDER=ID[:NAME]",
                      help="BillingAccountId (and name) per provider, e.g. openai=org-abc:Acme; default: the provider")
     foc.add_argument("--out", required=True, metavar="FILE.{csv,parquet}")
+    _no_progress_flag(foc)
 
 
 def _add_reconcile_parser(sub: argparse._SubParsersAction) -> None:
@@ -536,6 +537,26 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _days_progress(show: bool, what: str) -> Iterator[Any]:
+    """A bar over the days of spend a command walks, with ETA, on standard error (rich); ``None`` (no display)
+    when ``show`` is false. Yields ``tick(days_done, days)``."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield tick
+
+
 def _show_progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "no_progress", False) and sys.stderr.isatty()
 
@@ -730,7 +751,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from ._errors import ConfigurationError
     from ._analysis._source import open_ledgers
-    from ._finance._focus import focus_rows, write_focus
+    from ._finance._focus import iter_focus_rows, write_focus
 
     if not args.out.lower().endswith((".csv", ".parquet")):
         raise ConfigurationError(f"--out {args.out}: the FOCUS export is written as .csv or .parquet; name the file "
@@ -751,16 +772,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
             if unknown:
                 raise ConfigurationError(f"--billing-account {unknown[0]}=...: no vendor of that name; known: "
                                          f"{', '.join(known)}")
-        rows = focus_rows(ledger, since_ns=since, until_ns=until, granularity=args.granularity, accounts=accounts)
         (unpriced, no_usage), = ledger.query(
             "SELECT count(*) FILTER (WHERE cost_status = 'unpriced'), "
             "count(*) FILTER (WHERE cost_total IS NULL AND coalesce(cost_status, '') <> 'unpriced') FROM calls"
             + (" WHERE start_ns >= ?" if since is not None else "")
             + ((" AND" if since is not None else " WHERE") + " start_ns < ?" if until is not None else ""),
             [v for v in (since, until) if v is not None])
+        with _days_progress(_show_progress(args), "export focus") as tick:
+            rows = iter_focus_rows(ledger, since_ns=since, until_ns=until, granularity=args.granularity,
+                                   accounts=accounts, progress=tick)
+            summary = write_focus(rows, args.out)  # streams: one day of rows in memory at a time
     finally:
         ledger.close()
-    print(write_focus(rows, args.out))
+    print(summary)
     if unpriced or no_usage:
         parts = [f"{unpriced:,} unpriced call{'s' if unpriced != 1 else ''}"] if unpriced else []
         parts += [f"{no_usage:,} call{'s' if no_usage != 1 else ''} without usage"] if no_usage else []

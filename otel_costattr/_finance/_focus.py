@@ -48,18 +48,20 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from pathlib import Path
 from typing import Any
 
+from .._csvcell import csv_cell
 from .._errors import ConfigurationError
 from .._pricing._book import format_money
 from .._analysis._source import Filters, Source
 
-__all__ = ["FOCUS_COLUMNS", "FOCUS_VERSION", "TAG_KEYS", "FocusSummary", "focus_rows", "write_focus"]
+__all__ = ["FOCUS_COLUMNS", "FOCUS_VERSION", "TAG_KEYS", "FocusSummary", "focus_rows", "iter_focus_rows",
+           "write_focus"]
 
 FOCUS_VERSION = "1.2"
 
@@ -250,19 +252,56 @@ def _region(flags: str | None) -> str | None:
 
 def focus_rows(src: Source, *, since_ns: int | None = None, until_ns: int | None = None, granularity: str = "day",
                accounts: Mapping[str, tuple[str, str | None]] | None = None) -> list[dict[str, Any]]:
-    """The ledger's spend in ``[since_ns, until_ns)`` as FOCUS rows (dicts keyed by :data:`FOCUS_COLUMNS` ids).
-
-    Values are ``Decimal`` (costs, quantities, unit prices), timezone-aware UTC ``datetime`` (periods), ``str``
-    or ``None``. ``accounts`` maps a provider (``openai``, ``anthropic``, ...) to ``(BillingAccountId,
-    BillingAccountName)``, e.g. the vendor organisation id; by default the account id is the provider id and
-    the name is null.
+    """The ledger's spend in ``[since_ns, until_ns)`` as FOCUS rows (dicts keyed by :data:`FOCUS_COLUMNS` ids):
+    :func:`iter_focus_rows` as a list (for small windows and tests; an export streams them instead).
 
     Raises:
         ConfigurationError: ``granularity`` is not ``day`` or ``hour``.
     """
+    return list(iter_focus_rows(src, since_ns=since_ns, until_ns=until_ns, granularity=granularity,
+                                accounts=accounts))
+
+
+def iter_focus_rows(src: Source, *, since_ns: int | None = None, until_ns: int | None = None,
+                    granularity: str = "day", accounts: Mapping[str, tuple[str, str | None]] | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """The ledger's spend in ``[since_ns, until_ns)`` as FOCUS rows, in order (charge period, provider, model,
+    pricing version, flags, tags), one UTC day of spend at a time.
+
+    Values are ``Decimal`` (costs, quantities, unit prices), timezone-aware UTC ``datetime`` (periods), ``str``
+    or ``None``. ``accounts`` maps a provider (``openai``, ``anthropic``, ...) to ``(BillingAccountId,
+    BillingAccountName)``, e.g. the vendor organisation id; by default the account id is the provider id and
+    the name is null. ``progress(days_done, days)`` is called after each day.
+
+    Memory holds one day's groups, not the export: a ledger whose every call is its own group (1M calls with
+    distinct tag sets) took 5.2 GB as one list. It costs one query per day that has calls, plus one listing them.
+
+    Raises:
+        ConfigurationError: ``granularity`` is not ``day`` or ``hour`` (raised before the first row).
+    """
     if granularity not in ("day", "hour"):
         raise ConfigurationError(f"granularity must be 'day' or 'hour', got {granularity!r}")
-    width = _DAY_NS if granularity == "day" else _HOUR_NS
+    return _iter_rows(src, since_ns, until_ns, _DAY_NS if granularity == "day" else _HOUR_NS,
+                      {k.lower(): v for k, v in (accounts or {}).items()}, progress)
+
+
+def _iter_rows(src: Source, since_ns: int | None, until_ns: int | None, width: int,
+               accounts: Mapping[str, tuple[str, str | None]],
+               progress: Callable[[int, int], None] | None) -> Iterator[dict[str, Any]]:
+    where, params = Filters(since_ns, until_ns).where("cost_total IS NOT NULL")
+    days = [int(d) for d, in src.query(f"SELECT DISTINCT start_ns - start_ns % {_DAY_NS} FROM calls{where} "
+                                        "ORDER BY 1", params)]
+    for i, day in enumerate(days):
+        lo = day if since_ns is None else max(day, since_ns)
+        hi = day + _DAY_NS if until_ns is None else min(day + _DAY_NS, until_ns)
+        yield from _day_rows(src, lo, hi, width, accounts)
+        if progress is not None:
+            progress(i + 1, len(days))
+
+
+def _day_rows(src: Source, since_ns: int, until_ns: int, width: int,
+              accounts: Mapping[str, tuple[str, str | None]]) -> Iterator[dict[str, Any]]:
+    """The rows of the calls in ``[since_ns, until_ns)`` (within one UTC day), grouped by ``width`` buckets."""
     # `start_ns - start_ns % width` is the bucket start in plain integer SQL (no dialect date functions).
     bucket = f"(start_ns - start_ns % {width})"
     where, params = Filters(since_ns, until_ns).where("cost_total IS NOT NULL")
@@ -270,8 +309,6 @@ def focus_rows(src: Source, *, since_ns: int | None = None, until_ns: int | None
     sql = _SQL.format(bucket=bucket, tags=tag_cols, where=where,
                       group=f"1, 2, 3, 4, 5, 6, {tag_cols}",
                       tag_order=", ".join(f"coalesce({k}, '')" for k in TAG_KEYS))
-    accounts = {k.lower(): v for k, v in (accounts or {}).items()}
-    out: list[dict[str, Any]] = []
     ntags = len(TAG_KEYS)
     for r in src.query(sql, params):
         b, prov, model, version, flags, bare = int(r[0]), str(r[1]), str(r[2]), r[3], r[4], int(r[5])
@@ -297,20 +334,19 @@ def focus_rows(src: Source, *, since_ns: int | None = None, until_ns: int | None
                 if qty <= 0 or cost < 0:
                     continue
                 itemised += cost
-                out.append(_priced_row(base, cls, meter, cost, Decimal(qty), _TOKENS_UNIT, _PER, pct, model))
+                yield _priced_row(base, cls, meter, cost, Decimal(qty), _TOKENS_UNIT, _PER, pct, model)
             tool = _dec(c_tool)
             if tool > 0 and int(n_tool or 0) > 0:
                 itemised += tool
-                out.append(_priced_row(base, "tool_usage", "Tool Requests", tool, Decimal(int(n_tool)),
-                                       "Requests", Decimal(1), pct, model))
+                yield _priced_row(base, "tool_usage", "Tool Requests", tool, Decimal(int(n_tool)),
+                                  "Requests", Decimal(1), pct, model)
         rest = c_total - itemised
         if rest > 0:
             # Calls costed as one figure (a vendor-provided total): usage, counted per request.
-            out.append(_priced_row(base, "unitemized", "Requests", rest, Decimal(int(n or 1)), "Requests",
-                                   Decimal(1), pct, model))
+            yield _priced_row(base, "unitemized", "Requests", rest, Decimal(int(n or 1)), "Requests",
+                              Decimal(1), pct, model)
         elif rest < 0:
-            out.append(_adjustment_row(base, rest, model))
-    return out
+            yield _adjustment_row(base, rest, model)
 
 
 def _base_row(bucket: int, width: int, prov: str, model: str, version: Any, flags: Any, tags: dict[str, str],
@@ -386,14 +422,25 @@ def _adjustment_row(base: dict[str, Any], amount: Decimal, model: str) -> dict[s
 
 # --------------------------------------------------------------------------------------------------- writing
 
-def _text(v: Any, kind: str) -> str:
-    if v is None:
-        return ""  # CSV has no null; an empty field is how FOCUS CSV exports carry one
-    if kind == "Decimal":
-        return format_money(v) or "0"
-    if kind == "Date/Time":
-        return v.strftime("%Y-%m-%dT%H:%M:%SZ")  # FOCUS Date/Time format: extended ISO 8601 with Z
-    return str(v)
+def _csv_formatters() -> list[Callable[[Any], str]]:
+    """One formatter per column: None is an empty field (CSV has no null; that is how FOCUS CSV exports carry one),
+    money is its exact decimal text, text cells never run as spreadsheet formulas. Period values repeat on every
+    row of a day: their text is cached (bounded)."""
+    times: dict[datetime, str] = {}
+
+    def when(v: Any) -> str:
+        text = times.get(v)
+        if text is None:
+            if len(times) >= 4096:
+                times.clear()
+            text = times[v] = v.strftime("%Y-%m-%dT%H:%M:%SZ")  # FOCUS Date/Time: extended ISO 8601 with Z
+        return text
+
+    def money(v: Any) -> str:
+        return "" if v is None else (format_money(v) or "0")
+
+    by_kind = {"Date/Time": when, "Decimal": money}  # text (String, JSON): csv_cell, which writes None as ""
+    return [by_kind.get(kind, csv_cell) for _, kind in FOCUS_COLUMNS]
 
 
 def _arrow_schema() -> Any:
@@ -405,9 +452,11 @@ def _arrow_schema() -> Any:
     return pa.schema([pa.field(n, kinds[k], nullable=True) for n, k in FOCUS_COLUMNS], metadata=meta)
 
 
-def write_focus(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str]) -> FocusSummary:
-    """Write ``rows`` to ``out``: ``.csv`` (exact decimal strings, ISO 8601 UTC times) or ``.parquet``
-    (``decimal128(38, 18)``, ``timestamp[ms, UTC]``). Written to a temporary file first, then renamed.
+def write_focus(rows: Iterable[Mapping[str, Any]], out: str | os.PathLike[str]) -> FocusSummary:
+    """Write ``rows`` to ``out``: ``.csv`` (exact decimal strings, ISO 8601 UTC times, text cells neutralised
+    against spreadsheet formulas) or ``.parquet`` (``decimal128(38, 18)``, ``timestamp[ms, UTC]``), streaming:
+    rows are consumed once, in batches of :data:`_BATCH` for Parquet. Written to a temporary file first, then
+    renamed; on any error the temporary file is removed and ``out`` is untouched.
 
     Raises:
         ConfigurationError: the extension is neither ``.csv`` nor ``.parquet``, or the folder does not exist.
@@ -420,21 +469,56 @@ def write_focus(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str]) 
     if not path.parent.exists():
         raise ConfigurationError(f"--out {path}: folder {path.parent} does not exist")
     tmp = path.with_name(path.name + ".tmp")
-    if ext == ".csv":
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(_NAMES)
-            for r in rows:
-                w.writerow([_text(r.get(n), k) for n, k in FOCUS_COLUMNS])
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    totals = [0, Decimal(0), Decimal(0)]
 
-        schema = _arrow_schema()
-        table = pa.Table.from_arrays([pa.array([r.get(n) for r in rows], type=f.type)
-                                      for n, f in zip(_NAMES, schema)], schema=schema)
-        pq.write_table(table, tmp)
-    tmp.replace(path)
-    billed = sum((r["BilledCost"] for r in rows), Decimal(0))
-    listed = sum((r["ListCost"] for r in rows), Decimal(0))
-    return FocusSummary(len(rows), billed, listed, str(path))
+    def counted() -> Iterator[Mapping[str, Any]]:
+        for r in rows:
+            totals[0] += 1
+            totals[1] += r["BilledCost"]
+            totals[2] += r["ListCost"]
+            yield r
+
+    try:
+        if ext == ".csv":
+            _write_csv(counted(), tmp)
+        else:
+            _write_parquet(counted(), tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return FocusSummary(totals[0], totals[1], totals[2], str(path))
+
+
+#: Rows per Parquet row group written at once (bounded memory, whatever the export's size).
+_BATCH = 65_536
+
+
+def _write_csv(rows: Iterable[Mapping[str, Any]], tmp: Path) -> None:
+    fmts = list(zip(_NAMES, _csv_formatters()))
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(_NAMES)
+        for r in rows:
+            w.writerow([fmt(r.get(n)) for n, fmt in fmts])
+
+
+def _write_parquet(rows: Iterable[Mapping[str, Any]], tmp: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema()
+
+    def table(batch: list[Mapping[str, Any]]) -> Any:
+        return pa.Table.from_arrays([pa.array([r.get(n) for r in batch], type=f.type)
+                                     for n, f in zip(_NAMES, schema)], schema=schema)
+
+    with pq.ParquetWriter(tmp, schema) as writer:
+        batch: list[Mapping[str, Any]] = []
+        for r in rows:
+            batch.append(r)
+            if len(batch) >= _BATCH:
+                writer.write_table(table(batch))
+                batch = []
+        if batch:
+            writer.write_table(table(batch))

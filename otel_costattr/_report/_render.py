@@ -6,10 +6,10 @@ import csv
 import io
 import json
 import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .._csvcell import csv_cell
 from .._errors import ConfigurationError
 
 __all__ = ["FORMATS_BY_SUFFIX", "csv_cell", "render", "write_output"]
@@ -20,7 +20,6 @@ _COLS = ("cost", "share", "calls", "input_tokens", "output_tokens", "cache_read_
          "reasoning_tokens", "unpriced_calls", "no_usage_calls")
 #: Formats ``--out`` implies when ``--format`` is not given.
 FORMATS_BY_SUFFIX = {".csv": "csv", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def render(report: dict[str, Any], fmt: str, *, trace_url: str | None = None) -> str:
@@ -62,23 +61,6 @@ def _budget_text(report: dict[str, Any]) -> str:
         return ""
     from .._finance._budgets import budget_lines
     return "\n" + "\n".join(budget_lines(report)) + "\n"
-
-
-def csv_cell(value: Any) -> str:
-    """A CSV cell that no spreadsheet runs as a formula (OWASP "CSV injection"): text starting with = + - @,
-    tab or carriage return gets a leading ``'``. Numbers (``-1.5``) are left as they are; None is empty."""
-    if value is None:
-        return ""
-    text = str(value)
-    if text.startswith(_FORMULA_START):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return text
-        try:
-            Decimal(text)
-            return text  # a plain negative number is data, not a formula
-        except ArithmeticError:
-            return "'" + text
-    return text
 
 
 def _csv(report: dict[str, Any]) -> str:

@@ -225,3 +225,75 @@ def test_cli_export_focus(ledger_path: Path, tmp_path: Path, capsys: pytest.Capt
     assert main(["export", "focus", "--db", str(ledger_path), "--out", str(tmp_path / "x.xlsx")]) == 2
     assert "csv or .parquet" in capsys.readouterr().err
     assert not (tmp_path / "x.xlsx").exists()
+
+
+def test_an_export_streams_one_day_of_groups_at_a_time(ledger: Ledger, tmp_path: Path) -> None:
+    """A ledger whose calls are all distinct groups took 5.2 GB as one list at 1M calls: the export now asks
+    for one UTC day at a time and writes as it goes, with the same rows in the same order."""
+    from otel_costattr._finance._focus import iter_focus_rows
+
+    sizes: list[int] = []
+
+    class Counting:
+        dialect = "duckdb"
+
+        def query(self, sql: str, params: list | None = None) -> list:
+            rows = ledger.query(sql, params)
+            sizes.append(len(rows))
+            return rows
+
+    days: list[tuple[int, int]] = []
+    streamed = iter_focus_rows(Counting(), progress=lambda done, total: days.append((done, total)))
+    assert sizes == []  # lazy: nothing is read before the first row is asked for
+    summary = write_focus(streamed, tmp_path / "s.csv")
+    assert days == [(1, 3), (2, 3), (3, 3)]  # 2025-11-03, -04, -05 (the 05th has one priced call)
+    assert max(sizes[1:]) <= 2  # each day's groups, never the whole export (5 groups in all)
+    whole = write_focus(focus_rows(ledger), tmp_path / "w.csv")
+    assert (tmp_path / "s.csv").read_bytes() == (tmp_path / "w.csv").read_bytes()
+    assert summary == whole.__class__(whole.rows, whole.billed_cost, whole.list_cost, str(tmp_path / "s.csv"))
+    assert summary.billed_cost == ledger_total(ledger)
+
+
+def test_a_failed_export_leaves_no_file_behind(ledger: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "f.csv"
+    out.write_text("yesterday's export")
+
+    def broken():
+        yield from focus_rows(ledger)[:2]
+        raise OSError(28, "No space left on device")
+
+    for name in ("f.csv", "f.parquet"):
+        with pytest.raises(OSError):
+            write_focus(broken(), tmp_path / name)
+    assert out.read_text() == "yesterday's export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv"]  # no .tmp left
+
+
+def test_focus_csv_text_never_runs_as_a_formula(tmp_path: Path) -> None:
+    path = tmp_path / "evil.duckdb"
+    evil = '=HYPERLINK("http://evil","x")'
+    write_ledger(path, [Call("2025-11-03T10:00:00", "openai", "gpt-4o-mini", input=100, output=10,
+                             tags={"customer_id": "acme", "feature": evil})]).close()
+    led = Ledger(path, read_only=True)
+    rows = focus_rows(led)
+    led.close()
+    for r in rows:  # a cell that starts like a formula, whatever column it lands in
+        r["SkuId"] = "@SUM(1+1)*cmd|' /C calc'!A0"
+    write_focus(rows, tmp_path / "f.csv")
+    cells = [c for row in csv.reader((tmp_path / "f.csv").read_text().splitlines()) for c in row]
+    assert "'@SUM(1+1)*cmd|' /C calc'!A0" in cells
+    assert not any(c.startswith(("=", "+", "@")) for c in cells)
+    assert any(json.dumps(evil) in c for c in cells)  # the tag is kept, in the Tags JSON object (starts with {)
+
+
+def test_export_shows_its_days_on_a_terminal_only(ledger_path: Path, tmp_path: Path, on_terminal) -> None:
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "otel_costattr", "export", "focus", "--db", str(ledger_path), "--out"]
+    code, out, seen = on_terminal([*argv, str(tmp_path / "t.csv")])
+    assert code == 0 and out.startswith(b"wrote ")
+    assert b"export focus" in seen and b"3/3" in seen and b"days" in seen
+    piped = subprocess.run([*argv, str(tmp_path / "p.csv")], capture_output=True, text=True)
+    assert piped.returncode == 0 and "export focus" not in piped.stderr  # quiet when piped (the note remains)
+    assert (tmp_path / "t.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
