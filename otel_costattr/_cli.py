@@ -856,6 +856,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"price": _cmd_price, "ingest": _cmd_ingest, "report": _cmd_report, "demo": _cmd_demo,
                 "reconcile": _cmd_reconcile, "serve": cmd_serve}
     try:
+        import os
+
+        from ._settings import check_environment
+        check_environment(os.environ)  # a typo'd OTEL_COSTATTR_* value is exit 2 here, not a silent default
         if args.command == "export":
             if args.export_command != "focus":
                 parser.parse_args(["export", "--help"])

@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from ._capture._attribution import baggage_processor, propagator, set_attribution_keys
 from ._errors import ConfigurationError, PricingError
 from ._pricing._book import PriceBook
+from ._settings import check_environment, flag
 from ._capture._processor import DEFAULT_METRIC_KEYS, CostSpanProcessor
 from ._capture._sampling import CostAwareSampler
 
@@ -160,6 +161,7 @@ def configure(*, service_name: str | None = None, otlp_endpoint: str | None = No
         ConfigurationError: bad or half-set configuration; the message names the fix.
     """
     env = os.environ if env is None else env
+    check_environment(env)  # a typo'd OTEL_COSTATTR_* value fails here, before anything starts
     if attribution_keys is not None:
         set_attribution_keys(attribution_keys)
     book = _price_book(book, pricing)
@@ -208,7 +210,7 @@ def _flush_on_signal_wanted(flush_on_signal: bool | None, env: Mapping[str, str]
     """``flush_on_signal`` if given, else on unless ``OTEL_COSTATTR_FLUSH_ON_SIGNAL`` is false/0/no/off."""
     if flush_on_signal is not None:
         return flush_on_signal
-    return (_env("OTEL_COSTATTR_FLUSH_ON_SIGNAL", env) or "true").lower() not in ("0", "false", "no", "off")
+    return flag("OTEL_COSTATTR_FLUSH_ON_SIGNAL", env, True)
 
 
 def _price_book(book: PriceBook | None, pricing: Sequence[str]) -> PriceBook:

@@ -38,6 +38,7 @@ from opentelemetry.propagators.textmap import CarrierT, Getter, Setter, TextMapP
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .._errors import ConfigurationError
+from .._settings import choice
 from ._enrich import plain_attributes
 from ._layers import context_attributes as _layer_hints
 from ._spanattrs import add_attributes
@@ -325,13 +326,22 @@ class _OutboundGuard(TextMapPropagator):
 
 
 _guard_lock = threading.Lock()
+_guard_warned = False
 
 
 def _install_outbound_guard() -> None:
     current = propagate.get_global_textmap()
     if isinstance(current, _OutboundGuard) or _contains_safe(current):
         return
-    if os.environ.get(ENV_OUTBOUND, "").strip().lower() == "allow":
+    try:
+        allow = choice(ENV_OUTBOUND, os.environ) == "allow"
+    except ConfigurationError as exc:  # never raise into the app here: keep the guard (the safe side), say so once
+        global _guard_warned
+        if not _guard_warned:
+            _guard_warned = True
+            logger.warning("otel-costattr: %s; the outbound guard stays on", exc)
+        allow = False
+    if allow:
         return
     with _guard_lock:
         current = propagate.get_global_textmap()

@@ -2,7 +2,7 @@
 
 The stages, earliest first (a module may import its own stage and earlier ones, never a later one):
 
-    base       _errors, _version, _csvcell, attributes, testing
+    base       _errors, _version, _csvcell, _settings, attributes, testing
     _pricing   price tables, resolution, the LiteLLM importer
     _capture   what runs inside the user's TracerProvider
     _ledger    the embedded store, OTLP decoding, ingest
@@ -26,7 +26,7 @@ PKG = Path(otel_costattr.__file__).parent
 
 RANK = {"base": 0, "_pricing": 1, "_capture": 2, "_ledger": 3, "_analysis": 4, "_finance": 5, "_report": 6,
         "_serve": 4, "top": 9}
-BASE = {"_errors", "_version", "_csvcell", "attributes", "testing"}
+BASE = {"_errors", "_version", "_csvcell", "_settings", "attributes", "testing"}
 
 
 def _module_name(path: Path) -> str:
