@@ -216,7 +216,9 @@ class CostSpanProcessor(SpanProcessor):
         if extra is None:
             return
         self._account(span, attrs, extra, status, call, cost)
-        if not add_attributes(span, extra, replace=status in _PRICED):  # pragma: no cover - SDK store checked above
+        # Every value the enricher writes is a str, int or float, but for the flags (a tuple of str).
+        if not add_attributes(span, extra, replace=status in _PRICED,  # pragma: no cover - SDK store checked above
+                              plain=A.COST_FLAGS not in extra):
             self._log("in_place", "otel-costattr could not write cost attributes into span %r", span.name)
 
     def _fallback(self, span: ReadableSpan) -> ReadableSpan:
