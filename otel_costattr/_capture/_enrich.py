@@ -390,7 +390,7 @@ class Enricher:
         # is priced on what else it reports rather than called "partial" (issue 20).
         bad = bad_counts(call) if call.bad else ()
         if span_id is not None:
-            twin = self._pair(call, provider, span_id, start_ns, end_ns, ids, bool(call_flags))
+            twin = self._pair(call, provider, span_id, start_ns, end_ns, ids, bool(call_flags), scope)
             if twin is not None:
                 out: dict[str, Any] = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin[0]}
                 if twin[1]:
@@ -478,40 +478,60 @@ class Enricher:
         return found
 
     def _pair(self, call: Call, provider: str, span_id: str, start_ns: int | None, end_ns: int | None,
-              ids: Any, input_uncertain: bool = False) -> tuple[str, bool] | None:
+              ids: Any, input_uncertain: bool = False, scope: str = "") -> tuple[str, bool] | None:
         """(span id of the span that carries this call, whether this span is more detailed) when another span
         already stands for the same API call (DESIGN D5, D16); otherwise ``None``, and this span is remembered.
 
         Pairs on the response id where both spans have one, else on what they share (:class:`_PairIndex`). A span
         with usage or an upstream cost ("costed") never defers to one without: it carries the call. With
         ``input_uncertain`` (the emitter's input count may leave out cache tokens it did not report) the input
-        count is not compared.
+        count is not compared. ``scope``: the span's instrumentation scope name (an SDK span's; a tuple ``ids``
+        carries its own).
         """
         rid = call.response_id
-        costed = call.input_tokens is not None or call.output_tokens is not None or call.provided_cost is not None
+        n_in = call.input_tokens
+        n_out = call.output_tokens
+        costed = n_in is not None or n_out is not None or call.provided_cost is not None
         key = (provider, rid) if rid is not None else None
         if type(ids) is tuple:
             trace_id, parent_id, scope = ids
             sid: Any = span_id
         else:  # an SDK span: its ids are compared as the ints they are
-            ctx = ids.context
-            parent = ids.parent
+            if isinstance(ids, ReadableSpan):  # its fields: the properties cost a Python call each
+                ctx, parent = ids._context, ids._parent  # noqa: SLF001
+            else:
+                ctx, parent = ids.context, ids.parent
             trace_id, sid = (ctx.trace_id, ctx.span_id) if ctx is not None else (None, None)
             parent_id = parent.span_id if parent is not None else None
-            inst = ids.instrumentation_scope
-            scope = inst.name if inst is not None else ""
         seen = None
         if trace_id is not None:
-            seen = (span_id, sid, parent_id, trace_id, scope, provider, model_family(call.model or call.request_model),
-                    None if input_uncertain else call.input_tokens, call.output_tokens, start_ns or 0, end_ns or 0,
-                    costed, rid, call.detail)
+            model = call.model or call.request_model
+            seen = (span_id, sid, parent_id, trace_id, scope, provider,
+                    (_FAMILIES.get(model) or model_family(model)) if model else "",
+                    None if input_uncertain else n_in, n_out, start_ns or 0, end_ns or 0, costed, rid, call.detail)
+        pairs = self.pairs
         with self._lock:
             if key is not None:
-                prior = self.dedup._get(key)  # noqa: SLF001 - one lock for both indexes
-                if prior is not None and prior[0] != span_id:
-                    return prior[0], costed and call.detail > prior[1]
-            pairs = self.pairs
-            twin = pairs._match(seen) if seen is not None else None  # noqa: SLF001
+                dedup = self.dedup._items  # noqa: SLF001 - one lock for both indexes; _DedupIndex._get inlined
+                prior = dedup.get(key)
+                if prior is not None:
+                    dedup.move_to_end(key)
+                    if prior[0] != span_id:
+                        return prior[0], costed and call.detail > prior[1]
+            if seen is None:
+                twin = None
+            elif trace_id in pairs._by_trace:  # noqa: SLF001
+                twin = pairs._match(seen)  # noqa: SLF001
+            else:
+                usage_key = (provider, seen[_FAM], seen[_NIN], n_out)
+                scopes = pairs._by_usage.get(usage_key) if costed and seen[_NIN] is not None else None  # noqa: SLF001
+                if scopes and (len(scopes) > 1 or scope not in scopes):
+                    twin = pairs._match(seen)  # noqa: SLF001
+                else:
+                    # No other span of this trace, and no span of another scope with this usage: no twin can
+                    # exist (_PairIndex._match would look at nothing); remember the span.
+                    twin = None
+                    pairs._remember(seen, usage_key)  # noqa: SLF001
             if twin is None:
                 if key is not None and costed:
                     self.dedup._put(key, span_id, call.detail)  # noqa: SLF001
