@@ -261,16 +261,15 @@ class CostSpanProcessor(SpanProcessor):
         self.stats.add(status)
         if call is not None and call.bad:
             self.stats.add("bad_attribute_values", len(call.bad))
-        if status == "provided":
-            total = call.provided_cost if call is not None else None
-        elif status in _PRICED:
+        if status in _PRICED:
             total = extra.get(A.COST_TOTAL)
+        elif status == "provided":
+            total = call.provided_cost if call is not None else None
         else:
             total = None
-        self.metrics.record(status, cost.provider if cost is not None and cost.provider else
-                            (call.provider if call else None),
-                            cost.model if cost is not None and cost.model else (call.model if call else None),
-                            total, attrs)
+        provider, model = (cost.provider, cost.model) if cost is not None else (None, None)
+        self.metrics.record(status, provider or (call.provider if call else None),
+                            model or (call.model if call else None), total, attrs)
         if total is not None and self.cost_listeners:
             self._notify(attrs, total)
         if self._strict and status != "duplicate":
