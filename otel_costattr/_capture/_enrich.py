@@ -355,9 +355,12 @@ class Enricher:
         ``attrs``: the span's attributes when the caller already holds them (``plain_attributes(span)``).
         Raises only on bugs (the caller counts and survives them); bad span data never raises.
         """
-        ctx = span.context
+        if isinstance(span, ReadableSpan):  # the SDK's span: its fields (each property is a Python call)
+            ctx, start, end = span._context, span._start_time, span._end_time  # noqa: SLF001
+        else:
+            ctx, start, end = span.context, span.start_time, span.end_time
         return self._compute(plain_attributes(span) if attrs is None else attrs,
-                             _hex_span_id(ctx.span_id) if ctx else None, span.start_time, span.end_time, span)
+                             _hex_span_id(ctx.span_id) if ctx else None, start, end, span)
 
     def compute_attributes(self, attrs: Mapping[str, Any], *, span_id: str | None, start_ns: int | None,
                            end_ns: int | None, trace_id: str | None = None, parent_span_id: str | None = None,
@@ -387,7 +390,8 @@ class Enricher:
             scope = ids[2]
             call = read_call(attrs, scope)  # normalised per emitter (D16)
         else:
-            inst = getattr(ids, "instrumentation_scope", None)
+            inst = ids._instrumentation_scope if isinstance(ids, ReadableSpan) else \
+                getattr(ids, "instrumentation_scope", None)  # noqa: SLF001 - as above
             scope = inst.name if inst is not None else ""
             # An SDK span (it carries an LLM hint): its reader found by its attribute names in order, which spans
             # of one instrumentation repeat (half the cost of read_call's intersection with the known names).
