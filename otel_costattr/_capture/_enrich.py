@@ -340,8 +340,9 @@ class Enricher:
         self.pairs = _PairIndex(dedup_size, self._lock)
         self.langfuse = langfuse
         self._providers: dict[str, tuple[str, str]] = {}
-        # an SDK span's attribute names, in order -> the compiled reader of its shape (see _compute); bounded,
-        # and ``names_full`` counts the spans read without it once full
+        # an SDK span's attribute names, in order -> the compiled reader of its shape (see _compute); bounded
+        # (threads racing at the cap may each add one more), and ``names_full`` counts the spans read without it
+        # once full
         self._by_names: dict[tuple[str, ...], Any] = {}
         self.names_full = 0
         # price()'s validated-input fast path, when the book is ours (tests and wrappers may pass a look-alike)
@@ -384,7 +385,7 @@ class Enricher:
                  ) -> tuple[Mapping[str, Any] | None, str | None, Call | None, Cost | None]:
         # ``ids`` is the span (its trace and parent are only formatted when it is paired) or a
         # (trace_id, parent_span_id, scope) tuple.
-        # Kept as one function (93 lines): it runs once per LLM span on the user's thread, where every call counts
+        # Kept as one function (about 110 lines): it runs once per LLM span on the user's thread, where every call counts
         # (PriceBook.price's warm path measured 17% slower when it called one helper); not re-measured here.
         if type(ids) is tuple:
             scope = ids[2]
