@@ -87,7 +87,7 @@ class _Floor(SpanProcessor):
                                        at=span.start_time)
             self.total += cost._total  # noqa: SLF001
         if self.write is not None:
-            add_attributes(span, self.write, replace=True)
+            add_attributes(span, self.write, replace=True, plain=True)
 
 
 def _d4_attributes(book: oc.PriceBook) -> dict:

@@ -217,9 +217,10 @@ def _add_new_attributes(span: Any, add: dict[str, Any]) -> None:
     of this processor together; the values here are already plain strings (or numbers) and the keys new. So
     they go straight into the span's attribute store, under the same lock and limits the SDK applies, where
     the store has the shape that relies on (``_spanattrs``, shared with ``CostSpanProcessor``); otherwise
-    through the public API.
+    through the public API. Every value is a ``str`` (a bounded baggage value) or an ``int`` (a checked layer
+    hint), so the SDK's type checks are skipped (``plain``).
     """
-    add_attributes(span, add)
+    add_attributes(span, add, plain=True)
 
 
 def baggage_processor(keys: Iterable[str] | None = None, *,

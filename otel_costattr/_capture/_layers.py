@@ -519,7 +519,10 @@ def context_attributes() -> dict[str, Any]:
     Explicit counts set by enclosing :class:`token_layers` blocks under :data:`EXPLICIT_ATTRIBUTES`, and the
     characters of enclosing :class:`memory` blocks under :data:`MEMORY_CHARS_ATTRIBUTE` (when above zero).
     """
-    counts, chars = _hints.get()
+    hints = _hints.get()
+    if hints is _EMPTY:  # outside any block (every span of most apps): nothing to build
+        return {}
+    counts, chars = hints
     attrs: dict[str, Any] = {name: c for name, c in zip(EXPLICIT_ATTRIBUTES, counts) if c is not None}
     if chars:
         attrs[MEMORY_CHARS_ATTRIBUTE] = chars

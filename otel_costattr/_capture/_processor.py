@@ -216,7 +216,9 @@ class CostSpanProcessor(SpanProcessor):
         if extra is None:
             return
         self._account(span, attrs, extra, status, call, cost)
-        if not add_attributes(span, extra, replace=status in _PRICED):  # pragma: no cover - SDK store checked above
+        # Every value the enricher writes is a str, int or float, but for the flags (a tuple of str).
+        if not add_attributes(span, extra, replace=status in _PRICED,  # pragma: no cover - SDK store checked above
+                              plain=A.COST_FLAGS not in extra):
             self._log("in_place", "otel-costattr could not write cost attributes into span %r", span.name)
 
     def _fallback(self, span: ReadableSpan) -> ReadableSpan:
@@ -259,16 +261,15 @@ class CostSpanProcessor(SpanProcessor):
         self.stats.add(status)
         if call is not None and call.bad:
             self.stats.add("bad_attribute_values", len(call.bad))
-        if status == "provided":
-            total = call.provided_cost if call is not None else None
-        elif status in _PRICED:
+        if status in _PRICED:
             total = extra.get(A.COST_TOTAL)
+        elif status == "provided":
+            total = call.provided_cost if call is not None else None
         else:
             total = None
-        self.metrics.record(status, cost.provider if cost is not None and cost.provider else
-                            (call.provider if call else None),
-                            cost.model if cost is not None and cost.model else (call.model if call else None),
-                            total, attrs)
+        provider, model = (cost.provider, cost.model) if cost is not None else (None, None)
+        self.metrics.record(status, provider or (call.provider if call else None),
+                            model or (call.model if call else None), total, attrs)
         if total is not None and self.cost_listeners:
             self._notify(attrs, total)
         if self._strict and status != "duplicate":

@@ -64,21 +64,37 @@ def _cleaned(add: Mapping[str, Any], limit: int | None) -> tuple[Mapping[str, An
     return store._dict, len(add) - len(store._dict)  # noqa: SLF001
 
 
-def _write(store: Any, add: Mapping[str, Any], replace: bool, cow: bool = True) -> None:
+def _write(store: Any, add: Mapping[str, Any], replace: bool, cow: bool = True, plain: bool = False) -> None:
     """Put ``add`` into ``store`` (a ``BoundedAttributes``) as ``_set_items`` would. The caller holds no lock.
 
     ``cow``: replace the dict rather than change it. Needed once the store is immutable, because the SDK then
     iterates it without the lock; a mutable store copies its keys under the lock when iterated.
+    ``plain``: the caller's promise that every value is a ``str``, ``bool``, ``int`` or ``float`` (which the SDK
+    keeps as they are, but for the length cut), so the type check is skipped.
     """
     with store._lock:  # noqa: SLF001
         old = store._dict  # noqa: SLF001
+        if cow and plain and store.max_value_len is None and (store.maxlen is None or
+                                                              len(old) + len(add) <= store.maxlen):
+            # The common case at OnEnding (the SDK's default limits, keys new to the span): one copy and one
+            # update, in C. A key the span already had leaves the copy short, and the general path below redoes
+            # the write from ``old`` (``new`` was never visible).
+            new = old.copy()
+            new.update(add)
+            if len(new) == len(old) + len(add):
+                store._dict = new  # noqa: SLF001
+                return
         clash = not old.keys().isdisjoint(add)
         if clash and not replace:
             add = {k: v for k, v in add.items() if k not in old}
             clash = False
             if not add:
                 return
-        values, dropped = _cleaned(add, store.max_value_len)
+        if plain and store.max_value_len is None:
+            values: Mapping[str, Any] = add
+            dropped = 0
+        else:
+            values, dropped = _cleaned(add, store.max_value_len)
         maxlen = store.maxlen
         if maxlen == 0:
             store.dropped += dropped + len(values)
@@ -102,11 +118,12 @@ def _write(store: Any, add: Mapping[str, Any], replace: bool, cow: bool = True) 
             store.dropped += dropped
 
 
-def add_attributes(span: Any, add: Mapping[str, Any], *, replace: bool = False) -> bool:
+def add_attributes(span: Any, add: Mapping[str, Any], *, replace: bool = False, plain: bool = False) -> bool:
     """Add ``add`` to a starting, live or ending SDK span's attributes; True if they were written.
 
     Keys the span already has keep their value unless ``replace``. Never used on a span that has ended (its
-    ``on_end`` has run): that span may already be in an export queue.
+    ``on_end`` has run): that span may already be in an export queue. ``plain``: every value of ``add`` is a
+    ``str``, ``bool``, ``int`` or ``float`` (the caller built them so), which spares the SDK's type checks.
 
     Returns False, writing nothing, when the span is ending, cannot be written in place (not the SDK's span, or
     an SDK whose attribute store has another shape) and its public API refuses writes: the caller then hands
@@ -125,7 +142,7 @@ def add_attributes(span: Any, add: Mapping[str, Any], *, replace: bool = False) 
             span.set_attributes(add)
         return True
     if type(store) is STORE:  # ending, frozen before the OnEnding hook (#5614): write the store itself
-        _write(store, add, replace)
+        _write(store, add, replace, plain=plain)
         return True
     return False
 

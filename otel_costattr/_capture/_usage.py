@@ -16,7 +16,7 @@ from typing import Any
 from ..attributes import (EMITTER_CONVENTIONS, INPUT_EXCLUDES_CACHE, LLM_OPERATIONS, NON_LLM_OPERATIONS,
                           OUTPUT_EXCLUDES_REASONING, PROVIDED_COST, READ)
 
-__all__ = ["Call", "bad_counts", "normalise", "read_call"]
+__all__ = ["Call", "bad_counts", "normalise", "read_call", "shape_reader"]
 
 # Any count an OTLP int attribute can carry is read: the pricer flags counts above the model's limits
 # (implausible:<count>), so a huge count is priced visibly instead of vanishing into "partial".
@@ -204,6 +204,14 @@ _READERS: dict[frozenset[str], Any] = {}
 _READERS_MAX = 1024
 # Spans whose shape arrives after the cap is reached are read by the interpreted reader; counted here.
 reader_cache_stats = {"size": 0, "uncached": 0}
+
+
+def shape_reader(attrs: Mapping[str, Any]) -> Any:
+    """The compiled reader :func:`read_call` uses for spans with the known attribute names ``attrs`` has (a
+    callable ``reader(attrs) -> Call``, before the emitter's convention is applied), or ``None`` when ``attrs``
+    has none or the reader cache is full. For a caller that keeps its own map from a cheaper key to readers."""
+    present = _KNOWN.intersection(attrs)
+    return _READERS.get(frozenset(present)) if present else None
 
 
 def read_call(attrs: Mapping[str, Any], scope: str | None = None) -> Call:

@@ -75,3 +75,39 @@ def test_emitter_provider_names_map_to_pricing_tables() -> None:
     for name, provider in A.PROVIDER_NAMES.items():
         assert name == name.lower() and book.canonical_provider(provider) == provider, name
         assert book.canonical_provider(name) in (None, provider), name  # never a different table
+
+
+def test_readers_found_by_attribute_names_are_bounded_counted_and_read_what_read_call_reads(monkeypatch) -> None:
+    """The enricher finds an SDK span's reader by the span's attribute names in order (issue 18): the map is
+    bounded, the spans read without it once full are counted, and every span reads as read_call reads it (the
+    emitter's convention included), whichever way its reader was found."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_costattr._capture import _enrich
+    from otel_costattr._capture._enrich import Enricher
+    from otel_costattr._pricing._book import default_book
+
+    monkeypatch.setattr(_enrich, "_NAMES_MAX", 3)
+    enricher = Enricher(default_book())
+    calls = []
+    real = _enrich.Enricher._pair
+
+    def spy(self, call, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(call)
+        return real(self, call, *args, **kwargs)
+
+    monkeypatch.setattr(_enrich.Enricher, "_pair", spy)
+    scope = "opentelemetry.instrumentation.botocore.bedrock-runtime"  # an emitter with a convention
+    tracer = TracerProvider().get_tracer(scope)
+    shapes = [{"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10,
+               f"app.extra.{i}": i, "gen_ai.usage.output_tokens": 5, "gen_ai.usage.cache_read.input_tokens": 4}
+              for i in range(5)]
+    expected = []
+    for attrs in shapes * 2:
+        span = tracer.start_span("chat", attributes=attrs)
+        span.end()
+        enricher.compute(span)
+        expected.append(_usage.read_call(dict(span.attributes), scope))
+    assert len(enricher._by_names) == 3 and enricher.names_full == 4  # 2 unkept shapes, each seen twice
+    assert [c.__dict__ for c in calls] == [c.__dict__ for c in expected]
+    assert calls[0].input_tokens == 14  # botocore's input count excludes cache reads: the convention applied
