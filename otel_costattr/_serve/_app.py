@@ -648,7 +648,7 @@ class CostServer:
             self._sock = _bind(config.host, config.port)
         except ConfigurationError:
             if self.ledger is not None:
-                self.ledger.close()  # DuckDB holds a file lock: release it before reporting
+                self.ledger.close()  # nothing will be served: release its reader connection and end its stream
             raise
         self.port: int = self._sock.getsockname()[1]
         self._server: Any = None

@@ -120,10 +120,8 @@ def test_openai_no_usage_twin_is_not_a_second_call(priced: CostTelemetry) -> Non
 # ------------------------------------------------------------------------------------------------ Anthropic
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_openinference_anthropic_alone(priced: CostTelemetry, stream: bool) -> None:
-    priced.instrument("openinference-anthropic")
-    client = priced.anthropic(sdk_tracing=False)
+def haiku_call(client: Any, stream: bool) -> None:
+    """One claude-haiku-4-5 call of ANTHROPIC_USAGE under attribution, streamed or not."""
     with oc.attribution(**TAGS):
         if stream:
             with client.messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES,
@@ -133,6 +131,13 @@ def test_openinference_anthropic_alone(priced: CostTelemetry, stream: bool) -> N
         else:
             client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES,
                                    extra_headers=fake_headers(usage=ANTHROPIC_USAGE))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openinference_anthropic_alone(priced: CostTelemetry, stream: bool) -> None:
+    priced.instrument("openinference-anthropic")
+    client = priced.anthropic(sdk_tracing=False)
+    haiku_call(client, stream)
     assert total(charged_once(priced)) == HAIKU_NO_SPLIT
 
 
@@ -144,15 +149,7 @@ def test_openinference_anthropic_with_the_sdks_own_tracing(priced: CostTelemetry
     ledger re-prices from it)."""
     priced.instrument("openinference-anthropic")
     client = priced.anthropic(sdk_tracing=True)
-    with oc.attribution(**TAGS):
-        if stream:
-            with client.messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES,
-                                        extra_headers=fake_headers(usage=ANTHROPIC_USAGE)) as s:
-                for _ in s:
-                    pass
-        else:
-            client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES,
-                                   extra_headers=fake_headers(usage=ANTHROPIC_USAGE))
+    haiku_call(client, stream)
     carrier = charged_once(priced)
     if carrier.instrumentation_scope.name == "com.anthropic.sdk.python":
         assert total(carrier) == HAIKU_SPLIT
