@@ -317,6 +317,7 @@ class OTLPApp:
                 # what the bounded caches dropped: a growing figure means more distinct calls than they hold
                 snap["attribute_cache_clears"] = self.pipeline.enricher.entry_cache_clears
                 snap["dedup_evictions"] = self.pipeline.enricher.enricher.dedup.evicted
+                snap["pair_evictions"] = self.pipeline.enricher.enricher.pairs.evicted
                 book_caches = self.pipeline.enricher.enricher.book.cache_stats()
                 snap["pricing_resolve_evictions"] = book_caches.get("resolve_evictions", 0)
                 snap["pricing_rates_evictions"] = book_caches.get("rates_evictions", 0)

@@ -424,7 +424,7 @@ def test_healthz_metrics_and_routes(make_server: Any) -> None:
     stats = httpx.get(srv.url + "/stats").json()
     for key in ("requests_received", "spans_accepted", "spans_rejected", "enriched_by_status", "spans_forwarded",
                 "forward_retries", "forward_failed_requests", "requests_overloaded", "queue_depth",
-                "queue_capacity", "attribute_cache_clears", "dedup_evictions"):
+                "queue_capacity", "attribute_cache_clears", "dedup_evictions", "pair_evictions"):
         assert key in stats
     assert httpx.get(srv.url + "/v1/traces").status_code == 405
     assert httpx.get(srv.url + "/nope").status_code == 404
