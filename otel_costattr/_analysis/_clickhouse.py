@@ -20,8 +20,8 @@ or table is created in any database. The mapping follows the ledger rule for rul
 * money: ``DECIMAL(38, 18)`` parsed from the exporter's text (the shortest round-trip digits of the float, as the
   ledger's ``CAST(CAST(x AS VARCHAR) AS DECIMAL(38,18))`` uses) and rounded half away from zero at 18 places,
   as DuckDB rounds: totals equal the ledger's to the last decimal;
-* ``counted``: the span that carries the call's cost. A span that another span of its trace supersedes (a twin
-  without usage that ended first: ``gen_ai.cost.supersedes``) does not count. Spans the processor marked
+* ``counted``: the span that carries the call's cost. A span that another span supersedes (a twin without
+  usage that ended first: ``gen_ai.cost.supersedes``, matched by span id as the ledger does) does not count. Spans the processor marked
   ``duplicate`` never count (on
   ClickHouse there is no price book to re-price them, so this equals the ledger written without one); any other
   spans that share ``(gen_ai.response.id, lower(provider))`` (the same call priced by two processes) collapse
@@ -263,13 +263,16 @@ def spans_sql(table_ref: str, *, has_scope_column: bool = True) -> str:
             "coalesce(cost_status, '') = 'duplicate', coalesce(usage_detail, 0) DESC, cost_total IS NULL, end_ns, "
             "span_id) AS _rn")
     # A span with usage that supersedes its twin without usage (which ended first, as no_usage) names it in
-    # duplicate_of, as the ledger stores it; twins are always in one trace (D16), so each trace's names suffice.
-    superseded = ("groupArrayIf(duplicate_of, is_llm AND coalesce(cost_status, '') != 'duplicate' AND duplicate_of "
-                  "IS NOT NULL) OVER (PARTITION BY trace_id) AS _superseded")
+    # gen_ai.cost.supersedes. Matched by span id, as the ledger does. A scalar subquery, run once per query over
+    # the rows that carry the key (the exporter's bloom filter on attribute keys skips the rest): a window over
+    # all rows took the relation 1.13-1.25x as long over 300k spans.
+    sup = _lit(A.COST_SUPERSEDES)
+    superseded = (f"(SELECT groupUniqArray(SpanAttributes[{sup}]) FROM {table_ref} WHERE mapContains(SpanAttributes, "
+                  f"{sup}) AND {_get(A.COST_STATUS)} != 'duplicate' AND {_get(A.COST_DUPLICATE_OF)} = '')")
     counted = ("is_llm AND coalesce(cost_status, '') != 'duplicate' AND (response_id IS NULL OR _rn = 1) "
-               "AND NOT has(_superseded, span_id) AS counted")
+               f"AND NOT has({superseded}, span_id) AS counted")
     final = ", ".join(counted if n == "counted" else n for n, _ in COLUMNS)
-    return (f"SELECT {final}\nFROM (SELECT *, {rank}, {superseded}\n  FROM (SELECT {_derived_columns()}\n"
+    return (f"SELECT {final}\nFROM (SELECT *, {rank}\n  FROM (SELECT {_derived_columns()}\n"
             f"    FROM (SELECT {_read_columns(has_scope_column)}\n      FROM ({_trimmed_reads(table_ref)}))))")
 
 
