@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_costattr as oc
 from otel_costattr import attributes as A
+from otel_costattr._ledger._store import _COUNTED, _NAMES, SpanRecord, _prepare, record_to_row
 
 BOOK = oc.PriceBook.load(imported=False, env=False)
 T0 = 1_760_000_000 * 10**9
@@ -112,6 +113,19 @@ def test_a_call_traced_twice_is_charged_once_in_any_order(a: dict, b: dict, rela
         if relation != "b_own_trace":  # two failed-call spans of one call in one trace: one no_usage, one duplicate
             assert sorted(status.values()) == ["duplicate", "no_usage"], status
     assert "agent step" in by_name and A.COST_STATUS not in by_name["agent step"].attributes
+
+    # The ledger counts the call once too, whether both spans are in one batch or in two segments (the rule
+    # readers apply): a span without usage that ended first is superseded, not a "no usage" call of its own.
+    rows = [record_to_row(SpanRecord.from_readable(by_name[n]), book=BOOK) for n in ("chat", "ChatCompletion")]
+    table = _prepare(rows)[0]
+    in_batch = [r for r, c in zip(rows, table.column("counted").to_pylist()) if c]
+    named = {r[_NAMES.index("duplicate_of")] for r in rows if r[_COUNTED] and r[_NAMES.index("duplicate_of")]}
+    apart = [r for r in rows if r[_COUNTED] and r[_NAMES.index("span_id")] not in named]
+    if relation != "b_own_trace" or all(costed.values()):  # (across traces a span without usage is not tied)
+        assert len(in_batch) == len(apart) == 1, [(r[_NAMES.index("cost_status")], r[_COUNTED]) for r in rows]
+        assert in_batch[0] is apart[0]
+        if any(costed.values()):
+            assert Decimal(repr(in_batch[0][_NAMES.index("cost_total")])) == FIGURE
 
 
 def test_a_span_with_usage_is_never_the_duplicate_of_one_without() -> None:
