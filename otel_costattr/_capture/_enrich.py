@@ -232,11 +232,17 @@ class _PairIndex:
         best = None
         best_taken: tuple[str, ...] = ()
         trace = e[_TRACE]
+        again = False
         for c in self._by_trace.get(trace, ()):
             if c[_SID] == e[_PARENT] or c[_PARENT] == e[_SID] or c[_PARENT] == e[_PARENT]:
+                if c[_SID] == e[_SID]:
+                    # the same span again (an exporter's retry to serve, a file loaded twice): remembered once,
+                    # or each copy would lengthen its trace's list, which every later span of the trace scans
+                    again = True
+                    continue
                 state = paired.get((trace, c[_SID]))
                 taken = state[1] if state is not None else ()
-                if c[_SID] != e[_SID] and _same_call(c, e, taken):
+                if _same_call(c, e, taken):
                     if c[_COSTED]:
                         best, best_taken = c, taken
                         break
@@ -264,7 +270,8 @@ class _PairIndex:
             if not e[_COSTED] or best[_COSTED]:
                 # (a span with usage never defers to one without: it carries the call, and the other is used up)
                 paired[(trace, e[_SID])] = (best_carrier, (best[_SCOPE], *best_taken))
-        self._remember(e, usage_key)
+        if not again:
+            self._remember(e, usage_key)
         return best
 
     def _remember(self, e: tuple, usage_key: tuple[str, str, int | None, int | None]) -> None:

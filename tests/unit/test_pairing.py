@@ -163,3 +163,21 @@ def test_identical_parallel_calls_pair_off_one_to_one() -> None:
             s.end()
     statuses = sorted(s.attributes[A.COST_STATUS] for s in exporter.get_finished_spans() if s.name != "step")
     assert statuses == ["duplicate", "duplicate", "priced", "priced"]
+
+
+def test_a_span_seen_again_is_remembered_once() -> None:
+    """serve gets the same spans again when an exporter retries (and ingest when a file is loaded twice): each is
+    remembered once, so a trace's list, which every later span of the trace scans, does not grow with copies;
+    and the copy is not charged as a second call."""
+    from otel_costattr._capture._enrich import Enricher
+
+    enricher = Enricher(BOOK)
+    attrs = {**GENAI, **USAGE["a"]}
+    statuses = []
+    for _ in range(3):
+        for sid in ("1" * 16, "2" * 16):
+            statuses.append(enricher.compute_attributes(
+                attrs, span_id=sid, start_ns=T0, end_ns=T0 + 10, trace_id="a" * 32, parent_span_id=sid[:15] + "f",
+                scope="emitter-a")[1])
+    assert len(enricher.pairs) == 2
+    assert statuses == ["priced"] * 6  # two calls (one scope: never merged), each copy priced as its span
