@@ -9,18 +9,15 @@ carries the cost, and ``report`` over serve's ledger counts one call.
 
 from __future__ import annotations
 
-import json
 import signal
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
 from otel_costattr import attributes as A
-from otel_costattr._cli import main as cli_main
 from otel_costattr.testing import fake_headers
 from otel_costattr.testing._otlp_receiver import OTLPReceiver
 from tests.integration.conftest import Telemetry, serve_process
