@@ -17,7 +17,7 @@ import hashlib
 __all__ = [
     "COST_CACHE_READ", "COST_CACHE_WRITE", "COST_CACHE_WRITE_1H", "COST_CURRENCY", "COST_DUPLICATE_OF",
     "COST_EFFECTIVE_FROM", "COST_FLAGS", "COST_INPUT", "COST_MODEL", "COST_OUTPUT", "COST_PRICING_VERSION",
-    "COST_PROVIDER", "COST_REASON", "COST_REASONING", "COST_STATUS", "COST_TOOL_USAGE", "COST_TOTAL",
+    "COST_PROVIDER", "COST_REASON", "COST_REASONING", "COST_STATUS", "COST_SUPERSEDES", "COST_TOOL_USAGE", "COST_TOTAL",
     "COST_UNCACHED_INPUT", "COST_TEXT_OUTPUT", "COST_LAYER_MEMORY", "COST_LAYER_MEMORY_TOKENS", "COST_LAYER_PROMPT",
     "COST_LAYER_PROMPT_TOKENS", "COST_LAYER_SOURCE", "COST_LAYER_TOOL", "COST_LAYER_TOOL_TOKENS", "DEFAULT_ATTRIBUTION_KEYS", "LANGFUSE_COST_DETAILS",
     "EMITTER_CONVENTIONS", "INPUT_EXCLUDES_CACHE", "LLM_OPERATIONS", "NON_LLM_OPERATIONS", "OUTPUT_EXCLUDES_REASONING",
@@ -117,6 +117,9 @@ COST_EFFECTIVE_FROM = "gen_ai.cost.effective_from"
 COST_FLAGS = "gen_ai.cost.flags"
 COST_REASON = "gen_ai.cost.reason"
 COST_DUPLICATE_OF = "gen_ai.cost.duplicate_of"     # span id (hex) of the span that carries this call's cost
+# On the span that carries a call: span id (hex) of a span of the same call that ended earlier without usage (its
+# status stayed no_usage, it had been exported already); it is not a call of its own (the ledger un-counts it).
+COST_SUPERSEDES = "gen_ai.cost.supersedes"
 LANGFUSE_COST_DETAILS = "langfuse.observation.cost_details"
 # Four token layers (DESIGN D15): the billed input split into prompt / tool / memory, and its cost likewise.
 COST_LAYER_PROMPT_TOKENS = "gen_ai.cost.layer_prompt_tokens"

@@ -14,20 +14,22 @@ session-scoped temporary table, so that one report reads one snapshot (see :clas
 or table is created in any database. The mapping follows the ledger rule for rule:
 
 * usage, provider, model, response id: the first *valid* alias in ``attributes.READ`` order, validated like
-  ``_usage.read_call`` (text trimmed and length-limited; counts whole numbers from 0 to 10**12);
+  ``_usage.read_call`` (text trimmed and length-limited; counts whole numbers from 0 to 2**63 - 1, summed
+  without overflow; a count above the model's limits stays, flagged ``implausible:`` by the processor);
 * ``is_llm``: ``_usage.Call.is_llm_call``;
 * money: ``DECIMAL(38, 18)`` parsed from the exporter's text (the shortest round-trip digits of the float, as the
   ledger's ``CAST(CAST(x AS VARCHAR) AS DECIMAL(38,18))`` uses) and rounded half away from zero at 18 places,
   as DuckDB rounds: totals equal the ledger's to the last decimal;
-* ``counted``: the span that carries the call's cost. Spans the processor marked ``duplicate`` never count (on
+* ``counted``: the span that carries the call's cost. A span that another span supersedes (a twin without
+  usage that ended first: ``gen_ai.cost.supersedes``, matched by span id as the ledger does) does not count. Spans the processor marked
+  ``duplicate`` never count (on
   ClickHouse there is no price book to re-price them, so this equals the ledger written without one); any other
   spans that share ``(gen_ai.response.id, lower(provider))`` (the same call priced by two processes) collapse
   to one, ranked like the ledger's ``_RANK_SQL``: most detailed usage, then carrying a cost, then the earliest
   to end, then span id.
 
 Known differences from the ledger, all from types the exporter does not keep: an attribute that was not a
-string but is read as text (an int "model") is accepted here, a token count sent as a *string* between 10**12
-and 10**13 is rejected here, a cost sent as a numeric *string* is used here, and attribution or ``--by`` values
+string but is read as text (an int "model") is accepted here, a cost sent as a numeric *string* is used here, and attribution or ``--by`` values
 that were not strings are the Go text (``true``, ``1e-7``) rather than Python's (``True``, ``1e-07``).
 
 URL forms (:func:`parse_url`):
@@ -66,7 +68,10 @@ _SCHEMES = ("clickhouse", "clickhouses", "chdb")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Same bounds as _usage: text lengths, and the largest believable token count.
 _TEXT_LIMITS = {"operation": 256, "provider": 256, "request_model": 256, "response_model": 256, "response_id": 512}
-_MAX_TOKENS = 10**12
+# Counts up to the largest int64, as _usage reads them: a count above what the model can take is not dropped
+# here (that would make it vanish from token totals and turn a priced call's usage into none); the processor
+# priced it as reported and flagged it implausible:<count>, and the report counts such calls (implausible_calls).
+_MAX_TOKENS = 2**63 - 1
 _PRICED = ("priced", "partial", "provided")
 # Characters Python's str.strip() removes (str.isspace()): Unicode separators plus the ASCII/C1 controls that
 # count as whitespace. RE2 syntax, for replaceRegexpAll.
@@ -198,9 +203,24 @@ def _text(key: str, limit: int) -> str:
 
 
 def _count(key: str) -> str:
-    """A token count as ``_usage`` accepts it: digits only (Go writes integral doubles without a point)."""
+    """A token count as ``_usage`` accepts it: digits only (Go writes integral doubles without a point), at most
+    2**63 - 1. Typed Int128, so that sums of huge (implausible) counts cannot wrap around as Int64 sums would
+    (DuckDB sums the ledger's BIGINT counts as HUGEINT)."""
     t = _trimmed(key)
-    return f"if(match({t}, '^[0-9]{{1,13}}$') AND toInt64OrNull({t}) <= {_MAX_TOKENS}, toInt64OrNull({t}), NULL)"
+    return (f"if(match({t}, '^[0-9]{{1,19}}$') AND toUInt64OrNull({t}) <= {_MAX_TOKENS}, "
+            f"toInt128(toUInt64OrNull({t})), NULL)")
+
+
+def _pylist(col: Any) -> list[Any]:
+    """An Arrow result column as Python values. chDB's Arrow output writes Int128 (token counts and their sums,
+    see :func:`_count`) as 16-byte little-endian binary: read back as ints (no other column here has that type;
+    clickhouse-connect returns ints itself)."""
+    import pyarrow as pa
+
+    t = col.type
+    if pa.types.is_fixed_size_binary(t) and t.byte_width == 16:
+        return [None if v is None else int.from_bytes(v, "little", signed=True) for v in col.to_pylist()]
+    return col.to_pylist()
 
 
 def _first(exprs: Sequence[str]) -> str:
@@ -242,8 +262,15 @@ def spans_sql(table_ref: str, *, has_scope_column: bool = True) -> str:
     rank = ("row_number() OVER (PARTITION BY is_llm, response_id, coalesce(lowerUTF8(provider), '') ORDER BY "
             "coalesce(cost_status, '') = 'duplicate', coalesce(usage_detail, 0) DESC, cost_total IS NULL, end_ns, "
             "span_id) AS _rn")
+    # A span with usage that supersedes its twin without usage (which ended first, as no_usage) names it in
+    # gen_ai.cost.supersedes. Matched by span id, as the ledger does. A scalar subquery, run once per query over
+    # the rows that carry the key (the exporter's bloom filter on attribute keys skips the rest): a window over
+    # all rows took the relation 1.13-1.25x as long over 300k spans.
+    sup = _lit(A.COST_SUPERSEDES)
+    superseded = (f"(SELECT groupUniqArray(SpanAttributes[{sup}]) FROM {table_ref} WHERE mapContains(SpanAttributes, "
+                  f"{sup}) AND {_get(A.COST_STATUS)} != 'duplicate' AND {_get(A.COST_DUPLICATE_OF)} = '')")
     counted = ("is_llm AND coalesce(cost_status, '') != 'duplicate' AND (response_id IS NULL OR _rn = 1) "
-               "AS counted")
+               f"AND NOT has({superseded}, span_id) AS counted")
     final = ", ".join(counted if n == "counted" else n for n, _ in COLUMNS)
     return (f"SELECT {final}\nFROM (SELECT *, {rank}\n  FROM (SELECT {_derived_columns()}\n"
             f"    FROM (SELECT {_read_columns(has_scope_column)}\n      FROM ({_trimmed_reads(table_ref)}))))")
@@ -301,7 +328,9 @@ def _read_columns(has_scope_column: bool) -> str:
         f"{money_sql(_get(A.COST_LAYER_PROMPT))} AS cost_layer_prompt",
         f"{money_sql(_get(A.COST_LAYER_TOOL))} AS cost_layer_tool",
         f"{money_sql(_get(A.COST_LAYER_MEMORY))} AS cost_layer_memory",
-        f"{_str_or_none(A.COST_DUPLICATE_OF)} AS duplicate_of",
+        # the ledger's column: on a duplicate the span carrying the call, on another span the twin it supersedes
+        f"if({_has(A.COST_DUPLICATE_OF)}, {_str_or_none(A.COST_DUPLICATE_OF)}, if({_get(A.COST_STATUS)} != "
+        f"'duplicate', {_str_or_none(A.COST_SUPERSEDES)}, NULL)) AS duplicate_of",
         # A string array arrives as JSON text; the ledger joins it with commas.
         f"if({_has(A.COST_FLAGS)}, if(startsWith({flags}, '['), arrayStringConcat(JSONExtract({flags}, "
         f"'Array(String)'), ','), {flags}), NULL) AS cost_flags",
@@ -469,7 +498,7 @@ class ClickHouseSource:
                 table = self._session.query(f"{sql}\nSETTINGS {settings}", "ArrowTable")
             except ChdbError as exc:
                 raise ConfigurationError(f"ClickHouse query failed at {self.target.display()}: {_short(exc)}") from None
-            return list(zip(*(col.to_pylist() for col in table.columns))) if table.num_columns else []
+            return list(zip(*map(_pylist, table.columns))) if table.num_columns else []
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         try:

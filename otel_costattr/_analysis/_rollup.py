@@ -201,13 +201,16 @@ def _check_report_args(src: Source, by: Sequence[str], sort: str, findings_by: S
 
 def _headline(src: Source, f: Filters, required_keys: Sequence[str]) -> dict[str, Any]:
     """The report's counts over the calls ``f`` selects, in report order: ``calls``, ``unattributed``, the
-    ``*_calls`` by cost status, ``duplicate_spans``, ``unpriced_models``; plus ``_total`` (the exact Decimal sum,
+    ``*_calls`` by cost status, ``implausible_calls`` (a token count above the model's limits, flagged
+    ``implausible:`` when priced: its tokens are in the totals as reported), ``duplicate_spans``, ``unpriced_models``; plus ``_total`` (the exact Decimal sum,
     0 when no call is priced) for the caller to take out."""
     where_sql, params = f.where()
-    (total, calls, unpriced, no_usage, partial, provided), = src.query(
+    (total, calls, unpriced, no_usage, partial, provided, implausible), = src.query(
         f"SELECT sum(cost_total), count(*), count(*) FILTER (WHERE cost_status = 'unpriced'), "
         f"count(*) FILTER (WHERE cost_status = 'no_usage' OR cost_status IS NULL), "
-        f"count(*) FILTER (WHERE cost_status = 'partial'), count(*) FILTER (WHERE cost_status = 'provided') "
+        f"count(*) FILTER (WHERE cost_status = 'partial'), count(*) FILTER (WHERE cost_status = 'provided'), "
+        # token counts above what the model can take: priced and summed as reported, and said so here
+        f"count(*) FILTER (WHERE cost_flags LIKE '%implausible:%') "
         f"FROM calls{where_sql}", params)
     total = Decimal(total) if total is not None else Decimal(0)
     dup_where, dup_params = f.where("is_llm AND cost_status = 'duplicate'")
@@ -229,6 +232,7 @@ def _headline(src: Source, f: Filters, required_keys: Sequence[str]) -> dict[str
         "no_usage_calls": int(no_usage),
         "partial_calls": int(partial),
         "provided_calls": int(provided),
+        "implausible_calls": int(implausible),
         "duplicate_spans": int(dups),
         "unpriced_models": unpriced_models,
     }

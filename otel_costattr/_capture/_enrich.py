@@ -20,8 +20,9 @@ they share (:class:`_PairIndex`: another instrumentation scope, the same trace a
 siblings, or a root span of its own trace overlapping in time; the same provider and model family; the same token
 counts where both report them). ``provided`` spans pair like any other. The first span *with usage* (or an upstream
 cost) to end carries the call; a span without usage never claims a call that a span with usage has: it becomes
-the ``duplicate`` when it ends second, and when it ends first it stays ``no_usage`` and the span with usage that
-ends later is still priced. If a less detailed span ends first, it keeps the cost and the later, more detailed one
+the ``duplicate`` when it ends second, and when it ends first it stays ``no_usage`` (it has been exported) and the
+span with usage that ends later is still priced and names it in ``gen_ai.cost.supersedes``, so that the ledger
+(and any reader) counts the call once. If a less detailed span ends first, it keeps the cost and the later, more detailed one
 is marked ``duplicate`` with the flag ``more_detailed``; the ledger re-prices such pairs from the more detailed
 span, so stored totals use the better data either way. Both indexes are bounded and count their evictions.
 
@@ -226,18 +227,27 @@ class _PairIndex:
         """The remembered span ``e`` is a twin of, if any (a span that may carry cost is preferred, and a span
         that may carry cost is only ever paired with another one), then remember ``e``. Marks both paired."""
         with self._lock:
-            return self._match(e)
+            twin = self._match(e)
+        return None if twin is not None and e[_COSTED] and not twin[_COSTED] else twin
 
     def _match(self, e: tuple) -> tuple | None:  # caller holds the lock
+        # As match(), except that a twin without cost for an ``e`` with cost is returned too: ``e`` carries the
+        # call, and the twin (ended earlier, already recorded as no_usage) is the span it supersedes.
         paired = self._paired
         best = None
         best_taken: tuple[str, ...] = ()
         trace = e[_TRACE]
+        again = False
         for c in self._by_trace.get(trace, ()):
             if c[_SID] == e[_PARENT] or c[_PARENT] == e[_SID] or c[_PARENT] == e[_PARENT]:
+                if c[_SID] == e[_SID]:
+                    # the same span again (an exporter's retry to serve, a file loaded twice): remembered once,
+                    # or each copy would lengthen its trace's list, which every later span of the trace scans
+                    again = True
+                    continue
                 state = paired.get((trace, c[_SID]))
                 taken = state[1] if state is not None else ()
-                if c[_SID] != e[_SID] and _same_call(c, e, taken):
+                if _same_call(c, e, taken):
                     if c[_COSTED]:
                         best, best_taken = c, taken
                         break
@@ -262,12 +272,11 @@ class _PairIndex:
             key = (best[_TRACE], best[_SID])
             best_carrier = self.carrier(best)
             paired[key] = (best_carrier, best_taken + (e[_SCOPE],))
-            if e[_COSTED] and not best[_COSTED]:
-                # a span with usage never defers to one without: it carries the call, and the other is used up
-                best = None
-            else:
+            if not e[_COSTED] or best[_COSTED]:
+                # (a span with usage never defers to one without: it carries the call, and the other is used up)
                 paired[(trace, e[_SID])] = (best_carrier, (best[_SCOPE], *best_taken))
-        self._remember(e, usage_key)
+        if not again:
+            self._remember(e, usage_key)
         return best
 
     def _remember(self, e: tuple, usage_key: tuple[str, str, int | None, int | None]) -> None:
@@ -420,9 +429,15 @@ class Enricher:
         # Counts reported with impossible values (NaN, inf, negative): flagged bad_value:<count>, and the call
         # is priced on what else it reports rather than called "partial" (issue 20).
         bad = bad_counts(call) if call.bad else ()
+        supersedes = None
         if span_id is not None:
             twin = self._pair(call, provider, span_id, start_ns, end_ns, ids, bool(call_flags), scope)
-            if twin is not None:
+            if type(twin) is str:
+                # this span carries the call; its twin without usage ended first and was recorded as no_usage
+                # (already exported): say which, so the ledger counts the call once (a span with usage or an
+                # upstream cost gets this far: every return below carries it)
+                supersedes = twin
+            elif twin is not None:
                 out: dict[str, Any] = {A.COST_STATUS: "duplicate", A.COST_DUPLICATE_OF: twin[0]}
                 if twin[1]:
                     out[A.COST_FLAGS] = ("more_detailed",)
@@ -436,6 +451,8 @@ class Enricher:
                 out[A.COST_TOTAL] = call.provided_cost
             if self.langfuse and A.LANGFUSE_COST_DETAILS not in attrs:
                 out[A.LANGFUSE_COST_DETAILS] = json.dumps({"total": call.provided_cost})
+            if supersedes is not None:
+                out[A.COST_SUPERSEDES] = supersedes
             return out, "provided", call, None
         if n_in is None and n_out is None:
             if bad:
@@ -448,8 +465,11 @@ class Enricher:
             n_out is None and "output_tokens" not in bad and call.operation not in _INPUT_ONLY_OPS)
         model = call.model or call.request_model
         if model is None:
-            return ({A.COST_STATUS: "unpriced", A.COST_REASON: "the span names no model (gen_ai.response.model or "
-                     "gen_ai.request.model)"}, "unpriced", call, None)
+            out = {A.COST_STATUS: "unpriced", A.COST_REASON: "the span names no model (gen_ai.response.model or "
+                   "gen_ai.request.model)"}
+            if supersedes is not None:
+                out[A.COST_SUPERSEDES] = supersedes
+            return out, "unpriced", call, None
         if provider == "bedrock" and "." not in model:
             # OpenInference's Bedrock InvokeModel spans name the model as the vendor's reply does (claude-haiku-4-5-
             # 20251001); on Bedrock that model is the vendor's namespace plus the name (anthropic.claude-...).
@@ -479,12 +499,17 @@ class Enricher:
                 out[A.COST_FLAGS] = tuple(f"bad_value:{q}" for q in bad)
             if cost.model:
                 out[A.COST_MODEL] = cost.model
+            if supersedes is not None:
+                out[A.COST_SUPERSEDES] = supersedes
             return out, "unpriced", call, cost
         status = "partial" if partial or cost.status == "partial" else "priced"
         if not render and len(cost._units) == 5 and not cost.flags and not bad and not call_flags \
+                and supersedes is None \
                 and (_LAYERS_OR_COST.isdisjoint(attrs) or (not n_in and _COST_KEYS.isdisjoint(attrs))):
             return UNRENDERED, status, call, cost
         out = self._priced_attributes(cost, status)
+        if supersedes is not None:
+            out[A.COST_SUPERSEDES] = supersedes
         if bad or call_flags:
             out[A.COST_FLAGS] = tuple(out.get(A.COST_FLAGS, ())) + tuple(f"bad_value:{q}" for q in bad) + call_flags
         if not _LAYERS_OR_COST.isdisjoint(attrs):  # one scan of the span's keys for the two rare cases below
@@ -510,9 +535,11 @@ class Enricher:
         return found
 
     def _pair(self, call: Call, provider: str, span_id: str, start_ns: int | None, end_ns: int | None,
-              ids: Any, input_uncertain: bool = False, scope: str = "") -> tuple[str, bool] | None:
+              ids: Any, input_uncertain: bool = False, scope: str = "") -> tuple[str, bool] | str | None:
         """(span id of the span that carries this call, whether this span is more detailed) when another span
-        already stands for the same API call (DESIGN D5, D16); otherwise ``None``, and this span is remembered.
+        already stands for the same API call (DESIGN D5, D16); otherwise ``None``, and this span is remembered;
+        or, when this span carries the call and a twin without usage ended before it (and was recorded as
+        ``no_usage``), that twin's span id (a ``str``): this span supersedes it.
 
         Pairs on the response id where both spans have one, else on what they share (:class:`_PairIndex`). A span
         with usage or an upstream cost ("costed") never defers to one without: it carries the call. With
@@ -564,10 +591,10 @@ class Enricher:
                     # exist (_PairIndex._match would look at nothing); remember the span.
                     twin = None
                     pairs._remember(seen, usage_key)  # noqa: SLF001
-            if twin is None:
+            if twin is None or (costed and not twin[_COSTED]):
                 if key is not None and costed:
                     self.dedup._put(key, span_id, call.detail)  # noqa: SLF001
-                return None
+                return None if twin is None else twin[_SPAN]
             twin_carrier = pairs.carrier(twin)
             carrier = twin_carrier or twin[_SPAN]
             if key is not None and costed and twin_carrier is not None:

@@ -66,7 +66,7 @@ WITH _pairs AS (
     WHERE s.is_llm),
   _shadow AS (
     SELECT DISTINCT duplicate_of AS span_id FROM spans
-    WHERE counted AND cost_status = 'duplicate' AND duplicate_of IS NOT NULL)
+    WHERE counted AND duplicate_of IS NOT NULL)
 SELECT {select} FROM spans s LEFT JOIN _rank r ON s.trace_id = r.trace_id AND s.span_id = r.span_id
 ORDER BY s.start_ns, s.trace_id, s.span_id
 """

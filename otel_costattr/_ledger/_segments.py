@@ -23,8 +23,9 @@ Contract:
   Compactions of one ledger exclude each other with ``flock`` on ``segments/.compact.lock`` (writers skip their
   own compaction while ``otel-costattr ledger compact`` runs, and the reverse).
 * **Flags** in a segment's name tell readers what it needs: ``r`` = written by a re-load (``ingest``), whose rows
-  replace earlier rows with the same ``(trace_id, span_id)``; ``s`` = holds a more detailed duplicate whose
-  shadowed span is in another segment (it un-counts that span). Readers pay for those only while such segments
+  replace earlier rows with the same ``(trace_id, span_id)``; ``s`` = holds a counted row whose ``duplicate_of``
+  span is in another segment (a more detailed duplicate, or a span with usage that supersedes a twin without
+  usage, D16: it un-counts that span). Readers pay for those only while such segments
   exist; ``otel-costattr ledger compact`` folds them away.
 """
 
@@ -397,8 +398,8 @@ class SegmentDir:
         shadowed: set[str] = set()
         for seg, _ in inputs:
             if "s" in seg.flags:
-                t = pq.read_table(seg.path, columns=["counted", "cost_status", "duplicate_of"])
-                mask = pc.fill_null(pc.and_kleene(t["counted"], pc.equal(t["cost_status"], "duplicate")), False)
+                t = pq.read_table(seg.path, columns=["counted", "duplicate_of"])
+                mask = pc.fill_null(t["counted"], False)
                 shadowed.update(x for x in pc.filter(t["duplicate_of"], mask).to_pylist() if x)
         unresolved = False
         if shadowed:

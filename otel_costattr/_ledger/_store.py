@@ -72,6 +72,8 @@ _BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_status", "VARCHAR"), ("cost_total", "DECIMAL(38,18)"), ("cost_input", "DECIMAL(38,18)"),
     ("cost_output", "DECIMAL(38,18)"), ("cost_cache_read", "DECIMAL(38,18)"), ("cost_cache_write", "DECIMAL(38,18)"),
     ("cost_reasoning", "DECIMAL(38,18)"), ("cost_tool", "DECIMAL(38,18)"), ("pricing_model", "VARCHAR"),
+    # duplicate_of: on a duplicate, the span that carries its call; on a counted span, the span of the same call it
+    # un-counts (its less detailed pair, or a twin without usage that ended first: gen_ai.cost.supersedes).
     ("pricing_version", "VARCHAR"), ("duplicate_of", "VARCHAR"), ("cost_flags", "VARCHAR"),
     ("resend_count", "INTEGER"),
     # True for the one span of each billed call that the rollups count (duplicates of a call are False).
@@ -88,7 +90,7 @@ ATTRIBUTION_COLUMNS: tuple[str, ...] = A.DEFAULT_ATTRIBUTION_KEYS
 COLUMNS: tuple[tuple[str, str], ...] = _BASE_COLUMNS + tuple((k, "VARCHAR") for k in ATTRIBUTION_COLUMNS) + (
     ("attributes", "JSON"),)
 _NAMES = [c for c, _ in COLUMNS]
-_DUP_OF, _COUNTED, _STATUS = _NAMES.index("duplicate_of"), _NAMES.index("counted"), _NAMES.index("cost_status")
+_DUP_OF, _COUNTED = _NAMES.index("duplicate_of"), _NAMES.index("counted")
 
 
 def _arrow_schema(money: str = "decimal") -> Any:
@@ -129,8 +131,9 @@ def _prepare(rows: Sequence[tuple[Any, ...]], replace: bool = False) -> tuple[An
     """Rows -> (Arrow table in the segment schema, row count, whether a more detailed duplicate shadows a span
     that is not in these rows). Needs the GIL.
 
-    A duplicate that is counted instead of the span it duplicates (the more detailed of a pair) un-counts that
-    span here when both are in the batch; otherwise the segment is flagged and readers apply it.
+    A counted row that names another span in ``duplicate_of`` (the more detailed duplicate of a pair, or the span
+    with usage that supersedes a twin recorded earlier as ``no_usage``, D16) un-counts that span here when both
+    are in the batch; otherwise the segment is flagged and readers apply it.
     """
     import pyarrow as pa
 
@@ -141,7 +144,7 @@ def _prepare(rows: Sequence[tuple[Any, ...]], replace: bool = False) -> tuple[An
         last = {(r[_TRACE_ID], r[_SPAN_ID]): r for r in rows}
         if len(last) != len(rows):
             rows = list(last.values())
-    shadowed = {row[_DUP_OF] for row in rows if row[_COUNTED] and row[_STATUS] == "duplicate" and row[_DUP_OF]}
+    shadowed = {row[_DUP_OF] for row in rows if row[_COUNTED] and row[_DUP_OF]}
     unresolved = False
     if shadowed:
         here = {row[_SPAN_ID] for row in rows}
@@ -247,7 +250,7 @@ def _is_content(key: str) -> bool:
 _MAPPED = frozenset({n for names in A.READ.values() for n in names} | {
     A.COST_STATUS, A.COST_TOTAL, A.COST_INPUT, A.COST_OUTPUT, A.COST_CACHE_READ, A.COST_CACHE_WRITE,
     A.COST_CACHE_WRITE_1H, A.COST_REASONING, A.COST_TOOL_USAGE, A.COST_MODEL, A.COST_PRICING_VERSION,
-    A.COST_DUPLICATE_OF, A.COST_FLAGS, A.COST_UNCACHED_INPUT, A.COST_TEXT_OUTPUT, A.COST_CURRENCY,
+    A.COST_DUPLICATE_OF, A.COST_SUPERSEDES, A.COST_FLAGS, A.COST_UNCACHED_INPUT, A.COST_TEXT_OUTPUT, A.COST_CURRENCY,
     A.COST_PROVIDER, A.LANGFUSE_COST_DETAILS, "http.request.resend_count", "error.type",
     A.COST_LAYER_PROMPT_TOKENS, A.COST_LAYER_TOOL_TOKENS, A.COST_LAYER_MEMORY_TOKENS, A.COST_LAYER_SOURCE,
     A.COST_LAYER_PROMPT, A.COST_LAYER_TOOL, A.COST_LAYER_MEMORY,
@@ -255,8 +258,8 @@ _MAPPED = frozenset({n for names in A.READ.values() for n in names} | {
 _PRICED = frozenset({"priced", "partial", "provided"})
 _LAYER_ATTRS = frozenset({A.COST_LAYER_PROMPT_TOKENS, A.COST_LAYER_TOOL_TOKENS, A.COST_LAYER_MEMORY_TOKENS,
                           A.COST_LAYER_PROMPT, A.COST_LAYER_TOOL, A.COST_LAYER_MEMORY})
-_COST_TEXT = frozenset({A.COST_MODEL, A.COST_PRICING_VERSION, A.COST_DUPLICATE_OF, A.COST_PROVIDER,
-                        A.COST_LAYER_SOURCE})
+_COST_TEXT = frozenset({A.COST_MODEL, A.COST_PRICING_VERSION, A.COST_DUPLICATE_OF, A.COST_SUPERSEDES,
+                        A.COST_PROVIDER, A.COST_LAYER_SOURCE})
 _COST_MONEY = frozenset({A.COST_TOTAL, A.COST_INPUT, A.COST_OUTPUT, A.COST_CACHE_READ, A.COST_REASONING,
                          A.COST_CACHE_WRITE, A.COST_CACHE_WRITE_1H, A.COST_TOOL_USAGE})
 
@@ -369,6 +372,10 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     else:
         model, version = _str_or_none(get(A.COST_MODEL)), _str_or_none(get(A.COST_PRICING_VERSION))
         dup_of, provider = _str_or_none(get(A.COST_DUPLICATE_OF)), _str_or_none(get(A.COST_PROVIDER))
+        if dup_of is None and status != "duplicate":
+            # the span carries its call and supersedes a twin without usage recorded earlier (D16): the column
+            # names it, so that this counted row un-counts it (see _prepare)
+            dup_of = _str_or_none(get(A.COST_SUPERSEDES))
         source = _str_or_none(get(A.COST_LAYER_SOURCE))
     response_model = get("gen_ai.response.model")
     error_type = get("error.type")
@@ -800,9 +807,10 @@ def _calls_sql(segs: Sequence[Any], spans: str = "spans") -> str:
     rep = [s for s in segs if "r" in s.flags]
     where = "is_llm AND counted"
     if shadow:
-        # A more detailed duplicate written in a later batch than the span it duplicates un-counts it.
+        # A counted span written in a later batch than the span it names in duplicate_of un-counts it (a more
+        # detailed duplicate, or the carrier of a call whose twin without usage ended first).
         where += (f" AND span_id NOT IN (SELECT duplicate_of FROM {_parquet_list(shadow)} WHERE counted AND "
-                  "cost_status = 'duplicate' AND duplicate_of IS NOT NULL)")
+                  "duplicate_of IS NOT NULL)")
     if not rep:
         return f"SELECT * FROM {spans} WHERE {where}"
     # Re-loaded files can repeat a call that another file (or a live writer) stored under another span: for the

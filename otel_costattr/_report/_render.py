@@ -127,6 +127,9 @@ def _table(report: dict[str, Any]) -> str:
               f"{u['calls']:,} calls\n")
     out.write(f"unpriced calls: {report['unpriced_calls']:,}   no-usage calls: {report['no_usage_calls']:,}   "
               f"partial: {report['partial_calls']:,}   duplicate spans ignored: {report['duplicate_spans']:,}\n")
+    if report.get("implausible_calls"):
+        out.write(f"calls with a token count above the model's limits (flagged implausible, priced and summed as "
+                  f"reported): {report['implausible_calls']:,}\n")
     if report["unpriced_models"]:
         models = ", ".join(f"{m['model']} ({m['calls']})" for m in report["unpriced_models"][:5])
         out.write(f"unpriced models: {models}; add them with a pricing overlay (otel-costattr pricing --help)\n")

@@ -317,6 +317,7 @@ class OTLPApp:
                 # what the bounded caches dropped: a growing figure means more distinct calls than they hold
                 snap["attribute_cache_clears"] = self.pipeline.enricher.entry_cache_clears
                 snap["dedup_evictions"] = self.pipeline.enricher.enricher.dedup.evicted
+                snap["pair_evictions"] = self.pipeline.enricher.enricher.pairs.evicted
                 book_caches = self.pipeline.enricher.enricher.book.cache_stats()
                 snap["pricing_resolve_evictions"] = book_caches.get("resolve_evictions", 0)
                 snap["pricing_rates_evictions"] = book_caches.get("rates_evictions", 0)
@@ -648,7 +649,7 @@ class CostServer:
             self._sock = _bind(config.host, config.port)
         except ConfigurationError:
             if self.ledger is not None:
-                self.ledger.close()  # DuckDB holds a file lock: release it before reporting
+                self.ledger.close()  # nothing will be served: release its reader connection and end its stream
             raise
         self.port: int = self._sock.getsockname()[1]
         self._server: Any = None

@@ -49,6 +49,20 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
 
 
+# The connection limits (enforced in _guard): flag, parser, default, metavar, help without its default.
+_CONNECTION_LIMITS: tuple[tuple[str, Any, Any, str, str], ...] = (
+    ("--max-connections", _int, 1024, "N",
+     "open connections at most (lowered to fit ulimit -n); further ones get 503 and are closed"),
+    ("--header-timeout", _seconds, 10.0, "SECONDS", "time a client has to send a request header"),
+    ("--body-timeout", _seconds, 10.0, "SECONDS", "window over which a request body must arrive at --min-body-rate"),
+    ("--min-body-rate", _bytes, 4096, "BYTES",
+     "slowest body accepted, in bytes per second; slower clients are disconnected"),
+    ("--keep-alive-timeout", _seconds, 30.0, "SECONDS", "idle time before a keep-alive connection is closed"),
+    ("--keep-alive-max-requests", _int, 10_000, "N",
+     "requests per connection; the last one is answered with Connection: close"),
+)
+
+
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subparser to ``sub`` (the CLI's subparsers action)."""
     from ._app import DEFAULT_PORT, TOKEN_ENV
@@ -79,21 +93,8 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                    "512MiB); past it clients get 503 with Retry-After before their body is read (default: 256MiB)")
     p.add_argument("--max-body-bytes", type=_bytes, default=20 * 1024 * 1024, metavar="N",
                    help="largest request body, compressed or not; larger ones get 413 (default: %(default)s)")
-    p.add_argument("--max-connections", type=_int, default=1024, metavar="N",
-                   help="open connections at most (lowered to fit ulimit -n); further ones get 503 and are "
-                   "closed (default: %(default)s)")
-    p.add_argument("--header-timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                   help="time a client has to send a request header (default: %(default)s)")
-    p.add_argument("--body-timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                   help="window over which a request body must arrive at --min-body-rate (default: %(default)s)")
-    p.add_argument("--min-body-rate", type=_bytes, default=4096, metavar="BYTES",
-                   help="slowest body accepted, in bytes per second; slower clients are disconnected "
-                   "(default: %(default)s)")
-    p.add_argument("--keep-alive-timeout", type=_seconds, default=30.0, metavar="SECONDS",
-                   help="idle time before a keep-alive connection is closed (default: %(default)s)")
-    p.add_argument("--keep-alive-max-requests", type=_int, default=10_000, metavar="N",
-                   help="requests per connection; the last one is answered with Connection: close "
-                   "(default: %(default)s)")
+    for flag, kind, default, metavar, text in _CONNECTION_LIMITS:
+        p.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} (default: %(default)s)")
     p.add_argument("--workers", type=_int, default=2, metavar="N", help="worker threads (default: %(default)s)")
     p.add_argument("--retry-after", type=_int, default=1, metavar="SECONDS",
                    help="Retry-After sent with 503 when the queue is full (default: %(default)s)")

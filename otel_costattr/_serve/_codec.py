@@ -404,15 +404,15 @@ class DecodedRequest:
     """A request :meth:`ProtoEnricher.decode` accepted, for :meth:`ProtoEnricher.enrich`.
 
     ``request`` is the :data:`WireRequest` (spans with unusable ids already removed), ``accepted`` and
-    ``rejected`` count spans, and ``calls`` holds, for each span that may be an LLM call, ``(span, span id,
-    the attributes the Enricher reads)``, read while the body was validated so that they are read once;
-    ``enrich`` empties it.
+    ``rejected`` count spans, and ``calls`` holds, for each span that may be an LLM call, ``(span, span id, trace
+    id, instrumentation scope name, the attributes the Enricher reads)``, read while the body was validated so
+    that they are read once; ``enrich`` empties it.
     """
 
     __slots__ = ("accepted", "calls", "rejected", "request")
 
-    def __init__(self, request: Any, accepted: int, rejected: int, calls: list[tuple[Any, bytes, dict[str, Any]]]
-                 ) -> None:
+    def __init__(self, request: Any, accepted: int, rejected: int,
+                 calls: list[tuple[Any, bytes, bytes, str, dict[str, Any]]]) -> None:
         self.request = request
         self.accepted = accepted
         self.rejected = rejected
@@ -467,7 +467,7 @@ class ProtoEnricher:
         anyway, through a cache of the entries seen before (a cached entry is a valid one).
         """
         req = _parse_body(payload, content_type)
-        calls: list[tuple[Any, bytes, dict[str, Any]]] = []
+        calls: list[tuple[Any, bytes, bytes, str, dict[str, Any]]] = []
         add_call = calls.append
         trigger = _TRIGGER
         entries = self._entries
@@ -480,6 +480,7 @@ class ProtoEnricher:
         for rs in req.resource_spans:
             for ss in rs.scope_spans:
                 spans = ss.spans
+                scope = ss.scope.name  # pairing tells instrumentations apart by it (D16)
                 bad: list[int] = []
                 for i, sp in enumerate(spans):
                     t, s = sp.trace_id, sp.span_id  # each read builds a bytes object: once each
@@ -504,7 +505,7 @@ class ProtoEnricher:
                         if hit is not skip:
                             attrs[hit[0]] = hit[1]
                     if not trigger.isdisjoint(attrs):
-                        add_call((sp, s, attrs))
+                        add_call((sp, s, t, scope, attrs))
                 for i in reversed(bad):  # the wrappers held in `calls` stay bound to their spans
                     del spans[i]
                 rejected += len(bad)
@@ -518,16 +519,17 @@ class ProtoEnricher:
         statuses = counts.statuses
         compute = self.enricher.compute_attributes
         status_key = A.COST_STATUS
-        response_id = A.READ["response_id"][0]
         calls, decoded.calls = decoded.calls, []  # read once; not held while the batch is forwarded
-        for sp, span_id, attrs in calls:
+        for sp, span_id, trace_id, scope, attrs in calls:
             if status_key in attrs:
                 counts.passthrough += 1
                 continue
+            parent = sp.parent_span_id
             extra, status, _call, cost = compute(
-                # the span id only serves de-duplication, which needs a response id
-                attrs, span_id=span_id.hex() if response_id in attrs else None,
-                start_ns=sp.start_time_unix_nano or None, end_ns=sp.end_time_unix_nano or None, render=False)
+                # ids and scope pair two instrumentations' spans of one call that share no response id (D16)
+                attrs, span_id=span_id.hex(), start_ns=sp.start_time_unix_nano or None,
+                end_ns=sp.end_time_unix_nano or None, trace_id=trace_id.hex(),
+                parent_span_id=parent.hex() if parent else None, scope=scope, render=False)
             if extra is None or status is None:
                 continue
             statuses[status] = statuses.get(status, 0) + 1

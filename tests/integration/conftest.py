@@ -9,6 +9,9 @@
   leaks an instrumentor into the next; a leak fails the test unless the emitter is a known
   offender (:data:`LEAKY_UNINSTRUMENT`).
 
+* ``receiver`` / ``make_server``: a real OTLP/HTTP receiver, and ``otel-costattr serve`` in this process
+  forwarding to it (stopped at teardown); :func:`serve_process` runs ``serve`` as a process of its own.
+
 The global ``TracerProvider`` is never set: it can be set only once per process, so every
 emitter gets this test's provider explicitly (instrumentors via ``tracer_provider=``, the
 Anthropic SDK's built-in tracing via ``open_telemetry={"tracer_provider": ...}``).
@@ -16,14 +19,20 @@ Anthropic SDK's built-in tracing via ``open_telemetry={"tracer_provider": ...}``
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import os
 import pkgutil
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -31,6 +40,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_costattr.testing import DEFAULT_USAGE, FakeVendorServer
+from otel_costattr.testing._otlp_receiver import OTLPReceiver
 
 # Instrumentor import paths by emitter name. "anthropic-sdk" (the SDK's own tracing) is a client
 # option, not an instrumentor; see Telemetry.anthropic.
@@ -259,3 +269,69 @@ def priced(vendor: FakeVendorServer) -> Iterator[CostTelemetry]:
         yield session
     finally:
         session.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# otel-costattr serve, in this process or as a process of its own, forwarding to a real receiver.
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    with OTLPReceiver() as rcv:
+        yield rcv
+
+
+@pytest.fixture
+def make_server(receiver: OTLPReceiver) -> Iterator[Any]:
+    """``make(**ServeConfig fields)`` starts a :class:`CostServer` on a free port forwarding to ``receiver``
+    (unless told otherwise); every server is stopped, and the receiver's faults reset, at teardown."""
+    from otel_costattr._serve._app import CostServer, ServeConfig
+
+    servers: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("forward", receiver.traces_url)
+        kwargs.setdefault("port", 0)
+        kwargs.setdefault("token_env", None)
+        srv = CostServer(ServeConfig(**kwargs)).start()
+        servers.append(srv)
+        return srv
+
+    yield make
+    receiver.reset_faults()
+    for srv in servers:
+        srv.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_process(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``python -m otel_costattr serve --port <free> *args`` as a process of its own, without the caller's
+    ``OTEL_*`` environment; yields ``(process, base url)`` once ``/healthz`` answers 200, and kills it at exit if
+    the caller has not stopped it."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.Popen([sys.executable, "-m", "otel_costattr", "serve", "--port", str(port), *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "serve did not become healthy"
+            time.sleep(0.05)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -16,15 +16,19 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import SpanProcessor
 
 import otel_costattr as oc
 from otel_costattr import attributes as A
+from otel_costattr._cli import main as cli_main
+from otel_costattr._ledger._store import Ledger, LedgerSpanProcessor
 from otel_costattr.testing import Usage, fake_headers
 
-from tests.integration.conftest import CostTelemetry
+from tests.integration.conftest import CostTelemetry, Telemetry
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 CARRIES = ("priced", "partial", "provided")
@@ -116,10 +120,8 @@ def test_openai_no_usage_twin_is_not_a_second_call(priced: CostTelemetry) -> Non
 # ------------------------------------------------------------------------------------------------ Anthropic
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_openinference_anthropic_alone(priced: CostTelemetry, stream: bool) -> None:
-    priced.instrument("openinference-anthropic")
-    client = priced.anthropic(sdk_tracing=False)
+def haiku_call(client: Any, stream: bool) -> None:
+    """One claude-haiku-4-5 call of ANTHROPIC_USAGE under attribution, streamed or not."""
     with oc.attribution(**TAGS):
         if stream:
             with client.messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES,
@@ -129,6 +131,13 @@ def test_openinference_anthropic_alone(priced: CostTelemetry, stream: bool) -> N
         else:
             client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES,
                                    extra_headers=fake_headers(usage=ANTHROPIC_USAGE))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openinference_anthropic_alone(priced: CostTelemetry, stream: bool) -> None:
+    priced.instrument("openinference-anthropic")
+    client = priced.anthropic(sdk_tracing=False)
+    haiku_call(client, stream)
     assert total(charged_once(priced)) == HAIKU_NO_SPLIT
 
 
@@ -140,15 +149,7 @@ def test_openinference_anthropic_with_the_sdks_own_tracing(priced: CostTelemetry
     ledger re-prices from it)."""
     priced.instrument("openinference-anthropic")
     client = priced.anthropic(sdk_tracing=True)
-    with oc.attribution(**TAGS):
-        if stream:
-            with client.messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES,
-                                        extra_headers=fake_headers(usage=ANTHROPIC_USAGE)) as s:
-                for _ in s:
-                    pass
-        else:
-            client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES,
-                                   extra_headers=fake_headers(usage=ANTHROPIC_USAGE))
+    haiku_call(client, stream)
     carrier = charged_once(priced)
     if carrier.instrumentation_scope.name == "com.anthropic.sdk.python":
         assert total(carrier) == HAIKU_SPLIT
@@ -222,22 +223,13 @@ def test_bedrock_invoke_model_cached_seen_by_botocore_says_what_it_cannot_know(p
 # ---------------------------------------------------------------------------------------- openai-agents
 
 
-# openinference-instrumentation-openai 0.1.66 calls AsyncAPIResponse.parse() without awaiting it on streamed async
-# Responses calls (that is why its span has no usage); the coroutine's warning is that bug, not ours.
-@pytest.mark.filterwarnings("ignore:coroutine 'AsyncAPIResponse.parse' was never awaited:RuntimeWarning")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("streamed", [False, True])
-def test_openai_agents_bridge_with_openinference_openai(priced: CostTelemetry, streamed: bool) -> None:
-    """openai-agents under OpenInference's agents bridge and OpenInference OpenAI, with a pinned model: the
-    bridge's ``response`` span has the usage; the OpenAI span inside it, streamed, has none and ends first. The
-    span with usage carries the call."""
+def run_agents(t: CostTelemetry, streamed: bool) -> None:
+    """One openai-agents run with a pinned model, under attribution: its one Responses call."""
     import openai
     from agents import Agent, OpenAIResponsesModel, Runner
 
-    priced.instrument("openinference-agents", "openinference-openai")
-
     async def run() -> None:
-        client = openai.AsyncOpenAI(base_url=priced.vendor.openai_base_url, api_key="test-key", max_retries=0,
+        client = openai.AsyncOpenAI(base_url=t.vendor.openai_base_url, api_key="test-key", max_retries=0,
                                     default_headers=fake_headers(usage=OPENAI_USAGE))
         try:
             agent = Agent(name="helper", instructions="Be brief.",
@@ -253,9 +245,31 @@ def test_openai_agents_bridge_with_openinference_openai(priced: CostTelemetry, s
             await client.close()
 
     asyncio.run(run())
+
+
+# openinference-instrumentation-openai 0.1.66 calls AsyncAPIResponse.parse() without awaiting it on streamed async
+# Responses calls (that is why its span has no usage); the coroutine's warning is that bug, not ours.
+def agents_warnings(test: Any) -> Any:
+    test = pytest.mark.filterwarnings(
+        "ignore:coroutine 'AsyncAPIResponse.parse' was never awaited:RuntimeWarning")(test)
+    return pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")(test)
+
+
+@agents_warnings
+@pytest.mark.parametrize("streamed", [False, True])
+def test_openai_agents_bridge_with_openinference_openai(priced: CostTelemetry, streamed: bool) -> None:
+    """openai-agents under OpenInference's agents bridge and OpenInference OpenAI, with a pinned model: the
+    bridge's ``response`` span has the usage; the OpenAI span inside it, streamed, has none and ends first. The
+    span with usage carries the call, and names the span it supersedes."""
+    priced.instrument("openinference-agents", "openinference-openai")
+    run_agents(priced, streamed)
     carrier = charged_once(priced)
     assert total(carrier) == GPT4O_MINI
     assert carrier.instrumentation_scope.name == "openinference.instrumentation.openai_agents" or not streamed
+    if streamed:
+        (first,) = [s for s in llm_spans(priced) if s is not carrier]
+        assert status(first) == "no_usage" and first.end_time <= carrier.end_time
+        assert carrier.attributes[A.COST_SUPERSEDES] == format(first.context.span_id, "016x")
 
 
 # ------------------------------------------------------------------------------------------------ pydantic-ai
@@ -293,3 +307,75 @@ def test_pydantic_ai(priced: CostTelemetry, with_openinference: bool) -> None:
     # pydantic-ai's own float, or ours exactly
     assert total(carrier).quantize(Decimal("1e-12")) == GPT4O_MINI
     assert len(llm_spans(priced)) == 1 + with_openinference
+
+
+# ------------------------------------------------------------------------------------------------ in the ledger
+
+
+class _FlushEach(SpanProcessor):
+    """After the ledger's processor: commits every span as a segment of its own, as a busy process whose batch
+    ends between two spans of one call would (the span that supersedes its twin lands in a later segment)."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+
+    def on_end(self, span: Any) -> None:
+        assert self.ledger.force_flush(10_000)
+
+
+def report(path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """``otel-costattr report --format json`` over the ledger at ``path``, as a user runs it."""
+    capsys.readouterr()
+    assert cli_main(["report", "--db", str(path), "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def assert_one_call(r: dict[str, Any], figure: Decimal) -> None:
+    assert (r["calls"], r["no_usage_calls"], r["unpriced_calls"]) == (1, 0, 0), r
+    assert Decimal(r["total"]) == figure
+
+
+@agents_warnings
+@pytest.mark.parametrize("segments", ["one batch", "a segment per span"])
+def test_ledger_counts_a_call_whose_twin_without_usage_ended_first(
+        priced: CostTelemetry, tmp_path: Path, capsys: pytest.CaptureFixture[str], segments: str) -> None:
+    """openai-agents streamed under OpenInference: the OpenAI span (no usage) ends before the bridge's span with
+    usage. The ledger counts one call, with no "no usage" call beside it, in the same batch or when the two spans
+    land in different segments (read live, as a report beside the app reads it), and after ``ledger compact``."""
+    path = tmp_path / "costs"
+    ledger = LedgerSpanProcessor(path, book=priced.book)
+    priced.provider.add_span_processor(ledger)
+    if segments == "a segment per span":
+        priced.provider.add_span_processor(_FlushEach(ledger))
+    priced.instrument("openinference-agents", "openinference-openai")
+    run_agents(priced, streamed=True)
+    assert ledger.force_flush(10_000)
+    assert sorted(status(s) for s in llm_spans(priced)) == ["no_usage", "priced"]
+    if segments == "a segment per span":  # the carrier's segment is flagged: readers un-count its twin
+        assert any("s" in seg.flags for seg in Ledger(path, read_only=True).segments())
+    assert_one_call(report(path, capsys), GPT4O_MINI)  # live: the app's processor is still open
+    ledger.shutdown()
+    assert_one_call(report(path, capsys), GPT4O_MINI)
+    assert cli_main(["ledger", "compact", "--db", str(path)]) == 0
+    assert_one_call(report(path, capsys), GPT4O_MINI)
+
+
+@agents_warnings
+@pytest.mark.parametrize("order", ["end order", "grouped by scope"])
+def test_ingest_counts_a_call_whose_twin_without_usage_comes_first(
+        telemetry: Telemetry, tmp_path: Path, capsys: pytest.CaptureFixture[str], order: str) -> None:
+    """The same run traced without otel-costattr, written as OTLP protobuf (the file exporter's length-prefixed
+    messages, one per span in end order, or one request grouped by scope as an SDK exporter sends it) and loaded
+    with ``ingest``: priced on the way in, one call, no "no usage" call."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    telemetry.instrument("openinference-agents", "openinference-openai")
+    run_agents(telemetry, streamed=True)  # type: ignore[arg-type]
+    spans = [s for s in telemetry.spans() if s.instrumentation_scope.name.startswith("openinference")]
+    assert len(spans) >= 2
+    messages = [encode_spans([s]) for s in spans] if order == "end order" else [encode_spans(spans)]
+    data = b"".join(len(m.SerializeToString()).to_bytes(4, "big") + m.SerializeToString() for m in messages)
+    (tmp_path / "traces.pb").write_bytes(data)
+    path = tmp_path / "costs"
+    assert cli_main(["ingest", "--db", str(path), "--no-progress", str(tmp_path / "traces.pb")]) == 0
+    assert_one_call(report(path, capsys), GPT4O_MINI)

@@ -780,3 +780,66 @@ def test_cli_unreachable_clickhouse_exits_2_with_the_fix() -> None:
     r = _cli("report", "--source", f"clickhouse://u:hunter2@127.0.0.1:{_free_port()}/otel")
     assert r.returncode == 2
     assert "cannot reach ClickHouse" in r.stderr and "hunter2" not in r.stderr
+
+
+# ------------------------------------------------------------------------------- implausible token counts
+
+
+def test_implausible_counts_are_kept_flagged_and_summed_exactly_on_both_sources(session: Any,
+                                                                                   tmp_path: Path) -> None:
+    """Token counts far above any model's limits (a bug or a hostile client), up to the largest int64: the usage
+    reader takes them, the processor prices them as reported and flags them ``implausible:``. Both sources keep
+    them (ClickHouse used to drop counts above 10**12 from its token totals), sum them without overflow (two
+    counts of 2**62 pass the Int64 range), and the report says how many calls carry such a count."""
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(oc.CostSpanProcessor(SimpleSpanProcessor(exporter)))
+    tracer = tp.get_tracer("app")
+    counts = [(1200, 300), (5 * 10**12, 10), (2**62, 10), (2**62, 10), (2**63 - 1, 10)]
+    for i, (n_in, n_out) in enumerate(counts):
+        with tracer.start_as_current_span("chat gpt-4o-mini", start_time=T0 + i * 10**9, end_on_exit=False,
+                                          attributes={"gen_ai.operation.name": "chat",
+                                                      "gen_ai.provider.name": "openai",
+                                                      "gen_ai.request.model": "gpt-4o-mini",
+                                                      "gen_ai.usage.input_tokens": n_in,
+                                                      "gen_ai.usage.output_tokens": n_out}) as s:
+            s.end(end_time=T0 + i * 10**9 + 10**8)
+    spans = list(exporter.get_finished_spans())
+    assert [s.attributes["gen_ai.cost.status"] for s in spans] == ["priced"] * 5
+    assert sum("implausible:input_tokens" in s.attributes.get("gen_ai.cost.flags", ()) for s in spans) == 4
+    ledger = Ledger(tmp_path / "l")
+    ledger.write_spans(spans)
+    db = new_database(session)
+    session.query(insert_sql(db, spans))
+    with ClickHouseSource(session=session, database=db) as ch:
+        sql = "SELECT span_id, input_tokens FROM calls ORDER BY start_ns"
+        assert ch.query(sql) == ledger.query(sql)
+        duck, click = _without_clock(build_report(ledger)), _without_clock(build_report(ch))
+    ledger.close()
+    assert click == duck
+    assert sum(r["input_tokens"] for r in duck["rows"]) == sum(n for n, _ in counts)  # exact, past int64
+    assert (duck["calls"], duck["implausible_calls"], duck["no_usage_calls"]) == (5, 4, 0)
+
+
+@pytest.mark.filterwarnings("ignore:coroutine 'AsyncAPIResponse.parse' was never awaited:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_twin_without_usage_that_ended_first_is_not_a_call_on_either_source(session: Any, priced: Any,
+                                                                             tmp_path: Path) -> None:
+    """openai-agents streamed under OpenInference (real SDKs, fake vendor): the OpenAI span without usage ends
+    before the bridge's span with usage, which supersedes it. ClickHouse counts one call, as the ledger does."""
+    from tests.integration.test_capture_emitters import GPT4O_MINI, run_agents
+
+    priced.instrument("openinference-agents", "openinference-openai")
+    run_agents(priced, streamed=True)
+    spans = priced.spans()
+    ledger = Ledger(tmp_path / "l")
+    ledger.write_spans(spans)
+    db = new_database(session)
+    session.query(insert_sql(db, spans))
+    with ClickHouseSource(session=session, database=db) as ch:
+        sql = "SELECT span_id, cost_status, duplicate_of, counted FROM spans WHERE is_llm ORDER BY span_id"
+        assert ch.query(sql) == ledger.query(sql)
+        duck, click = _without_clock(build_report(ledger)), _without_clock(build_report(ch))
+    ledger.close()
+    assert click == duck
+    assert (duck["calls"], duck["no_usage_calls"], Decimal(duck["total"])) == (1, 0, GPT4O_MINI)

@@ -10,11 +10,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +34,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from otel_costattr._errors import ConfigurationError
 from otel_costattr._serve._app import CostServer, ServeConfig
 from otel_costattr.testing._otlp_receiver import OTLPReceiver, encode_otlp_json
+from tests.integration.conftest import serve_process
 
 PB = "application/x-protobuf"
 JS = "application/json"
@@ -106,30 +104,6 @@ def _status_message(resp: httpx.Response) -> str:
     if resp.headers["content-type"].startswith(PB):
         return status_pb2.Status.FromString(resp.content).message
     return json.loads(resp.content)["message"]
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    with OTLPReceiver() as rcv:
-        yield rcv
-
-
-@pytest.fixture
-def make_server(receiver: OTLPReceiver) -> Iterator[Any]:
-    servers: list[CostServer] = []
-
-    def make(**kwargs: Any) -> CostServer:
-        kwargs.setdefault("forward", receiver.traces_url)
-        kwargs.setdefault("port", 0)
-        kwargs.setdefault("token_env", None)
-        srv = CostServer(ServeConfig(**kwargs)).start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    receiver.reset_faults()
-    for srv in servers:
-        srv.stop()
 
 
 # ---------------------------------------------------------------------------------------------- pricing
@@ -450,7 +424,7 @@ def test_healthz_metrics_and_routes(make_server: Any) -> None:
     stats = httpx.get(srv.url + "/stats").json()
     for key in ("requests_received", "spans_accepted", "spans_rejected", "enriched_by_status", "spans_forwarded",
                 "forward_retries", "forward_failed_requests", "requests_overloaded", "queue_depth",
-                "queue_capacity", "attribute_cache_clears", "dedup_evictions"):
+                "queue_capacity", "attribute_cache_clears", "dedup_evictions", "pair_evictions"):
         assert key in stats
     assert httpx.get(srv.url + "/v1/traces").status_code == 405
     assert httpx.get(srv.url + "/nope").status_code == 404
@@ -496,32 +470,10 @@ def test_cli_reports_bad_configuration(capsys: pytest.CaptureFixture[str]) -> No
 # ------------------------------------------------------------------------------------------------ shutdown
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_sigterm_drains_every_accepted_span(tmp_path: Path, receiver: OTLPReceiver) -> None:
     receiver.set_delay(0.3)  # 10 batches take ~3 s to forward with one worker: most are queued at SIGTERM
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_costattr", "serve", "--port", str(port), "--forward", receiver.endpoint,
-         "--workers", "1", "--queue-size", "32", "--ledger", str(tmp_path / "c.duckdb"), "--log-level", "info"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()[1].decode()
-            assert time.monotonic() < deadline, "serve did not become healthy"
-            time.sleep(0.05)
+    with serve_process("--forward", receiver.endpoint, "--workers", "1", "--queue-size", "32",
+                       "--ledger", str(tmp_path / "c.duckdb"), "--log-level", "info") as (proc, url):
         n = 0
         for i in range(10):
             req = make_request(*[(i * 10 + j + 1, MINI) for j in range(10)])
@@ -530,10 +482,6 @@ def test_sigterm_drains_every_accepted_span(tmp_path: Path, receiver: OTLPReceiv
         assert receiver.span_count < n
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err.decode()
     assert receiver.span_count == n  # everything that got a 200 was forwarded before exit
     assert len({s.span_id for s in receiver.spans()}) == n

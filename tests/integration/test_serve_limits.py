@@ -12,7 +12,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -50,29 +49,6 @@ def make_body(n_spans: int, trace: int = 1, pad: int = 0) -> bytes:
             kv.key = "padding"
             kv.value.string_value = "x" * pad
     return req.SerializeToString()
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    with OTLPReceiver() as rcv:
-        yield rcv
-
-
-@pytest.fixture
-def make_server(receiver: OTLPReceiver) -> Iterator[Any]:
-    servers: list[CostServer] = []
-
-    def make(**kwargs: Any) -> CostServer:
-        kwargs.setdefault("forward", receiver.traces_url)
-        kwargs.setdefault("port", 0)
-        kwargs.setdefault("token_env", None)
-        srv = CostServer(ServeConfig(**kwargs)).start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.stop()
 
 
 def _connect(srv: CostServer) -> socket.socket:

@@ -12,6 +12,9 @@ Modes:
 * ``wait``: end the spans, print ``ended N``, then sleep until a signal arrives (never calls shutdown).
 * ``stream``: end spans one after another for ever (a little work between them), writing the number ended so
   far into PROGRESS_FILE (8 bytes, little-endian) after each one; stopped by a signal.
+* ``twins``: as ``exit``, but each call is traced by two instrumentations, as openai-agents under OpenInference
+  is: the outer span (scope ``...openai_agents``) carries the usage, the inner one (scope ``...openai``) has none
+  and ends first, so the outer one supersedes it (DESIGN D16) and the ledger must count one call.
 * ``fork3``: configure, then ``os.fork()`` three children; child ``c`` ends ``N`` spans as worker
   ``WORKER + 1 + c`` and leaves through ``sys.exit(0)``; the parent ends none and waits for them.
 """
@@ -34,6 +37,16 @@ def span_of(tracer, worker: int, k: int) -> None:
     c = W.call(worker, k, k % 7)
     with oc.attribution(customer_id=W.customer(worker, k)):
         with tracer.start_as_current_span("chat", attributes={**c.start, "test.seq": k, "test.worker": worker}) as s:
+            s.set_attributes(c.end)
+
+
+def twins_of(outer, inner, worker: int, k: int) -> None:
+    c = W.call(worker, k, k % 7)
+    with oc.attribution(customer_id=W.customer(worker, k)):
+        with outer.start_as_current_span("response", attributes={**c.start, "test.seq": k,
+                                                                  "test.worker": worker}) as s:
+            with inner.start_as_current_span("chat", attributes=c.start):
+                pass  # no usage: ends first
             s.set_attributes(c.end)
 
 
@@ -61,6 +74,13 @@ def main() -> int:
             k += 1
             os.pwrite(fd, struct.pack("<q", k), 0)
             time.sleep(0.0005)
+    if mode == "twins":
+        outer = pipeline.tracer_provider.get_tracer("openinference.instrumentation.openai_agents")
+        inner = pipeline.tracer_provider.get_tracer("openinference.instrumentation.openai")
+        for k in range(n):
+            twins_of(outer, inner, worker, k)
+            time.sleep(0.005)  # a few seconds of writing, over several batches, for reports to run during
+        return 0
     for k in range(n):
         span_of(tracer, worker, k)
     if mode == "wait":

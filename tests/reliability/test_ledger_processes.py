@@ -97,6 +97,41 @@ def test_four_processes_write_one_ledger_while_reports_run(tmp_path: Path, figur
     figure.set(stored_calls=calls, total_usd=str(total), seconds=round(elapsed, 1))
 
 
+def test_three_processes_with_twin_spans_per_call_count_each_call_once_live_and_compacted(tmp_path: Path) -> None:
+    """Each call traced twice (the span without usage ends first, the one with usage supersedes it, D16) in three
+    processes writing one ledger: reports while they write never count a call twice nor lose money (at most one
+    twin per process can be committed ahead of its carrier), and afterwards, and after ``ledger compact``, every
+    call counts once, with no "no usage" calls."""
+    ledger = tmp_path / "costs"
+    n = 600
+    kids = [_child(ledger, w, n, "twins") for w in range(3)]
+
+    def report() -> dict:
+        r = subprocess.run([sys.executable, "-m", "otel_costattr", "report", "--db", str(ledger), "--format",
+                            "json"], env=_env(), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    live = []
+    while any(k.poll() is None for k in kids):
+        if (ledger / "segments").is_dir() and any((ledger / "segments").glob("*.parquet")):
+            live.append(report())
+        time.sleep(0.2)
+    assert [k.wait(timeout=300) for k in kids] == [0, 0, 0]
+    assert live, "no report ran while the processes wrote"
+    want_calls, want_total = _expected([(w, k) for w in range(3) for k in range(n)])
+    for r in live:
+        assert r["no_usage_calls"] <= 3, r["no_usage_calls"]
+        assert r["calls"] - r["no_usage_calls"] <= want_calls
+    r = report()
+    assert (r["calls"], r["no_usage_calls"], Decimal(r["total"])) == (want_calls, 0, want_total)
+    assert subprocess.run([sys.executable, "-m", "otel_costattr", "ledger", "compact", "--db", str(ledger)],
+                          env=_env(), capture_output=True, timeout=120).returncode == 0
+    r = report()
+    assert (r["calls"], r["no_usage_calls"], Decimal(r["total"])) == (want_calls, 0, want_total)
+    assert _stored(ledger) == (want_calls, want_total)
+
+
 @pytest.mark.figure("Faults", "configure() then os.fork() x 3: the children write the ledger")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_configure_then_fork_three_children_every_child_span_is_stored(tmp_path: Path, figure) -> None:

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_costattr as oc
 from otel_costattr import attributes as A
+from otel_costattr._ledger._store import _COUNTED, _NAMES, SpanRecord, _prepare, record_to_row
 
 BOOK = oc.PriceBook.load(imported=False, env=False)
 T0 = 1_760_000_000 * 10**9
@@ -113,6 +114,19 @@ def test_a_call_traced_twice_is_charged_once_in_any_order(a: dict, b: dict, rela
             assert sorted(status.values()) == ["duplicate", "no_usage"], status
     assert "agent step" in by_name and A.COST_STATUS not in by_name["agent step"].attributes
 
+    # The ledger counts the call once too, whether both spans are in one batch or in two segments (the rule
+    # readers apply): a span without usage that ended first is superseded, not a "no usage" call of its own.
+    rows = [record_to_row(SpanRecord.from_readable(by_name[n]), book=BOOK) for n in ("chat", "ChatCompletion")]
+    table = _prepare(rows)[0]
+    in_batch = [r for r, c in zip(rows, table.column("counted").to_pylist()) if c]
+    named = {r[_NAMES.index("duplicate_of")] for r in rows if r[_COUNTED] and r[_NAMES.index("duplicate_of")]}
+    apart = [r for r in rows if r[_COUNTED] and r[_NAMES.index("span_id")] not in named]
+    if relation != "b_own_trace" or all(costed.values()):  # (across traces a span without usage is not tied)
+        assert len(in_batch) == len(apart) == 1, [(r[_NAMES.index("cost_status")], r[_COUNTED]) for r in rows]
+        assert in_batch[0] is apart[0]
+        if any(costed.values()):
+            assert Decimal(repr(in_batch[0][_NAMES.index("cost_total")])) == FIGURE
+
 
 def test_a_span_with_usage_is_never_the_duplicate_of_one_without() -> None:
     """The openai-agents case: OpenInference's OpenAI span (no usage: a streamed Responses call with a pinned model)
@@ -149,3 +163,21 @@ def test_identical_parallel_calls_pair_off_one_to_one() -> None:
             s.end()
     statuses = sorted(s.attributes[A.COST_STATUS] for s in exporter.get_finished_spans() if s.name != "step")
     assert statuses == ["duplicate", "duplicate", "priced", "priced"]
+
+
+def test_a_span_seen_again_is_remembered_once() -> None:
+    """serve gets the same spans again when an exporter retries (and ingest when a file is loaded twice): each is
+    remembered once, so a trace's list, which every later span of the trace scans, does not grow with copies;
+    and the copy is not charged as a second call."""
+    from otel_costattr._capture._enrich import Enricher
+
+    enricher = Enricher(BOOK)
+    attrs = {**GENAI, **USAGE["a"]}
+    statuses = []
+    for _ in range(3):
+        for sid in ("1" * 16, "2" * 16):
+            statuses.append(enricher.compute_attributes(
+                attrs, span_id=sid, start_ns=T0, end_ns=T0 + 10, trace_id="a" * 32, parent_span_id=sid[:15] + "f",
+                scope="emitter-a")[1])
+    assert len(enricher.pairs) == 2
+    assert statuses == ["priced"] * 6  # two calls (one scope: never merged), each copy priced as its span
