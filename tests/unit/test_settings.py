@@ -64,7 +64,13 @@ def test_the_outbound_guard_stays_on_for_a_bad_value(caplog: pytest.LogCaptureFi
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_COSTATTR_OUTBOUND_ATTRIBUTION", "alow")
     monkeypatch.setattr(_attribution, "_guard_warned", False)
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
     before = propagate.get_global_textmap()
+    # the SDK's default propagator, as in a fresh process (an earlier test may have left ours, already guarded)
+    propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
     try:
         with caplog.at_level(logging.WARNING):
             with oc.attribution(customer_id="acme"):
