@@ -308,7 +308,7 @@ def _attribution_values(a: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = None,
-                  out_of_range: list[str] | None = None) -> tuple[Any, ...]:
+                  out_of_range: list[str] | None = None, call: Any = None) -> tuple[Any, ...]:
     """One ledger row (in ``COLUMNS`` order). Never raises on odd attribute values.
 
     Every value fits its column, so one span can never fail the write of its batch. A value that does not fit
@@ -318,11 +318,17 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     ``otel_costattr.out_of_range.<column>``). When the call's total cost is the value that did not fit, its
     ``cost_status`` becomes ``unpriced``: an unknown cost is counted as unknown, never summed as zero. The
     names of the affected columns are appended to ``out_of_range`` when given (the ledger counts them).
+
+    ``call``: what :func:`~otel_costattr._capture._usage.read_call` gives for the span's attributes (with its
+    scope), when the caller has it already. Attributes the enricher added afterwards (``gen_ai.cost.*``) may
+    differ from it only in ``provided_cost``, which the row reads only for a ``provided`` status, where both
+    give the same figure.
     """
     # This runs once per span on every ledger write, so the common path stays inline (no call per column);
     # only the cold parts are helpers: re-pricing a duplicate, layer figures, marking out-of-range values.
     a = rec.attributes
-    call = read_call(a, rec.scope_name)  # the scope selects the emitter's usage convention (D16)
+    if call is None:
+        call = read_call(a, rec.scope_name)  # the scope selects the emitter's usage convention (D16)
     is_llm = call.is_llm_call
     status = a.get(A.COST_STATUS)
     if type(status) is not str:
@@ -552,12 +558,18 @@ class Ledger:
         Values that do not fit their column are stored as NULL and marked (see :func:`record_to_row`);
         they are counted in ``out_of_range_values`` and the first one is logged.
         """
-        return self.write_rows(self._rows(records), replace=replace)
+        return self.write_rows(self.rows(records), replace=replace)
 
-    def _rows(self, records: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
+    def rows(self, records: Iterable[SpanRecord], calls: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """The ledger rows of ``records`` (see :func:`record_to_row`; ``calls``: each record's ``Call`` or None,
+        when the caller read them already), counting and logging values that did not fit their column."""
         bad: list[str] = []
-        rows = [record_to_row(r, store_content=self.store_content, book=self.book, out_of_range=bad)
-                for r in records]
+        content, book = self.store_content, self.book
+        if calls is None:
+            rows = [record_to_row(r, store_content=content, book=book, out_of_range=bad) for r in records]
+        else:
+            rows = [record_to_row(r, store_content=content, book=book, out_of_range=bad, call=c)
+                    for r, c in zip(records, calls)]
         if bad:
             self.out_of_range_values += len(bad)
             if not self._warned_range:
@@ -592,6 +604,14 @@ class Ledger:
         Each batch commits on its own, in order: if a write fails, the batches before it are stored, the rest
         are not, and the error is raised here. ``replace`` is as for :meth:`write_rows`.
         """
+        return self._stream(records, self.rows, replace, batch_size, progress)
+
+    def write_row_stream(self, rows: Iterable[tuple[Any, ...]], *, replace: bool = False,
+                         batch_size: int = 65536, progress: Any = None) -> int:
+        """:meth:`write_stream` for rows the caller made with :meth:`rows` (same segments, same batches)."""
+        return self._stream(rows, list, replace, batch_size, progress)
+
+    def _stream(self, items: Iterable[Any], to_rows: Any, replace: bool, batch_size: int, progress: Any) -> int:
         import queue
 
         if batch_size < 1:
@@ -618,16 +638,16 @@ class Ledger:
         writer = threading.Thread(target=_writer, name="otel-costattr-ledger-stream", daemon=True)
         writer.start()
         try:
-            pending: list[SpanRecord] = []
-            for rec in records:
-                pending.append(rec)
+            pending: list[Any] = []
+            for item in items:
+                pending.append(item)
                 if len(pending) >= batch_size:
                     if failed:
                         break
-                    todo.put(_prepare(self._rows(pending), replace))
+                    todo.put(_prepare(to_rows(pending), replace))
                     pending = []
             if pending and not failed:
-                todo.put(_prepare(self._rows(pending), replace))
+                todo.put(_prepare(to_rows(pending), replace))
         finally:
             todo.put(None)
             writer.join()
