@@ -22,7 +22,6 @@ __all__ = [
     "DAY_INDEX_SQL",
     "UNATTRIBUTED",
     "Filters",
-    "LedgerUnion",
     "Source",
     "check_keys",
     "dimension_sql",
@@ -176,50 +175,9 @@ def _dialect(src: Source) -> str:
     return getattr(src, "dialect", "duckdb")
 
 
-class LedgerUnion:
-    """Several ledger files read as one :class:`Source`: its ``calls`` and ``spans`` are the union of theirs.
-
-    Each file is attached read-only to an in-memory DuckDB. A call stored in two of the files counts twice: pass
-    ledgers that hold different spans (e.g. one per service or per month).
-
-    Raises:
-        ConfigurationError: a file is missing, is not a DuckDB file, or is not an otel-costattr ledger.
-    """
-
-    dialect = "duckdb"
-
-    def __init__(self, paths: Sequence[str]) -> None:
-        import duckdb
-
-        self.con = duckdb.connect(":memory:")
-        for i, p in enumerate(paths):
-            path = Path(p)
-            if not path.exists():
-                raise ConfigurationError(f"ledger {p} does not exist; run `otel-costattr demo` or pass the path "
-                                         "your application writes (configure(ledger=...))")
-            literal = str(path).replace("'", "''")
-            try:
-                self.con.execute(f"ATTACH '{literal}' AS l{i} (READ_ONLY)")
-            except duckdb.Error as exc:
-                raise ConfigurationError(f"cannot open ledger {p}: {exc}") from None
-            have = {r[0] for r in self.con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [f"l{i}"]).fetchall()}
-            if not {"spans", "calls"} <= have:
-                raise ConfigurationError(f"{p} is not an otel-costattr ledger (it has no spans/calls tables); pass "
-                                         "the file that `ingest`, `demo` or configure(ledger=...) wrote")
-        for view in ("spans", "calls"):
-            union = " UNION ALL BY NAME ".join(f"SELECT * FROM l{i}.{view}" for i in range(len(paths)))
-            self.con.execute(f"CREATE VIEW {view} AS {union}")
-
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, params or []).fetchall()
-
-    def close(self) -> None:
-        self.con.close()
-
-
 def open_ledgers(paths: Sequence[str]) -> Any:
-    """One ledger file (a read-only :class:`~otel_costattr._ledger.Ledger`) or several (a :class:`LedgerUnion`).
+    """One ledger (a read-only :class:`~otel_costattr._ledger.Ledger`) or several (a
+    :class:`~otel_costattr._ledger._store.LedgerSet`, their union).
 
     Raises:
         ConfigurationError: a path is given twice, a file is missing or not an otel-costattr ledger.
