@@ -201,25 +201,43 @@ def _records_from_json(obj: Mapping[str, Any], errors: list[str] | None) -> list
     return out
 
 
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def _hex_id(value: Any, size: int, what: str) -> str:
+    """:func:`_json_id`, with the common case (exactly ``2 * size`` hex digits) decided in C."""
+    if type(value) is str and len(value) == 2 * size and not value.strip(_HEX_DIGITS):
+        return value.lower()  # (strip removes hex digits from both ends: nothing is left only if all are)
+    return _json_id(value, size, what)
+
+
+def _time(v: Any, what: str) -> int:
+    """:func:`_nanos`, with the common case (a decimal string of up to 18 ASCII digits) decided in C."""
+    if type(v) is str and len(v) < 19 and v.isdigit() and v.isascii():
+        return int(v)  # non-negative and below 10**18 < MAX_UNIX_NANOS
+    return _nanos(v, what)
+
+
 def _json_span(sp: Any, service: str | None, scope: str | None) -> SpanRecord:
     if type(sp) is not dict and not isinstance(sp, Mapping):
         raise OTLPDecodeError("spans entries must be objects")
-    trace_id = _json_id(sp.get("traceId"), 16, "traceId")
-    span_id = _json_id(sp.get("spanId"), 8, "spanId")
+    get = sp.get
+    trace_id = _hex_id(get("traceId"), 16, "traceId")
+    span_id = _hex_id(get("spanId"), 8, "spanId")
     if not trace_id.strip("0") or not span_id.strip("0"):  # absent or all zeros
         raise OTLPDecodeError("every span needs a non-zero traceId and spanId")
-    kind = sp.get("kind", 0)
+    kind = get("kind", 0)
     kind = _KINDS.get(kind) if isinstance(kind, int) else _KIND_NAMES.get(str(kind))
-    status = _obj(sp.get("status"), "status").get("code", 0)
-    status = _STATUS.get(status) if isinstance(status, int) else _STATUS_NAMES.get(str(status))
+    status = get("status")
+    if status is None:
+        status = "UNSET"
+    else:
+        status = _obj(status, "status").get("code", 0)
+        status = (_STATUS.get(status) if isinstance(status, int) else _STATUS_NAMES.get(str(status))) or "UNSET"
     return SpanRecord(
-        trace_id=trace_id, span_id=span_id,
-        parent_span_id=_json_id(sp.get("parentSpanId"), 8, "parentSpanId") or None,
-        name=str(sp.get("name", "")), kind=kind or "UNSPECIFIED",
-        start_ns=_nanos(sp.get("startTimeUnixNano"), "startTimeUnixNano"),
-        end_ns=_nanos(sp.get("endTimeUnixNano"), "endTimeUnixNano"),
-        status_code=status or "UNSET", attributes=_json_attrs(sp.get("attributes")),
-        service_name=service, scope_name=scope)
+        trace_id, span_id, _hex_id(get("parentSpanId"), 8, "parentSpanId") or None,
+        str(get("name", "")), kind or "UNSPECIFIED", _time(get("startTimeUnixNano"), "startTimeUnixNano"),
+        _time(get("endTimeUnixNano"), "endTimeUnixNano"), status, _json_attrs(get("attributes")), service, scope)
 
 
 # ----------------------------------------------------------------------------------------- protobuf
