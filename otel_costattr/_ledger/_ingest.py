@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .._capture._enrich import Enricher
 from .._capture._usage import Call
@@ -102,8 +101,8 @@ def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook, *
         if progress is not None:
             progress(state["bytes"], state["stored"])
 
-    def priced() -> Iterable[tuple[Any, ...]]:
-        # Runs on the caller's thread inside Ledger.write_row_stream, while the previous batch is being written.
+    def priced() -> Iterable[tuple[SpanRecord, Call | None]]:
+        # Runs on the caller's thread inside Ledger.write_read_stream, while the previous batch is being written.
         pending: list[SpanRecord] = []
         done = 0
         for p, size in zip(paths, sizes):
@@ -123,25 +122,25 @@ def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook, *
                 pending.extend(got)
                 result.spans += len(got)
                 if len(pending) >= _BATCH:
-                    yield from rows(pending)
+                    yield from read(pending)
                     pending = []
             done += size
             state["bytes"] = done
             report()
         if pending:
-            yield from rows(pending)
+            yield from read(pending)
 
-    def rows(records: list[SpanRecord]) -> list[tuple[Any, ...]]:
+    def read(records: list[SpanRecord]) -> Iterable[tuple[SpanRecord, Call | None]]:
         priced_now, calls = _price_missing(records, enricher)
         result.priced_now += priced_now
-        return ledger.rows(records, calls)
+        return zip(records, calls)
 
     def stored(n: int) -> None:
         state["stored"] += n
         report()
 
     before = {s.name for s in ledger.segments()}
-    ledger.write_row_stream(priced(), replace=True, progress=stored)
+    ledger.write_read_stream(priced(), replace=True, progress=stored)
     if count_distinct and result.spans:
         result.distinct, result.replaced, paired = ledger.load_counts(before)
         if result.distinct == result.spans and not result.replaced and not paired:

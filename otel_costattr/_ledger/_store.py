@@ -608,10 +608,15 @@ class Ledger:
         """
         return self._stream(records, self.rows, replace, batch_size, progress)
 
-    def write_row_stream(self, rows: Iterable[tuple[Any, ...]], *, replace: bool = False,
-                         batch_size: int = 65536, progress: Any = None) -> int:
-        """:meth:`write_stream` for rows the caller made with :meth:`rows` (same segments, same batches)."""
-        return self._stream(rows, list, replace, batch_size, progress)
+    def write_read_stream(self, items: Iterable[tuple[SpanRecord, Any]], *, replace: bool = False,
+                          batch_size: int = 65536, progress: Any = None) -> int:
+        """:meth:`write_stream` of ``(record, Call or None)`` pairs: each record with what ``read_call`` gave for
+        it, when the caller read it already (``ingest``: the enricher did); same segments, same batches. Rows are
+        made at each batch's end, just before they are converted (measured faster than holding made rows)."""
+        def to_rows(pairs: list[tuple[SpanRecord, Any]]) -> list[tuple[Any, ...]]:
+            return self.rows([r for r, _ in pairs], [c for _, c in pairs])
+
+        return self._stream(items, to_rows, replace, batch_size, progress)
 
     def _stream(self, items: Iterable[Any], to_rows: Any, replace: bool, batch_size: int, progress: Any) -> int:
         import queue
