@@ -9,13 +9,15 @@ from pathlib import Path
 from .._capture._enrich import Enricher
 from .._capture._usage import Call
 from .._pricing._book import PriceBook
-from ..attributes import COST_STATUS
+from ..attributes import COST_STATUS, NON_LLM_OPERATIONS, READ
 from ._otlp import OTLPDecodeError, iter_file
 from ._store import Ledger, SpanRecord
 
 __all__ = ["IngestResult", "ingest_files"]
 
 _BATCH = 8192
+_OPERATION = READ["operation"][0]  # the one attribute read_call takes the operation from
+assert READ["operation"] == (_OPERATION,)
 
 
 @dataclass
@@ -66,6 +68,12 @@ def _price_missing(records: list[SpanRecord], enricher: Enricher) -> tuple[int, 
     for rec in records:
         a = rec.attributes
         if COST_STATUS in a:
+            calls.append(None)
+            continue
+        op = a.get(_OPERATION)
+        if type(op) is str and op in NON_LLM_OPERATIONS:
+            # an agent, tool or workflow span: never a model call (Call.is_llm_call), so the enricher would read
+            # it only to return nothing; the ledger reads it once for its row
             calls.append(None)
             continue
         # trace, parent and scope let two instrumentations' spans of one call pair without a response id (D16),

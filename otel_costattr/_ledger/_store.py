@@ -197,8 +197,9 @@ _INT64 = (-(2**63), 2**63 - 1)
 _NONE3 = (None, None, None)
 
 
-class _OutOfRange(dict):
-    """Column -> original value, for the values of one row that did not fit their column."""
+#: Column -> original value, for the values of one row that did not fit their column (a plain dict: one is made
+#: per row).
+_OutOfRange = dict
 
 
 def _dec(value: Any, column: str | None = None, bad: _OutOfRange | None = None) -> float | None:
@@ -334,7 +335,7 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     status = a.get(A.COST_STATUS)
     if type(status) is not str:
         status = None
-    bad = _OutOfRange()
+    bad: _OutOfRange = {}
     if _COST_MONEY.isdisjoint(a):  # no money on the span (most spans): skip eight look-ups and checks
         cost_total = c_in = c_out = c_cr = c_rs = c_cw = c_tool = None
     else:
