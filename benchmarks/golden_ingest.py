@@ -33,6 +33,7 @@ _MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("openai", "o3-mini"
            ("aws.bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0"), ("gcp.gemini", "gemini-2.0-flash"),
            ("openai", "text-embedding-3-small"), ("openai", "deepseek-chat"), ("openai", "unknown-x"),
            ("OpenAI", "gpt-4o-2024-08-06"), (None, "gpt-4o"), ("aws", "claude-haiku-4-5-20251001")]
+_KIND_NAMES = ["UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"]
 _SCOPES = ["", "opentelemetry.instrumentation.openai", "openinference.instrumentation.openai",
            "opentelemetry.instrumentation.botocore.bedrock-runtime", "bench"]
 
@@ -177,7 +178,8 @@ def _groups(spans: list[dict[str, Any]], rng: random.Random) -> list[tuple[dict[
     while i < len(spans):
         n = rng.randrange(1, 600)
         chunk, i = spans[i:i + n], i + n
-        res = rng.choice([{"service.name": "svc-a"}, {"service.name": "svc-b", "host.name": "h"}, {}, {"service.name": 5}])
+        res = rng.choice([{"service.name": "svc-a"}, {"service.name": "svc-b", "host.name": "h"}, {},
+                          {"service.name": 5}])
         scopes, j = [], 0
         while j < len(chunk):
             m = rng.randrange(1, 300)
@@ -223,11 +225,13 @@ def write_corpus(d: Path, n: int, seed: int = 17) -> list[list[Path]]:
                     s["trace"].to_bytes(16, "big")).decode()
                 j = {"traceId": tid.upper() if rng.random() < 0.05 else tid, "spanId": f"{s['span']:016x}",
                      "parentSpanId": f"{s['parent']:016x}" if s["parent"] else "", "name": s["name"],
-                     "kind": s["kind"] if rng.random() < 0.8 else f"SPAN_KIND_{['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'][s['kind']]}",
-                     "startTimeUnixNano": str(s["start"]), "endTimeUnixNano": s["end"] if rng.random() < 0.1 else str(s["end"]),
+                     "kind": s["kind"] if rng.random() < 0.8 else f"SPAN_KIND_{_KIND_NAMES[s['kind']]}",
+                     "startTimeUnixNano": str(s["start"]),
+                     "endTimeUnixNano": s["end"] if rng.random() < 0.1 else str(s["end"]),
                      "attributes": [{"key": k, "value": _json_value(t, v, rng)} for k, t, v in s["attrs"]]}
                 if s["status"]:
-                    j["status"] = {"code": s["status"] if rng.random() < 0.5 else ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"][s["status"]]}
+                    j["status"] = {"code": s["status"] if rng.random() < 0.5 else
+                                   ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"][s["status"]]}
                 js.append(j)
             scope_spans.append({"scope": {"name": scope}, "spans": js})
         lines.append(json.dumps({"resourceSpans": [{"resource": {"attributes": [
@@ -236,7 +240,8 @@ def write_corpus(d: Path, n: int, seed: int = 17) -> list[list[Path]]:
     # malformed lines and spans among good ones
     lines.insert(3, "{not json")
     lines.insert(7, json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
-        {"traceId": "00" * 16, "spanId": "11" * 8}, {"traceId": "ab" * 16, "spanId": "cd" * 8, "startTimeUnixNano": "1" * 30},
+        {"traceId": "00" * 16, "spanId": "11" * 8},
+        {"traceId": "ab" * 16, "spanId": "cd" * 8, "startTimeUnixNano": "1" * 30},
         {"traceId": "ab" * 16, "spanId": "ce" * 8, "name": "ok"}]}]}]}))
     lines.insert(9, json.dumps({"nope": 1}))
     js = d / "b.jsonl"
