@@ -378,10 +378,11 @@ class _Unusual(Exception):
 
 _DOUBLE = struct.Struct("<d")
 #: Decoded attribute entries by their serialized ``KeyValue``, shared by every decode in the process (values are
-#: immutable). Bounded: cleared when full (``cleared`` counts it); entries over 256 bytes are not kept.
+#: immutable). Bounded (a few MB at most): cleared when full (``cleared`` counts it); entries over 128 bytes (long
+#: values, which rarely repeat) are not kept.
 _ENTRIES: dict[bytes, tuple[str, Any]] = {}
-_ENTRIES_MAX = 1 << 15
-_ENTRY_MAX_BYTES = 256
+_ENTRIES_MAX = 1 << 14
+_ENTRY_MAX_BYTES = 128
 entry_cache_stats = {"cleared": 0}
 
 
