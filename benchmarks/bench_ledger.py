@@ -9,7 +9,10 @@
   rollup done naively in Python over the same rows, same run.
 * live report: ``build_report`` over 1M calls idle, then while 4 writer processes each commit a batch of
   1,000 spans every 0.5 s into the same ledger (each process writes its own segments; no lock anywhere);
-  target <= 2x idle. Median of interleaved rounds.
+  target <= 2x idle. Median of interleaved rounds. Then once more after the writers stopped, over the small
+  segments they left (a reader holds those in memory rather than opening each file in every query): the file
+  count's share of the slowdown, apart from the writers' CPU. Wall time: run it on a quiet machine, and note the
+  load average (on 2 shared cores the writers and other tenants slow the report's own queries).
 
 ``--quick`` runs smaller sizes (stated in each line).
 """
@@ -268,13 +271,19 @@ def _live_report(tmp: Path, n: int, rounds: int) -> list[str]:
             p.wait()
             if p.stdout:
                 p.stdout.close()
+    # The writers are gone (killed: they did not seal their streams); their small segments stay. The same
+    # report again: what the number of files costs a reader, without the writers' CPU.
+    left = len(led.segments())
+    after = [report() for _ in range(rounds)]
     led.close()
     shutil.rmtree(path)
     ratio = statistics.median(live) / statistics.median(idle)
     return [line(f"report over {n:,} calls, idle (median of {rounds})", f"{statistics.median(idle):.2f} s"),
             line("  the same report while 4 processes write (1,000 spans / 0.5 s each)",
                  f"{statistics.median(live):.2f} s", f"{ratio:.2f}x idle; target <= 2x", ratio <= 2),
-            line("  segments in the ledger at the last live report (writers merge their own)", f"{segs}")]
+            line("  segments in the ledger at the last live report (writers merge their own)", f"{segs}"),
+            line(f"  the same report once the writers stopped, over the {left} segments they left",
+                 f"{statistics.median(after):.2f} s", f"{statistics.median(after) / statistics.median(idle):.2f}x idle")]
 
 
 def main(long: bool = True) -> list[str]:

@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .._capture._enrich import Enricher
+from .._capture._usage import Call
 from .._pricing._book import PriceBook
-from ..attributes import COST_STATUS
+from ..attributes import COST_STATUS, NON_LLM_OPERATIONS, READ
 from ._otlp import OTLPDecodeError, iter_file
 from ._store import Ledger, SpanRecord
 
 __all__ = ["IngestResult", "ingest_files"]
 
 _BATCH = 8192
+_OPERATION = READ["operation"][0]  # the one attribute read_call takes the operation from
+assert READ["operation"] == (_OPERATION,)
 
 
 @dataclass
@@ -57,23 +59,33 @@ class IngestResult:
         return "\n".join([self.summary(), *("  " + e for e in self.error_lines())])
 
 
-def _price_missing(records: list[SpanRecord], enricher: Enricher) -> int:
+def _price_missing(records: list[SpanRecord], enricher: Enricher) -> tuple[int, list[Call | None]]:
+    """Price the records that carry no cost status yet, adding the enricher's attributes to their own (the
+    decoder's dicts, owned by these records). Returns how many were priced now, and each record's ``Call`` as
+    the enricher read it (None where it read none, or found no model call: the ledger reads those)."""
     n = 0
-    for i, rec in enumerate(records):
-        if COST_STATUS in rec.attributes:
+    calls: list[Call | None] = []
+    for rec in records:
+        a = rec.attributes
+        if COST_STATUS in a:
+            calls.append(None)
+            continue
+        op = a.get(_OPERATION)
+        if type(op) is str and op in NON_LLM_OPERATIONS:
+            # an agent, tool or workflow span: never a model call (Call.is_llm_call), so the enricher would read
+            # it only to return nothing; the ledger reads it once for its row
+            calls.append(None)
             continue
         # trace, parent and scope let two instrumentations' spans of one call pair without a response id (D16),
         # and the scope selects the emitter's usage convention (botocore's Bedrock input count)
-        extra, status, _, _ = enricher.compute_attributes(
-            rec.attributes, span_id=rec.span_id, start_ns=rec.start_ns, end_ns=rec.end_ns, trace_id=rec.trace_id,
+        extra, status, call, _ = enricher.compute_attributes(
+            a, span_id=rec.span_id, start_ns=rec.start_ns, end_ns=rec.end_ns, trace_id=rec.trace_id,
             parent_span_id=rec.parent_span_id, scope=rec.scope_name or "")
+        calls.append(call)
         if extra:
-            merged: dict[str, Any] = dict(rec.attributes)
-            merged.update(extra)
-            records[i] = SpanRecord(rec.trace_id, rec.span_id, rec.parent_span_id, rec.name, rec.kind, rec.start_ns,
-                                    rec.end_ns, rec.status_code, merged, rec.service_name, rec.scope_name)
+            a.update(extra)  # type: ignore[attr-defined] - a dict the decoder made for this record alone
             n += status in ("priced", "partial")
-    return n
+    return n, calls
 
 
 def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook, *,
@@ -97,8 +109,8 @@ def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook, *
         if progress is not None:
             progress(state["bytes"], state["stored"])
 
-    def priced() -> Iterable[SpanRecord]:
-        # Runs on the caller's thread inside Ledger.write_stream, while the previous batch is being written.
+    def priced() -> Iterable[tuple[SpanRecord, Call | None]]:
+        # Runs on the caller's thread inside Ledger.write_read_stream, while the previous batch is being written.
         pending: list[SpanRecord] = []
         done = 0
         for p, size in zip(paths, sizes):
@@ -118,22 +130,25 @@ def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook, *
                 pending.extend(got)
                 result.spans += len(got)
                 if len(pending) >= _BATCH:
-                    result.priced_now += _price_missing(pending, enricher)
-                    yield from pending
+                    yield from read(pending)
                     pending = []
             done += size
             state["bytes"] = done
             report()
         if pending:
-            result.priced_now += _price_missing(pending, enricher)
-            yield from pending
+            yield from read(pending)
+
+    def read(records: list[SpanRecord]) -> Iterable[tuple[SpanRecord, Call | None]]:
+        priced_now, calls = _price_missing(records, enricher)
+        result.priced_now += priced_now
+        return zip(records, calls)
 
     def stored(n: int) -> None:
         state["stored"] += n
         report()
 
     before = {s.name for s in ledger.segments()}
-    ledger.write_stream(priced(), replace=True, progress=stored)
+    ledger.write_read_stream(priced(), replace=True, progress=stored)
     if count_distinct and result.spans:
         result.distinct, result.replaced, paired = ledger.load_counts(before)
         if result.distinct == result.spans and not result.replaced and not paired:

@@ -201,25 +201,43 @@ def _records_from_json(obj: Mapping[str, Any], errors: list[str] | None) -> list
     return out
 
 
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def _hex_id(value: Any, size: int, what: str) -> str:
+    """:func:`_json_id`, with the common case (exactly ``2 * size`` hex digits) decided in C."""
+    if type(value) is str and len(value) == 2 * size and not value.strip(_HEX_DIGITS):
+        return value.lower()  # (strip removes hex digits from both ends: nothing is left only if all are)
+    return _json_id(value, size, what)
+
+
+def _time(v: Any, what: str) -> int:
+    """:func:`_nanos`, with the common case (a decimal string of up to 18 ASCII digits) decided in C."""
+    if type(v) is str and len(v) < 19 and v.isdigit() and v.isascii():
+        return int(v)  # non-negative and below 10**18 < MAX_UNIX_NANOS
+    return _nanos(v, what)
+
+
 def _json_span(sp: Any, service: str | None, scope: str | None) -> SpanRecord:
     if type(sp) is not dict and not isinstance(sp, Mapping):
         raise OTLPDecodeError("spans entries must be objects")
-    trace_id = _json_id(sp.get("traceId"), 16, "traceId")
-    span_id = _json_id(sp.get("spanId"), 8, "spanId")
+    get = sp.get
+    trace_id = _hex_id(get("traceId"), 16, "traceId")
+    span_id = _hex_id(get("spanId"), 8, "spanId")
     if not trace_id.strip("0") or not span_id.strip("0"):  # absent or all zeros
         raise OTLPDecodeError("every span needs a non-zero traceId and spanId")
-    kind = sp.get("kind", 0)
+    kind = get("kind", 0)
     kind = _KINDS.get(kind) if isinstance(kind, int) else _KIND_NAMES.get(str(kind))
-    status = _obj(sp.get("status"), "status").get("code", 0)
-    status = _STATUS.get(status) if isinstance(status, int) else _STATUS_NAMES.get(str(status))
+    status = get("status")
+    if status is None:
+        status = "UNSET"
+    else:
+        status = _obj(status, "status").get("code", 0)
+        status = (_STATUS.get(status) if isinstance(status, int) else _STATUS_NAMES.get(str(status))) or "UNSET"
     return SpanRecord(
-        trace_id=trace_id, span_id=span_id,
-        parent_span_id=_json_id(sp.get("parentSpanId"), 8, "parentSpanId") or None,
-        name=str(sp.get("name", "")), kind=kind or "UNSPECIFIED",
-        start_ns=_nanos(sp.get("startTimeUnixNano"), "startTimeUnixNano"),
-        end_ns=_nanos(sp.get("endTimeUnixNano"), "endTimeUnixNano"),
-        status_code=status or "UNSET", attributes=_json_attrs(sp.get("attributes")),
-        service_name=service, scope_name=scope)
+        trace_id, span_id, _hex_id(get("parentSpanId"), 8, "parentSpanId") or None,
+        str(get("name", "")), kind or "UNSPECIFIED", _time(get("startTimeUnixNano"), "startTimeUnixNano"),
+        _time(get("endTimeUnixNano"), "endTimeUnixNano"), status, _json_attrs(get("attributes")), service, scope)
 
 
 # ----------------------------------------------------------------------------------------- protobuf
@@ -288,7 +306,27 @@ def records_from_request(req: Any, errors: list[str] | None = None) -> list[Span
 
 
 def records_from_proto(data: bytes, errors: list[str] | None = None) -> list[SpanRecord]:
-    """Spans of one serialized ``ExportTraceServiceRequest`` (``errors``: see :func:`records_from_request`)."""
+    """Spans of one serialized ``ExportTraceServiceRequest`` (``errors``: see :func:`records_from_request`).
+
+    Decoded through :data:`WireRequest` (each span attribute kept as its ``KeyValue`` bytes, read by
+    :func:`_wire_attrs`); a message whose attributes that reader does not take is decoded again by the
+    standard message classes (:func:`_records_from_message`), so every message gives exactly what those give,
+    the same records, errors and exceptions (a property test holds the two equal).
+    """
+    from google.protobuf.message import DecodeError
+
+    try:
+        req = WireRequest.FromString(data)
+    except (DecodeError, RecursionError, ValueError):
+        return _records_from_message(data, errors)  # raises the standard classes' reason
+    try:
+        return _records_from_wire(req)
+    except _Unusual:
+        return _records_from_message(data, errors)
+
+
+def _records_from_message(data: bytes, errors: list[str] | None = None) -> list[SpanRecord]:
+    """:func:`records_from_proto` through the standard message classes (the reference; the fallback)."""
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -298,6 +336,161 @@ def records_from_proto(data: bytes, errors: list[str] | None = None) -> list[Spa
     except DecodeError as exc:
         raise OTLPDecodeError(f"not a valid OTLP protobuf message: {exc}") from None
     return records_from_request(req, errors)
+
+
+def _wire_view_class() -> Any:
+    """``ExportTraceServiceRequest`` with ``Span.attributes`` declared ``repeated bytes``.
+
+    A length-delimited field parses as ``bytes`` as well as it parses as a message, and serializes back to the
+    same bytes, so this view reads and writes exactly the OTLP wire format. Each attribute stays one ``bytes``
+    object (a serialized ``KeyValue``) instead of a ``KeyValue`` and an ``AnyValue`` message wrapper, and
+    entries that repeat (most of them: operation, provider, model, attribution keys) are decoded once
+    (:func:`_wire_attrs`). Built in a private descriptor pool, so the real classes are untouched.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    for module in (common_pb2, resource_pb2, trace_pb2, trace_service_pb2):
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        if module is trace_pb2:
+            (span,) = [m for m in proto.message_type if m.name == "Span"]
+            (field,) = [f for f in span.field if f.name == "attributes"]
+            field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+            field.ClearField("type_name")
+        pool.Add(proto)
+    name = trace_service_pb2.ExportTraceServiceRequest.DESCRIPTOR.full_name
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+
+#: ``ExportTraceServiceRequest`` with each span attribute kept as the bytes of its ``KeyValue`` (same field names;
+#: see :func:`_wire_view_class`).
+WireRequest = _wire_view_class()
+
+
+class _Unusual(Exception):
+    """An attribute entry the wire reader does not take: the message is decoded by the standard classes."""
+
+
+_DOUBLE = struct.Struct("<d")
+#: Decoded attribute entries by their serialized ``KeyValue``, shared by every decode in the process (values are
+#: immutable). Bounded (a few MB at most): cleared when full (``cleared`` counts it); entries over 128 bytes (long
+#: values, which rarely repeat) are not kept.
+_ENTRIES: dict[bytes, tuple[str, Any]] = {}
+_ENTRIES_MAX = 1 << 14
+_ENTRY_MAX_BYTES = 128
+entry_cache_stats = {"cleared": 0}
+
+
+def _wire_entry(kv: bytes) -> tuple[str, Any]:
+    """One serialized ``KeyValue`` in the layout protobuf writers produce (``0x0A <key length> <key> 0x12
+    <value length> <AnyValue>``, a key shorter than 128 bytes), with a one-field value: a string, an int or a bool
+    of one varint byte or two, a double; as ``(key, value)`` with the value as :func:`_pb_value` gives it.
+    Raises :class:`_Unusual` for anything else (other layouts, arrays, negative or large ints, bytes, kvlists,
+    invalid UTF-8), which the standard classes then decode or refuse."""
+    try:
+        if kv[0] == 0x0A:
+            kl = kv[1]
+            if kl < 0x80:
+                i = kl + 2
+                if kv[i] == 0x12:
+                    key = kv[2:i].decode()
+                    vl = kv[i + 1]
+                    n = len(kv)
+                    if vl < 0x80:
+                        j = i + 2
+                        if n == j + vl:
+                            if vl == 0:
+                                return key, None  # an empty AnyValue
+                            tag = kv[j]
+                            if tag == 0x0A:  # string_value (field 1)
+                                sl = kv[j + 1]
+                                if sl < 0x80:
+                                    if vl == 2 + sl:
+                                        return key, kv[j + 2:].decode()
+                                elif vl > 2 and kv[j + 2] < 0x80 and vl == 3 + ((sl & 0x7F) | (kv[j + 2] << 7)):
+                                    return key, kv[j + 3:].decode()
+                            elif tag == 0x18:  # int_value (field 3, varint)
+                                if vl == 2:
+                                    if kv[j + 1] < 0x80:
+                                        return key, kv[j + 1]
+                                elif vl == 3 and kv[j + 1] >= 0x80 and kv[j + 2] < 0x80:
+                                    return key, (kv[j + 1] & 0x7F) | (kv[j + 2] << 7)
+                                elif vl == 4 and kv[j + 1] >= 0x80 and kv[j + 2] >= 0x80 and kv[j + 3] < 0x80:
+                                    return key, (kv[j + 1] & 0x7F) | ((kv[j + 2] & 0x7F) << 7) | (kv[j + 3] << 14)
+                            elif tag == 0x21:  # double_value (field 4, fixed64)
+                                if vl == 9:
+                                    return key, _DOUBLE.unpack_from(kv, j + 1)[0]
+                            elif tag == 0x10 and vl == 2 and kv[j + 1] < 2:  # bool_value (field 2)
+                                return key, kv[j + 1] == 1
+                    elif kv[i + 2] < 0x80 and n == i + 3 + ((vl & 0x7F) | (kv[i + 2] << 7)):
+                        j = i + 3  # a value of 128 bytes or more: a long string
+                        if kv[j] == 0x0A:
+                            sl = kv[j + 1]
+                            vlen = n - j
+                            if sl >= 0x80 and vlen > 3 and kv[j + 2] < 0x80 \
+                                    and vlen == 3 + ((sl & 0x7F) | (kv[j + 2] << 7)):
+                                return key, kv[j + 3:].decode()
+                            if sl < 0x80 and vlen == 2 + sl:  # a string of 126 or 127 bytes
+                                return key, kv[j + 2:].decode()
+    except (IndexError, UnicodeDecodeError):
+        pass
+    raise _Unusual
+
+
+def _wire_attrs(entries: Any) -> dict[str, Any]:
+    """A span's attributes from its serialized ``KeyValue`` entries, as :func:`_pb_attrs` gives them (a value-less
+    entry adds nothing; a repeated key keeps its last value). Raises :class:`_Unusual` (see :func:`_wire_entry`)."""
+    out: dict[str, Any] = {}
+    cache = _ENTRIES
+    get = cache.get
+    for kv in entries:
+        e = get(kv)
+        if e is None:
+            e = _wire_entry(kv)
+            if len(kv) <= _ENTRY_MAX_BYTES:
+                if len(cache) >= _ENTRIES_MAX:
+                    cache.clear()
+                    entry_cache_stats["cleared"] += 1
+                cache[kv] = e
+        if e[1] is not None:
+            out[e[0]] = e[1]
+    return out
+
+
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+
+
+def _records_from_wire(req: Any) -> list[SpanRecord]:
+    """:func:`records_from_request` for a :data:`WireRequest` whose spans are all good; raises :class:`_Unusual`
+    for a bad span (the standard classes then describe it, or find the message broken) or an unusual entry."""
+    out: list[SpanRecord] = []
+    append = out.append
+    kinds, statuses = _KINDS, _STATUS
+    limit = MAX_UNIX_NANOS
+    for rs in req.resource_spans:
+        res = _pb_attrs(rs.resource.attributes)
+        service = res.get("service.name")
+        service = service if isinstance(service, str) else None
+        for ss in rs.scope_spans:
+            scope = ss.scope.name or None
+            for sp in ss.spans:
+                tid, sid = sp.trace_id, sp.span_id
+                start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
+                if len(tid) != 16 or len(sid) != 8 or tid == _ZERO_TRACE or sid == _ZERO_SPAN or start > limit \
+                        or end > limit:
+                    raise _Unusual  # the standard classes say why (or that the message is broken)
+                parent = sp.parent_span_id
+                append(SpanRecord(tid.hex(), sid.hex(), parent.hex() if len(parent) == 8 else None, sp.name,
+                                  kinds.get(sp.kind, "UNSPECIFIED"), start, end,
+                                  statuses.get(sp.status.code, "UNSET"), _wire_attrs(sp.attributes), service,
+                                  scope))
+    return out
 
 
 # --------------------------------------------------------------------------------------------- files

@@ -90,6 +90,7 @@ ATTRIBUTION_COLUMNS: tuple[str, ...] = A.DEFAULT_ATTRIBUTION_KEYS
 COLUMNS: tuple[tuple[str, str], ...] = _BASE_COLUMNS + tuple((k, "VARCHAR") for k in ATTRIBUTION_COLUMNS) + (
     ("attributes", "JSON"),)
 _NAMES = [c for c, _ in COLUMNS]
+_COLUMN_LIST = ", ".join(_NAMES)
 _DUP_OF, _COUNTED = _NAMES.index("duplicate_of"), _NAMES.index("counted")
 
 
@@ -200,8 +201,9 @@ _INT64 = (-(2**63), 2**63 - 1)
 _NONE3 = (None, None, None)
 
 
-class _OutOfRange(dict):
-    """Column -> original value, for the values of one row that did not fit their column."""
+#: Column -> original value, for the values of one row that did not fit their column (a plain dict: one is made
+#: per row).
+_OutOfRange = dict
 
 
 def _dec(value: Any, column: str | None = None, bad: _OutOfRange | None = None) -> float | None:
@@ -312,7 +314,7 @@ def _attribution_values(a: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = None,
-                  out_of_range: list[str] | None = None) -> tuple[Any, ...]:
+                  out_of_range: list[str] | None = None, call: Any = None) -> tuple[Any, ...]:
     """One ledger row (in ``COLUMNS`` order). Never raises on odd attribute values.
 
     Every value fits its column, so one span can never fail the write of its batch. A value that does not fit
@@ -322,16 +324,22 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     ``otel_costattr.out_of_range.<column>``). When the call's total cost is the value that did not fit, its
     ``cost_status`` becomes ``unpriced``: an unknown cost is counted as unknown, never summed as zero. The
     names of the affected columns are appended to ``out_of_range`` when given (the ledger counts them).
+
+    ``call``: what :func:`~otel_costattr._capture._usage.read_call` gives for the span's attributes (with its
+    scope), when the caller has it already. Attributes the enricher added afterwards (``gen_ai.cost.*``) may
+    differ from it only in ``provided_cost``, which the row reads only for a ``provided`` status, where both
+    give the same figure.
     """
     # This runs once per span on every ledger write, so the common path stays inline (no call per column);
     # only the cold parts are helpers: re-pricing a duplicate, layer figures, marking out-of-range values.
     a = rec.attributes
-    call = read_call(a, rec.scope_name)  # the scope selects the emitter's usage convention (D16)
+    if call is None:
+        call = read_call(a, rec.scope_name)  # the scope selects the emitter's usage convention (D16)
     is_llm = call.is_llm_call
     status = a.get(A.COST_STATUS)
     if type(status) is not str:
         status = None
-    bad = _OutOfRange()
+    bad: _OutOfRange = {}
     if _COST_MONEY.isdisjoint(a):  # no money on the span (most spans): skip eight look-ups and checks
         cost_total = c_in = c_out = c_cr = c_rs = c_cw = c_tool = None
     else:
@@ -509,6 +517,7 @@ class Ledger:
         self._warned_range = False
         self._con: Any = None
         self._seen: tuple[str, ...] | None = None
+        self._small_bytes: int | None = None  # SMALL_CACHE_BYTES unless set (tests)
         self._legacy = ledger_kind(self.path) == "duckdb"
         if self._legacy:
             if not read_only:
@@ -560,12 +569,18 @@ class Ledger:
         Values that do not fit their column are stored as NULL and marked (see :func:`record_to_row`);
         they are counted in ``out_of_range_values`` and the first one is logged.
         """
-        return self.write_rows(self._rows(records), replace=replace)
+        return self.write_rows(self.rows(records), replace=replace)
 
-    def _rows(self, records: Iterable[SpanRecord]) -> list[tuple[Any, ...]]:
+    def rows(self, records: Iterable[SpanRecord], calls: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """The ledger rows of ``records`` (see :func:`record_to_row`; ``calls``: each record's ``Call`` or None,
+        when the caller read them already), counting and logging values that did not fit their column."""
         bad: list[str] = []
-        rows = [record_to_row(r, store_content=self.store_content, book=self.book, out_of_range=bad)
-                for r in records]
+        content, book = self.store_content, self.book
+        if calls is None:
+            rows = [record_to_row(r, store_content=content, book=book, out_of_range=bad) for r in records]
+        else:
+            rows = [record_to_row(r, store_content=content, book=book, out_of_range=bad, call=c)
+                    for r, c in zip(records, calls)]
         if bad:
             self.out_of_range_values += len(bad)
             if not self._warned_range:
@@ -600,6 +615,19 @@ class Ledger:
         Each batch commits on its own, in order: if a write fails, the batches before it are stored, the rest
         are not, and the error is raised here. ``replace`` is as for :meth:`write_rows`.
         """
+        return self._stream(records, self.rows, replace, batch_size, progress)
+
+    def write_read_stream(self, items: Iterable[tuple[SpanRecord, Any]], *, replace: bool = False,
+                          batch_size: int = 65536, progress: Any = None) -> int:
+        """:meth:`write_stream` of ``(record, Call or None)`` pairs: each record with what ``read_call`` gave for
+        it, when the caller read it already (``ingest``: the enricher did); same segments, same batches. Rows are
+        made at each batch's end, just before they are converted (measured faster than holding made rows)."""
+        def to_rows(pairs: list[tuple[SpanRecord, Any]]) -> list[tuple[Any, ...]]:
+            return self.rows([r for r, _ in pairs], [c for _, c in pairs])
+
+        return self._stream(items, to_rows, replace, batch_size, progress)
+
+    def _stream(self, items: Iterable[Any], to_rows: Any, replace: bool, batch_size: int, progress: Any) -> int:
         import queue
 
         if batch_size < 1:
@@ -626,16 +654,16 @@ class Ledger:
         writer = threading.Thread(target=_writer, name="otel-costattr-ledger-stream", daemon=True)
         writer.start()
         try:
-            pending: list[SpanRecord] = []
-            for rec in records:
-                pending.append(rec)
+            pending: list[Any] = []
+            for item in items:
+                pending.append(item)
                 if len(pending) >= batch_size:
                     if failed:
                         break
-                    todo.put(_prepare(self._rows(pending), replace))
+                    todo.put(_prepare(to_rows(pending), replace))
                     pending = []
             if pending and not failed:
-                todo.put(_prepare(self._rows(pending), replace))
+                todo.put(_prepare(to_rows(pending), replace))
         finally:
             todo.put(None)
             writer.join()
@@ -676,18 +704,62 @@ class Ledger:
             self._con.execute("SET parquet_metadata_cache = true")
             cols = ", ".join(f"{n} {t.replace(' NOT NULL', '').replace('JSON', 'VARCHAR')}" for n, t in COLUMNS)
             self._con.execute(f"CREATE TABLE _empty ({cols})")
+            # small segments held in memory (see _refresh): their rows, and name -> file size
+            self._con.execute(f"CREATE TABLE _small ({cols}, _seg VARCHAR)")
+            self._small: dict[str, int] = {}
+            self._views: tuple[str, str] | None = None  # the SQL of the spans and calls views now
         return self._con
 
     def _refresh(self) -> None:
-        """Point the ``spans`` and ``calls`` views at the segments present now (only when they changed)."""
+        """Point the ``spans`` and ``calls`` views at the segments present now (only when they changed).
+
+        Small plain segments (what live writers commit every half second, before their own merges fold them)
+        are read once into the in-memory table ``_small`` and queried there: each Parquet file a query opens costs
+        about 0.7 ms, so a report's 30 queries over 30 such files took 2.5x the CPU of the same report over one
+        file (``bench_ledger``). Segments are immutable, so a copy stays right until the segment leaves the
+        live list (merged or compacted), when it is dropped. Bounded: files under :data:`SMALL_SEGMENT_BYTES`,
+        at most :data:`SMALL_CACHE_BYTES` of them (file sizes); the rest are read as files.
+        """
+        import duckdb
+
         assert self._dir is not None
         segs = self._dir.live()
         names = tuple(s.name for s in segs)
         con = self._connect()
         if names == self._seen:
             return
-        con.execute(f"CREATE OR REPLACE VIEW spans AS {_spans_sql(segs)}")
-        con.execute(f"CREATE OR REPLACE VIEW calls AS {_calls_sql(segs)}")
+        small = self._small
+        keep: dict[str, int] = {}
+        budget = SMALL_CACHE_BYTES if self._small_bytes is None else self._small_bytes
+        for seg in segs:
+            if seg.flags:
+                continue  # re-loads and shadowing duplicates are settled by the views over their files
+            size = small.get(seg.name)
+            if size is None:
+                size = seg.path.stat().st_size  # FileNotFoundError (merged away meanwhile): query() lists again
+            if size < SMALL_SEGMENT_BYTES and size <= budget:
+                keep[seg.name] = size
+                budget -= size
+        gone = [n for n in small if n not in keep]
+        if gone:
+            con.execute("DELETE FROM _small WHERE _seg = ANY(?)", [gone])
+            for name in gone:
+                del small[name]
+        for seg in segs:
+            if seg.name in keep and seg.name not in small:
+                literal = str(seg.path).replace("'", "''")
+                try:  # a segment merged away since the listing fails here (IOException): query() lists again
+                    con.execute(f"INSERT INTO _small SELECT {_COLUMN_LIST}, ? FROM read_parquet('{literal}')",
+                                [seg.name])
+                except (duckdb.BinderException, duckdb.ConversionException):
+                    continue  # not in this version's columns: read as a file, as before
+                small[seg.name] = keep[seg.name]
+        files = [s for s in segs if s.name not in small]
+        views = (_spans_sql(files, cached=bool(small)), _calls_sql(segs))
+        if views != self._views:  # a new small segment alone changes _small, not the views
+            con.execute(f"CREATE OR REPLACE VIEW spans AS {views[0]}")
+            con.execute(f"CREATE OR REPLACE VIEW calls AS {views[1]}")
+            self._views = views
         self._seen = names
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -773,6 +845,11 @@ class Ledger:
 
 
 _PARENT_CONNECTIONS: list[Any] = []  # reader connections a forked child inherited (see Ledger._after_fork)
+#: A reader holds plain segment files smaller than this in memory (see Ledger._refresh): a live writer's
+#: half-second batch is a few tens of kB, its first merges a few hundred.
+SMALL_SEGMENT_BYTES = 1 << 20
+#: ... and at most this many bytes of such files (their rows take a few times that in memory).
+SMALL_CACHE_BYTES = 8 << 20
 
 
 def _unreadable(path: Path, exc: BaseException) -> ConfigurationError:
@@ -786,19 +863,26 @@ def _parquet_list(segs: Sequence[Any], extra: str = "") -> str:
     return f"read_parquet([{paths}]{extra})"
 
 
-def _spans_sql(segs: Sequence[Any]) -> str:
-    if not segs:
-        return "SELECT * FROM _empty"
+def _spans_sql(segs: Sequence[Any], cached: bool = False) -> str:
+    """Every span of ``segs`` (and, with ``cached``, of the plain segments held in ``_small``)."""
     base = [s for s in segs if "r" not in s.flags]
     rep = [s for s in segs if "r" in s.flags]
+    if cached:
+        cols = _COLUMN_LIST  # named, in a plain UNION ALL: queries read only the columns they need from the files
+        files = f"SELECT {cols} FROM {_parquet_list(base)} UNION ALL " if base else ""
+        plain = f"({files}SELECT {cols} FROM _small)"
+    elif not segs:
+        return "SELECT * FROM _empty"
+    else:
+        plain = _parquet_list(base) if base else ""
     if not rep:
-        return f"SELECT * FROM {_parquet_list(base)}"
+        return f"SELECT * FROM {plain}"
     # Re-loaded rows win over earlier copies of the same span; among re-loads, the newest segment wins.
     newest = (f"SELECT * EXCLUDE (filename) FROM {_parquet_list(rep, ', filename = true')} "
               "QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY filename DESC) = 1")
-    if not base:
+    if not plain:
         return newest
-    return (f"SELECT * FROM {_parquet_list(base)} ANTI JOIN (SELECT trace_id, span_id FROM {_parquet_list(rep)}) "
+    return (f"SELECT * FROM {plain} ANTI JOIN (SELECT trace_id, span_id FROM {_parquet_list(rep)}) "
             f"USING (trace_id, span_id) UNION ALL BY NAME {newest}")
 
 

@@ -28,21 +28,17 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.resource.v1 import resource_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from .. import attributes as A
 from .._capture._enrich import UNRENDERED, Enricher
-from .._ledger._otlp import OTLPDecodeError
+from .._ledger._otlp import OTLPDecodeError, WireRequest
 
 __all__ = ["BodyTooLarge", "DecodedRequest", "EnrichCounts", "ProtoEnricher", "encode_response", "gunzip"]
 
@@ -95,33 +91,10 @@ def gunzip(data: bytes, limit: int) -> bytes:
 # -------------------------------------------------------------------------------------------- wire view
 
 
-def _wire_view_class() -> Any:
-    """``ExportTraceServiceRequest`` as serve handles it: ``Span.attributes`` declared ``repeated bytes``.
-
-    A length-delimited field parses as ``bytes`` as well as it parses as a message, and serializes back to the
-    same bytes, so this view reads and writes exactly the OTLP wire format. What it saves: each attribute
-    stays one ``bytes`` object (serialized ``KeyValue``) instead of a ``KeyValue`` and an ``AnyValue`` message
-    wrapper, and serve only decodes the few attributes pricing reads. Reading a span's attributes this way
-    costs about a third of reading them through the message classes (measured in bench_serve's workload).
-    Built in a private descriptor pool, so the real classes are untouched.
-    """
-    pool = descriptor_pool.DescriptorPool()
-    for module in (common_pb2, resource_pb2, trace_pb2, trace_service_pb2):
-        proto = descriptor_pb2.FileDescriptorProto()
-        module.DESCRIPTOR.CopyToProto(proto)
-        if module is trace_pb2:
-            (span,) = [m for m in proto.message_type if m.name == "Span"]
-            (field,) = [f for f in span.field if f.name == "attributes"]
-            field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
-            field.ClearField("type_name")
-        pool.Add(proto)
-    name = ExportTraceServiceRequest.DESCRIPTOR.full_name
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
-
-
-#: The request class :meth:`ProtoEnricher.decode` parses into: the OTLP message with each span attribute kept as
-#: the bytes of its ``KeyValue`` (see :func:`_wire_view_class`). Same field names as ``ExportTraceServiceRequest``.
-WireRequest = _wire_view_class()
+# The request class :meth:`ProtoEnricher.decode` parses into is :data:`~otel_costattr._ledger._otlp.WireRequest`: the
+# OTLP message with each span attribute kept as the bytes of its ``KeyValue`` (the ledger's OTLP decoder reads
+# files through the same view). Serve only decodes the few attributes pricing reads: reading a span's attributes
+# this way costs about a third of reading them through the message classes (measured in bench_serve's workload).
 
 
 # ----------------------------------------------------------------------------------------------- decode

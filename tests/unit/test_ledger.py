@@ -597,3 +597,40 @@ def test_several_ledgers_read_as_one_live_including_a_single_file(tmp_path: Path
         assert both.query("SELECT count(*) FROM calls") == [(19,)]
     finally:
         both.close()
+
+
+def test_reader_holds_small_segments_in_memory_and_reads_the_same(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader keeps small plain segments (live writers' batches) in memory instead of opening each file in
+    every query; what it reads is the same as reading the files, through a writer's own merges, a re-load and
+    a full compaction, and with the memory budget exhausted."""
+    from otel_costattr._ledger import _store
+    from otel_costattr._ledger._maintain import compact
+
+    w = Ledger(tmp_path / "l")
+    cached, files = Ledger(tmp_path / "l", read_only=True), Ledger(tmp_path / "l", read_only=True)
+    files._small_bytes = 0  # noqa: SLF001 - the reference: every segment read as a file
+    monkeypatch.setattr(_store, "SMALL_CACHE_BYTES", 10**9)
+    q = "SELECT trace_id, span_id, counted, cost_total FROM {} ORDER BY span_id"
+    recs = _recs(400)
+
+    def same() -> None:
+        for view in ("spans", "calls"):
+            assert cached.query(q.format(view)) == files.query(q.format(view))
+
+    for j in range(0, 200, 20):  # ten batches: the writer merges eight of them into one segment
+        w.write_records(recs[j:j + 20])
+        same()
+    assert len(cached._small) == len(cached.segments()) > 1  # noqa: SLF001
+    assert "read_parquet" not in cached.query("SELECT sql FROM duckdb_views() WHERE view_name = 'spans'")[0][0]
+    w.write_records(recs[:50], replace=True)  # a re-load (flagged): read from its file, settled by the views
+    same()
+    monkeypatch.setattr(_store, "SMALL_CACHE_BYTES", 1)  # over budget: the rest are read as files
+    w.write_records(recs[200:260])
+    cached._seen = None  # noqa: SLF001
+    same()
+    assert cached.count() == 260
+    w.close()
+    compact(tmp_path / "l")
+    same()
+    assert cached.count() == 260 and not cached._small  # noqa: SLF001 - still over budget

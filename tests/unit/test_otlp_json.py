@@ -63,3 +63,36 @@ def test_numbers_out_of_range_are_decode_errors() -> None:
     # more digits than int() converts, through the fast path and the general one alike
     with pytest.raises(OTLPDecodeError, match="intValue"):
         _json_attrs([{"key": "n", "value": {"intValue": "1" * 5000}}])
+
+
+_id_texts = st.one_of(st.text(alphabet="0123456789abcdefABCDEFxX -=+/ \u0663", min_size=0, max_size=34),
+                      st.sampled_from(["ab" * 16, "AB" * 16, " " + "ab" * 16, "ab" * 8, "0" * 32, "٣" * 16]),
+                      st.integers(0, 10), st.none(), st.booleans(), st.lists(st.integers(), max_size=1))
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_id_texts, size=st.sampled_from([8, 16]))
+def test_id_fast_path_is_the_general_reading(value: object, size: int) -> None:
+    from otel_costattr._ledger._otlp import _hex_id, _json_id
+    for fn in (_hex_id, _json_id):
+        try:
+            got = ("ok", fn(value, size, "id"))
+        except OTLPDecodeError as exc:
+            got = ("error", str(exc))
+        if fn is _hex_id:
+            fast = got
+    assert fast == got
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.one_of(st.text(alphabet="0123456789 -+_.e\u0663", max_size=22), st.integers(-5, 2**64),
+                       st.sampled_from(["9" * 18, "9" * 19, "1" * 30, "", "٣"]), st.none(), st.floats()))
+def test_time_fast_path_is_the_general_reading(value: object) -> None:
+    from otel_costattr._ledger._otlp import _nanos, _time
+    results = []
+    for fn in (_time, _nanos):
+        try:
+            results.append(("ok", fn(value, "t")))
+        except OTLPDecodeError as exc:
+            results.append(("error", str(exc)))
+    assert results[0] == results[1]
