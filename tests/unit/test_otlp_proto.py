@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import (AnyValue, ArrayValue, InstrumentationScope, KeyValue,
-                                                      KeyValueList)
+from opentelemetry.proto.common.v1.common_pb2 import (AnyValue, InstrumentationScope, KeyValue)
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from otel_costattr._ledger import _otlp
 from otel_costattr._ledger._otlp import OTLPDecodeError, _records_from_message, records_from_proto
+from tests.unit.otlp_support import any_value
 
 _texts = st.one_of(st.sampled_from(["", "chat", "gpt-4o", "ü✓", "x" * 126, "x" * 127, "x" * 128, "y" * 16_381,
                                     "y" * 16_384, "z" * 20_000]), st.text(max_size=40))
@@ -23,22 +23,6 @@ _ints = st.one_of(st.integers(0, 2**21 + 5), st.integers(-2**63, 2**63 - 1))
 _floats = st.floats(allow_nan=True, allow_infinity=True)
 
 
-def _any(v: object) -> AnyValue:
-    if v is None:
-        return AnyValue()
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, bytes):
-        return AnyValue(bytes_value=v)
-    if isinstance(v, list):
-        return AnyValue(array_value=ArrayValue(values=[_any(x) for x in v]))
-    if isinstance(v, dict):
-        return AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=_any(x)) for k, x in v.items()]))
-    return AnyValue(string_value=v)
 
 
 _scalars = st.one_of(st.none(), st.booleans(), _ints, _floats, _texts, st.binary(max_size=6))
@@ -56,11 +40,11 @@ def _requests(draw: st.DrawFn) -> bytes:
                                                                                                 b"\x03" * 4])),
                   name=draw(_texts), kind=draw(st.integers(0, 7)), start_time_unix_nano=draw(_times),
                   end_time_unix_nano=draw(_times), status=Status(code=draw(st.integers(0, 3))),
-                  attributes=[KeyValue(key=k, value=_any(v))
+                  attributes=[KeyValue(key=k, value=any_value(v))
                               for k, v in draw(st.lists(st.tuples(_keys, _values), max_size=6))])
              for _ in range(draw(st.integers(0, 4)))]
     req = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
-        resource=Resource(attributes=[KeyValue(key="service.name", value=_any(draw(st.one_of(_texts, _ints))))]),
+        resource=Resource(attributes=[KeyValue(key="service.name", value=any_value(draw(st.one_of(_texts, _ints))))]),
         scope_spans=[ScopeSpans(scope=InstrumentationScope(name=draw(_texts)), spans=spans)])])
     data = req.SerializeToString()
     for pos, junk in draw(st.lists(st.tuples(st.integers(0, max(len(data), 1)), st.binary(max_size=3)),

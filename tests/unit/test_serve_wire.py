@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_costattr import attributes as A
@@ -29,6 +29,7 @@ from otel_costattr._serve._codec import (
     _value,
     _wire_value,
 )
+from tests.unit.otlp_support import any_value
 
 WANTED_KEYS = sorted(_WANTED)
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -38,22 +39,6 @@ SCALARS = st.one_of(
 )
 
 
-def _any(v: object) -> AnyValue:
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, str):
-        return AnyValue(string_value=v)
-    if isinstance(v, bytes):
-        return AnyValue(bytes_value=v)
-    if isinstance(v, tuple):
-        return AnyValue(array_value=ArrayValue(values=[_any(x) for x in v]))
-    if isinstance(v, dict):
-        return AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=_any(x)) for k, x in v.items()]))
-    return AnyValue()  # None: no value set
 
 
 VALUES = st.one_of(
@@ -73,14 +58,14 @@ def _same(a: object, b: object) -> bool:
 @settings(max_examples=400, deadline=None)
 @given(VALUES)
 def test_any_value_bytes_read_as_protobuf_reads_them(v: object) -> None:
-    av = _any(v)
+    av = any_value(v)
     assert _same(_wire_value(av.SerializeToString()), _value(av))
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(st.sampled_from(WANTED_KEYS), st.text(max_size=20), st.text(min_size=128, max_size=200)), VALUES)
 def test_key_value_entries_read_as_protobuf_reads_them(key: str, v: object) -> None:
-    kv = KeyValue(key=key, value=_any(v))
+    kv = KeyValue(key=key, value=any_value(v))
     got = _read_entry(kv.SerializeToString())
     if key in _WANTED:
         assert got[0] == key and _same(got[1], _value(kv.value))
@@ -135,7 +120,7 @@ def _request(spans: list[list[tuple[str, object]]]) -> bytes:
     ss = req.resource_spans.add().scope_spans.add()
     for i, attrs in enumerate(spans):
         sp = ss.spans.add(trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"), name="s")
-        sp.attributes.extend(KeyValue(key=k, value=_any(v)) for k, v in attrs)
+        sp.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attrs)
     return req.SerializeToString()
 
 
@@ -229,7 +214,7 @@ def test_decode_refuses_exactly_the_attribute_bytes_protobuf_refuses(attrs: list
     """Attribute entries are validated by serve itself (read once, cached when valid), not by parsing the body a
     second time: mutated entries must be refused exactly when the standard message refuses them, whether the
     key is one the Enricher reads or not, on first sight and through the entry cache."""
-    entries = [bytearray(KeyValue(key=k, value=_any(v)).SerializeToString()) for k, v in attrs]
+    entries = [bytearray(KeyValue(key=k, value=any_value(v)).SerializeToString()) for k, v in attrs]
     for _ in range(data.draw(st.integers(1, 3))):
         e = entries[data.draw(st.integers(0, len(entries) - 1))]
         op = data.draw(st.sampled_from(["utf8", "utf8", "flip", "truncate", "insert"]))
