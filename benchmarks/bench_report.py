@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import line, synthetic_ledger  # noqa: E402
+from bench_ledger import SYNTHETIC  # noqa: E402
 
 from otel_costattr._analysis._rollup import build_report  # noqa: E402
 from otel_costattr._ledger._store import Ledger  # noqa: E402
@@ -26,18 +27,12 @@ from otel_costattr._report._render import render  # noqa: E402
 
 N = 1_000_000
 SPAN_NS = 60 * 86_400 * 10**9 // N
-GEN = {
-    "trace_id": "printf('%032x', i // 4)", "span_id": "printf('%016x', i)", "name": "'chat'", "kind": "'CLIENT'",
-    "start_ns": f"1788000000000000000 + i * {SPAN_NS}", "end_ns": f"1788000000000000000 + i * {SPAN_NS} + 500000000",
-    "status_code": "'UNSET'", "is_llm": "true", "operation": "'chat'",
-    "provider": "CASE WHEN i % 5 = 0 THEN 'anthropic' ELSE 'openai' END",
-    "request_model": "CASE WHEN i % 5 = 0 THEN 'claude-sonnet-4-5' ELSE 'gpt-4o' END", "response_id": "'r' || i",
-    "input_tokens": "1000 + i % 5000", "output_tokens": "100 + i % 700", "usage_detail": "2", "counted": "true",
-    "cost_status": "'priced'",
-    "cost_total": "CAST(((1000 + i % 5000) * 2.5 + (100 + i % 700) * 10) / 1000000.0 AS DECIMAL(38,18))",
-    "customer_id": "CASE WHEN i % 50 = 0 THEN NULL ELSE 'cust-' || (i % 997) END", "task_id": "'task-' || (i % 31)",
-    "agent_id": "'agent-' || (i % 7)", "workload_type": "CASE i % 3 WHEN 0 THEN 'batch' ELSE 'interactive' END",
-    "attributes": "'{}'"}
+GEN = {**SYNTHETIC,  # bench_ledger's calls, spread over 60 days, a fifth of them Anthropic, ids from 0
+       "trace_id": "printf('%032x', i // 4)", "span_id": "printf('%016x', i)",
+       "start_ns": f"1788000000000000000 + i * {SPAN_NS}",
+       "end_ns": f"1788000000000000000 + i * {SPAN_NS} + 500000000",
+       "provider": "CASE WHEN i % 5 = 0 THEN 'anthropic' ELSE 'openai' END",
+       "request_model": "CASE WHEN i % 5 = 0 THEN 'claude-sonnet-4-5' ELSE 'gpt-4o' END"}
 
 
 def main(rounds: int = 5) -> list[str]:

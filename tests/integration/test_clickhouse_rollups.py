@@ -785,6 +785,21 @@ def test_cli_unreachable_clickhouse_exits_2_with_the_fix() -> None:
 # ------------------------------------------------------------------------------- implausible token counts
 
 
+
+def _both_sources_agree(session: Any, spans: Sequence[ReadableSpan], tmp_path: Path, sql: str) -> dict[str, Any]:
+    """Write ``spans`` into a ledger and into chDB's otel_traces; both answer ``sql`` alike and give the same
+    report, which is returned."""
+    ledger = Ledger(tmp_path / "l")
+    ledger.write_spans(spans)
+    db = new_database(session)
+    session.query(insert_sql(db, spans))
+    with ClickHouseSource(session=session, database=db) as ch:
+        assert ch.query(sql) == ledger.query(sql)
+        duck, click = _without_clock(build_report(ledger)), _without_clock(build_report(ch))
+    ledger.close()
+    assert click == duck
+    return duck
+
 def test_implausible_counts_are_kept_flagged_and_summed_exactly_on_both_sources(session: Any,
                                                                                    tmp_path: Path) -> None:
     """Token counts far above any model's limits (a bug or a hostile client), up to the largest int64: the usage
@@ -807,16 +822,7 @@ def test_implausible_counts_are_kept_flagged_and_summed_exactly_on_both_sources(
     spans = list(exporter.get_finished_spans())
     assert [s.attributes["gen_ai.cost.status"] for s in spans] == ["priced"] * 5
     assert sum("implausible:input_tokens" in s.attributes.get("gen_ai.cost.flags", ()) for s in spans) == 4
-    ledger = Ledger(tmp_path / "l")
-    ledger.write_spans(spans)
-    db = new_database(session)
-    session.query(insert_sql(db, spans))
-    with ClickHouseSource(session=session, database=db) as ch:
-        sql = "SELECT span_id, input_tokens FROM calls ORDER BY start_ns"
-        assert ch.query(sql) == ledger.query(sql)
-        duck, click = _without_clock(build_report(ledger)), _without_clock(build_report(ch))
-    ledger.close()
-    assert click == duck
+    duck = _both_sources_agree(session, spans, tmp_path, "SELECT span_id, input_tokens FROM calls ORDER BY start_ns")
     assert sum(r["input_tokens"] for r in duck["rows"]) == sum(n for n, _ in counts)  # exact, past int64
     assert (duck["calls"], duck["implausible_calls"], duck["no_usage_calls"]) == (5, 4, 0)
 
@@ -832,14 +838,6 @@ def test_a_twin_without_usage_that_ended_first_is_not_a_call_on_either_source(se
     priced.instrument("openinference-agents", "openinference-openai")
     run_agents(priced, streamed=True)
     spans = priced.spans()
-    ledger = Ledger(tmp_path / "l")
-    ledger.write_spans(spans)
-    db = new_database(session)
-    session.query(insert_sql(db, spans))
-    with ClickHouseSource(session=session, database=db) as ch:
-        sql = "SELECT span_id, cost_status, duplicate_of, counted FROM spans WHERE is_llm ORDER BY span_id"
-        assert ch.query(sql) == ledger.query(sql)
-        duck, click = _without_clock(build_report(ledger)), _without_clock(build_report(ch))
-    ledger.close()
-    assert click == duck
+    duck = _both_sources_agree(session, spans, tmp_path, "SELECT span_id, cost_status, duplicate_of, counted "
+                               "FROM spans WHERE is_llm ORDER BY span_id")
     assert (duck["calls"], duck["no_usage_calls"], Decimal(duck["total"])) == (1, 0, GPT4O_MINI)
