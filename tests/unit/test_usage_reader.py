@@ -88,6 +88,9 @@ def test_readers_found_by_attribute_names_are_bounded_counted_and_read_what_read
     from otel_costattr._pricing._book import default_book
 
     monkeypatch.setattr(_enrich, "_NAMES_MAX", 3)
+    # read_call's own compiled-reader cache, as in a fresh process: earlier tests (the fuzzers) may have filled it,
+    # and a full cache compiles no reader for a new shape (it interprets instead), so there would be none to keep
+    monkeypatch.setattr(_usage, "_READERS", {})
     enricher = Enricher(default_book())
     calls = []
     real = _enrich.Enricher._pair
