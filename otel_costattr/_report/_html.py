@@ -426,7 +426,9 @@ def _quality(report: dict[str, Any]) -> dict[str, Any]:
     info = []
     for key, text in (("partial_calls", "partially priced calls (some token types had no price)"),
                       ("provided_calls", "calls costed from the vendor-reported cost"),
-                      ("duplicate_spans", "duplicate spans ignored (counted once)")):
+                      ("duplicate_spans", "duplicate spans ignored (counted once)"),
+                      ("implausible_calls", "calls with a token count above the model's limits (flagged "
+                       "implausible, priced and summed as reported: check them)")):
         if report.get(key):
             info.append(f"{_int(report.get(key))['text']} {text}")
     return {"ok": not unpriced and not no_usage and not info,

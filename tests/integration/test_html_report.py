@@ -251,6 +251,14 @@ def test_money_formatting_is_fixed_in_views_and_exact_on_hover() -> None:
     assert 'data-v="">unpriced<' in page and "(no customer_id)" in page
 
 
+def test_implausible_counts_are_called_out_on_the_page() -> None:
+    base = {"total": "5", "calls": 5, "by": ["customer_id"],
+            "rows": [{"key": {"customer_id": "a"}, "cost": "5", "share": "100", "calls": 5}]}
+    assert "implausible" not in render_html(base)
+    page = render_html({**base, "implausible_calls": 4})
+    assert "<li>4 calls with a token count above the model&#39;s limits (flagged implausible" in page
+
+
 def test_long_values_stay_distinct() -> None:
     a, b = "x" * 300 + "a", "x" * 300 + "b"
     report = {"total": "2", "calls": 2, "by": ["customer_id"],
