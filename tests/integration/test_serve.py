@@ -26,7 +26,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -35,6 +34,7 @@ from otel_costattr._errors import ConfigurationError
 from otel_costattr._serve._app import CostServer, ServeConfig
 from otel_costattr.testing._otlp_receiver import OTLPReceiver, encode_otlp_json
 from tests.integration.conftest import serve_process
+from tests.otlp_support import key_value
 
 PB = "application/x-protobuf"
 JS = "application/json"
@@ -50,24 +50,11 @@ MINI_TOTAL, MINI_INPUT, MINI_OUTPUT, MINI_CACHE = 0.0002832, 0.0001032, 0.00018,
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _kv(key: str, value: Any) -> KeyValue:
-    kv = KeyValue(key=key)
-    if isinstance(value, bool):
-        kv.value.bool_value = value
-    elif isinstance(value, int):
-        kv.value.int_value = value
-    elif isinstance(value, float):
-        kv.value.double_value = value
-    else:
-        kv.value.string_value = str(value)
-    return kv
-
-
 def make_request(*spans: tuple[int, dict[str, Any]], trace: int = 1, service: str = "svc") -> ExportTraceServiceRequest:
     """A request with one span per ``(span id, attributes)``; span id 0 means "no id"."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    rs.resource.attributes.append(_kv("service.name", service))
+    rs.resource.attributes.append(key_value("service.name", service))
     ss = rs.scope_spans.add()
     ss.scope.name = "test"
     for sid, attrs in spans:
@@ -80,7 +67,7 @@ def make_request(*spans: tuple[int, dict[str, Any]], trace: int = 1, service: st
         sp.start_time_unix_nano = 1_760_000_000_000_000_000
         sp.end_time_unix_nano = 1_760_000_001_000_000_000
         for k, v in attrs.items():
-            sp.attributes.append(_kv(k, v))
+            sp.attributes.append(key_value(k, v))
     return req
 
 

@@ -21,6 +21,7 @@ from otel_costattr._errors import ConfigurationError
 from otel_costattr._serve._app import _UPFRONT_FACTOR, CostServer, ServeConfig
 from otel_costattr._serve._guard import LogLimiter
 from otel_costattr.testing._otlp_receiver import OTLPReceiver
+from tests.otlp_support import key_value
 
 PB = "application/x-protobuf"
 MINI = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
@@ -38,12 +39,7 @@ def make_body(n_spans: int, trace: int = 1, pad: int = 0) -> bytes:
         sp.start_time_unix_nano = 1_760_000_000_000_000_000
         sp.end_time_unix_nano = 1_760_000_001_000_000_000
         for k, v in MINI.items():
-            kv = sp.attributes.add()
-            kv.key = k
-            if isinstance(v, int):
-                kv.value.int_value = v
-            else:
-                kv.value.string_value = v
+            sp.attributes.append(key_value(k, v))
         if pad:
             kv = sp.attributes.add()
             kv.key = "padding"

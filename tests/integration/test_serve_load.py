@@ -35,7 +35,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+from tests.otlp_support import key_value
 
 REQUESTS = 1_000
 SPANS_PER_REQUEST = 1_000
@@ -45,15 +46,6 @@ DEADLINE_S = 240.0
 MAX_RSS_MIB = 1024
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"),
           ("openai", "no-such-model-xyz")]
-
-
-def _kv(key: str, value: Any) -> KeyValue:
-    kv = KeyValue(key=key)
-    if isinstance(value, int):
-        kv.value.int_value = value
-    else:
-        kv.value.string_value = value
-    return kv
 
 
 LLM_EVERY = 4  # one span in four is an LLM call (a trace also has HTTP, DB and agent spans)
@@ -66,8 +58,8 @@ def _template() -> tuple[ExportTraceServiceRequest, list[int]]:
     """
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    rs.resource.attributes.append(_kv("service.name", "load-client"))
-    rs.resource.attributes.append(_kv("telemetry.sdk.language", "go"))
+    rs.resource.attributes.append(key_value("service.name", "load-client"))
+    rs.resource.attributes.append(key_value("telemetry.sdk.language", "go"))
     ss = rs.scope_spans.add()
     ss.scope.name = "github.com/example/genai"
     sizes = []
@@ -91,7 +83,7 @@ def _template() -> tuple[ExportTraceServiceRequest, list[int]]:
             attrs = {"http.request.method": "GET", "http.route": "/orders/{id}", "http.response.status_code": 200,
                      "server.address": "orders.internal", "url.path": f"/orders/{j}", "customer_id": f"c{j % 17}"}
         for k, v in attrs.items():
-            sp.attributes.append(_kv(k, v))
+            sp.attributes.append(key_value(k, v))
         sizes.append(len(attrs))
     return req, sizes
 

@@ -220,6 +220,8 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
+from tests.otlp_support import key_value  # noqa: E402
+
 MIB = 1024 * 1024
 
 
@@ -353,12 +355,7 @@ def _llm_request(n_spans: int, *, seed: int = 0, model: Any = "gpt-4o-mini", fea
                      ("gen_ai.request.model", m), ("gen_ai.usage.input_tokens", 1000 + j % 500),
                      ("gen_ai.usage.output_tokens", 100 + j % 50), ("feature", f), ("customer_id", "c1"),
                      *((("gen_ai.response.id", f"resp-{seed}-{j}"),) if response_ids else ())):
-            kv = sp.attributes.add()
-            kv.key = k
-            if isinstance(v, int):
-                kv.value.int_value = v
-            else:
-                kv.value.string_value = v
+            sp.attributes.append(key_value(k, v))
     return req
 
 

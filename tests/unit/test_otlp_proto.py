@@ -15,7 +15,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from otel_costattr._ledger import _otlp
 from otel_costattr._ledger._otlp import OTLPDecodeError, _records_from_message, records_from_proto
-from tests.unit.otlp_support import any_value
+from tests.otlp_support import any_value
 
 _texts = st.one_of(st.sampled_from(["", "chat", "gpt-4o", "ü✓", "x" * 126, "x" * 127, "x" * 128, "y" * 16_381,
                                     "y" * 16_384, "z" * 20_000]), st.text(max_size=40))

@@ -29,7 +29,7 @@ from otel_costattr._serve._codec import (
     _value,
     _wire_value,
 )
-from tests.unit.otlp_support import any_value
+from tests.otlp_support import any_value
 
 WANTED_KEYS = sorted(_WANTED)
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

@@ -1,4 +1,4 @@
-"""OTLP test helpers shared by the decoding tests (ingest's and serve's wire readers)."""
+"""OTLP message helpers shared by the tests (ingest's and serve's wire readers, serve's endpoints and load)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,8 @@ def any_value(v: object) -> AnyValue:
     if isinstance(v, dict):
         return AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=any_value(x)) for k, x in v.items()]))
     return AnyValue(string_value=v)
+
+
+def key_value(key: str, value: object) -> KeyValue:
+    """An OTLP attribute entry: ``key`` with :func:`any_value` of ``value``."""
+    return KeyValue(key=key, value=any_value(value))
