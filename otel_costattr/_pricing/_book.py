@@ -853,7 +853,8 @@ class PriceBook:
             if ok:
                 at_ns = _time_ns() if at is None else at if type(at) is int else _to_ns(at)  # noqa: E721
                 if plan.start_ns <= at_ns < plan.end_ns and input_tokens <= plan.max_prompt \
-                        and output_tokens <= plan.max_out and cache_read_tokens <= plan.max_prompt \
+                        and output_tokens <= plan.max_out and reasoning_tokens <= plan.max_out \
+                        and cache_read_tokens <= plan.max_prompt \
                         and cache_write_tokens + cache_write_1h_tokens <= plan.max_prompt:
                     uncached = input_tokens - cache_read_tokens - cache_write_tokens - cache_write_1h_tokens
                     text_out = output_tokens - reasoning_tokens
@@ -1041,7 +1042,8 @@ class PriceBook:
         by_provider = self._std_plans.get(model)
         plan = by_provider.get(provider) if by_provider is not None else None
         if plan is None or not plan.start_ns <= at_ns < plan.end_ns or n_in > plan.max_prompt \
-                or n_out > plan.max_out or n_cr > plan.max_prompt or n_cw + n_cw1 > plan.max_prompt:
+                or n_out > plan.max_out or n_rs > plan.max_out or n_cr > plan.max_prompt \
+                or n_cw + n_cw1 > plan.max_prompt:
             return None
         return _price_planned(plan, model, n_in, n_out, n_cr, n_cw, n_cw1, n_rs)
 

@@ -83,6 +83,20 @@ def test_a_trillion_tokens_is_flagged_not_silently_priced(book) -> None:
         assert c.total == D(2_500_000)  # 10^12 x $2.50 per 1M, still priced as reported
 
 
+def test_a_warm_plan_flags_reasoning_above_the_output_limit_as_a_cold_price_does() -> None:
+    """The plan fast path checked input, output and cache counts against the model's limits, not the reasoning
+    count: once a plausible call had stored a plan, an implausible reasoning count lost its flag (found by
+    test_serve_wire's property test, which compares two enrichers on one book)."""
+    # gpt-4o: 16,384 output tokens at most
+    kw = dict(input_tokens=1_000, output_tokens=1_000, reasoning_tokens=20_000, at="2026-11-01T00:00:00Z")
+    cold = PriceBook.load().price("gpt-4o", **kw)
+    assert "implausible:reasoning_tokens" in cold.flags
+    warm_book = PriceBook.load()
+    warm_book.price("gpt-4o", input_tokens=1_000, output_tokens=100, at="2026-11-01T00:00:00Z")  # stores a plan
+    warm = warm_book.price("gpt-4o", **kw)
+    assert (warm.flags, warm.total, warm.status) == (cold.flags, cold.total, cold.status)
+
+
 def test_without_known_limits_the_bound_is_1e8(tmp_path) -> None:
     overlay = tmp_path / "m.toml"
     overlay.write_text('[meta]\nprovider = "selfhosted"\nversion = "t"\n\n[[model]]\nid = "my-llm"\nsource = "t"\n\n'
