@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._capture._enrich import Enricher
+from .._capture._enrich import UNRENDERED, Enricher
 from .._capture._usage import Call
 from .._pricing._book import PriceBook
 from ..attributes import COST_STATUS, NON_LLM_OPERATIONS, READ
 from ._otlp import OTLPDecodeError, iter_file
-from ._store import Ledger, SpanRecord
+from ._store import MONEY_LIMIT, Ledger, Priced, SpanRecord
 
 __all__ = ["IngestResult", "ingest_files"]
 
@@ -59,12 +59,15 @@ class IngestResult:
         return "\n".join([self.summary(), *("  " + e for e in self.error_lines())])
 
 
-def _price_missing(records: list[SpanRecord], enricher: Enricher) -> tuple[int, list[Call | None]]:
-    """Price the records that carry no cost status yet, adding the enricher's attributes to their own (the
-    decoder's dicts, owned by these records). Returns how many were priced now, and each record's ``Call`` as
-    the enricher read it (None where it read none, or found no model call: the ledger reads those)."""
+def _price_missing(records: list[SpanRecord], enricher: Enricher) -> tuple[int, list[Call | Priced | None]]:
+    """Price the records that carry no cost status yet. Returns how many were priced now, and for each record
+    what the ledger row needs from it: a :class:`~otel_costattr._ledger._store.Priced` for a call priced with the
+    standard figures (nothing is added to its attributes: the row takes the figures as they are), its ``Call``
+    as the enricher read it (the enricher's attributes added to the record's own, the decoder's dict, owned by
+    this record), or None where the enricher read none, or found no model call (the ledger reads those)."""
     n = 0
-    calls: list[Call | None] = []
+    calls: list[Call | Priced | None] = []
+    figures = enricher.standard_figures
     for rec in records:
         a = rec.attributes
         if COST_STATUS in a:
@@ -78,9 +81,19 @@ def _price_missing(records: list[SpanRecord], enricher: Enricher) -> tuple[int, 
             continue
         # trace, parent and scope let two instrumentations' spans of one call pair without a response id (D16),
         # and the scope selects the emitter's usage convention (botocore's Bedrock input count)
-        extra, status, call, _ = enricher.compute_attributes(
+        extra, status, call, cost = enricher.compute_attributes(
             a, span_id=rec.span_id, start_ns=rec.start_ns, end_ns=rec.end_ns, trace_id=rec.trace_id,
-            parent_span_id=rec.parent_span_id, scope=rec.scope_name or "")
+            parent_span_id=rec.parent_span_id, scope=rec.scope_name or "", render=False)
+        if extra is UNRENDERED:
+            # The standard priced set (the common case): the row's money columns take the figures the attributes
+            # would carry, without writing them into the span and reading them back (issue 17: a fifth of the
+            # per-span work). A total too large for the column takes the general path, which marks it.
+            f = figures(cost)
+            if f[0] < MONEY_LIMIT:
+                calls.append(Priced(call, status, cost, f))
+                n += 1
+                continue
+            extra = enricher._priced_attributes(cost, status)  # noqa: SLF001 - what render=True would give
         calls.append(call)
         if extra:
             a.update(extra)  # type: ignore[attr-defined] - a dict the decoder made for this record alone

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import metrics
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
@@ -193,9 +193,22 @@ class SpanRecord:
                    scope_name=scope.name if scope is not None else None)
 
 
+class Priced(NamedTuple):
+    """A call the enricher priced with exactly the five standard components, no flags and no cost attributes on
+    the span (``Enricher.compute_attributes(..., render=False)`` gave ``UNRENDERED``), handed to
+    :func:`record_to_row` as its ``call``: the row's cost columns are taken from ``figures``
+    (``Enricher.standard_figures(cost)``, the values the attributes would carry; the total below
+    :data:`MONEY_LIMIT`) rather than from attributes written into the span and read back (``ingest``)."""
+
+    call: Any
+    status: str
+    cost: Any
+    figures: tuple[Any, ...]
+
+
 # What the columns can hold. DECIMAL(38,18) keeps 20 integer digits; one value beyond its column's range
 # used to fail the Arrow conversion or DuckDB's CAST for the whole batch (up to 2,048 spans).
-_MONEY_LIMIT = 1e20
+_MONEY_LIMIT = MONEY_LIMIT = 1e20
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _NONE3 = (None, None, None)
@@ -264,6 +277,9 @@ _COST_TEXT = frozenset({A.COST_MODEL, A.COST_PRICING_VERSION, A.COST_DUPLICATE_O
                         A.COST_PROVIDER, A.COST_LAYER_SOURCE})
 _COST_MONEY = frozenset({A.COST_TOTAL, A.COST_INPUT, A.COST_OUTPUT, A.COST_CACHE_READ, A.COST_REASONING,
                          A.COST_CACHE_WRITE, A.COST_CACHE_WRITE_1H, A.COST_TOOL_USAGE})
+# Any of these on a span sends its row through the general path of record_to_row.
+_RARE = _COST_MONEY | _LAYER_ATTRS | _COST_TEXT | {A.COST_STATUS, A.COST_FLAGS, "http.request.resend_count",
+                                                    "error.type"}
 
 
 def _int_or_none(v: Any, column: str | None = None, bad: _OutOfRange | None = None) -> int | None:
@@ -333,60 +349,93 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     # This runs once per span on every ledger write, so the common path stays inline (no call per column);
     # only the cold parts are helpers: re-pricing a duplicate, layer figures, marking out-of-range values.
     a = rec.attributes
+    priced = None
     if call is None:
         call = read_call(a, rec.scope_name)  # the scope selects the emitter's usage convention (D16)
+    elif type(call) is Priced:
+        priced = call
+        call = priced.call
     is_llm = call.is_llm_call
-    status = a.get(A.COST_STATUS)
-    if type(status) is not str:
-        status = None
     bad: _OutOfRange = {}
-    if _COST_MONEY.isdisjoint(a):  # no money on the span (most spans): skip eight look-ups and checks
-        cost_total = c_in = c_out = c_cr = c_rs = c_cw = c_tool = None
-    else:
-        cost_total = _dec(a.get(A.COST_TOTAL), "cost_total", bad) if status in _PRICED else None
-        c_in, c_out = _dec(a.get(A.COST_INPUT), "cost_input", bad), _dec(a.get(A.COST_OUTPUT), "cost_output", bad)
-        c_cr = _dec(a.get(A.COST_CACHE_READ), "cost_cache_read", bad)
-        c_rs = _dec(a.get(A.COST_REASONING), "cost_reasoning", bad)
-        c_cw = _sum_dec(a.get(A.COST_CACHE_WRITE), a.get(A.COST_CACHE_WRITE_1H), bad) \
-            if A.COST_CACHE_WRITE in a else None
-        c_tool = _dec(a.get(A.COST_TOOL_USAGE), "cost_tool", bad) if A.COST_TOOL_USAGE in a else None
-    if cost_total is None and status == "provided" and "cost_total" not in bad:
-        # an upstream cost may arrive as a numeric string (OTLP from other languages); the usage reader took it
-        cost_total = _dec(call.provided_cost, "cost_total", bad)
+    get = a.get
     repriced_provider = None
-    if status == "duplicate" and book is not None and call.has_usage and call.model:
-        repriced = _reprice_duplicate(call, rec.start_ns, book, bad)
-        if repriced is not None:
-            repriced_provider, cost_total, c_in, c_out, c_cr, c_cw, c_rs = repriced
-    flags = a.get(A.COST_FLAGS)
-    if isinstance(flags, (tuple, list)):
-        flags = ",".join(str(f) for f in flags)
-    elif type(flags) is not str:
-        flags = None
-    resend = a.get("http.request.resend_count")
-    resend = _in_range(resend, _INT32, "resend_count", bad) if type(resend) is int else None
+    if _RARE.isdisjoint(a):
+        # No cost, flag, layer, resend or error attribute (most spans, and every call ingest priced itself): one
+        # test in C in place of a dozen look-ups.
+        flags = resend = error_type = dup_of = source = None
+        layer_tokens = layer_costs = _NONE3
+        if priced is not None:  # the figures are what its attributes would have said (see Priced)
+            status = priced.status
+            cost_total, c_in, c_out, _, c_cr, c_cw, _, c_rs, _ = priced.figures
+            c_tool = None
+            entry = priced.cost._entry  # noqa: SLF001 - same package
+            model, version = _str_or_none(entry.id), _str_or_none(entry.version)
+            provider = _str_or_none(entry.provider)
+        else:
+            status = cost_total = c_in = c_out = c_cr = c_rs = c_cw = c_tool = None
+            model = version = provider = None
+    else:
+        if priced is not None:  # a flag, resend count or error type beside the figures (no cost attribute)
+            status = priced.status
+            cost_total, c_in, c_out, _, c_cr, c_cw, _, c_rs, _ = priced.figures
+            c_tool = None
+        else:
+            status = get(A.COST_STATUS)
+            if type(status) is not str:
+                status = None
+            if _COST_MONEY.isdisjoint(a):  # no money on the span: skip eight look-ups and checks
+                cost_total = c_in = c_out = c_cr = c_rs = c_cw = c_tool = None
+            else:
+                cost_total = _dec(get(A.COST_TOTAL), "cost_total", bad) if status in _PRICED else None
+                c_in, c_out = _dec(get(A.COST_INPUT), "cost_input", bad), _dec(get(A.COST_OUTPUT), "cost_output", bad)
+                c_cr = _dec(get(A.COST_CACHE_READ), "cost_cache_read", bad)
+                c_rs = _dec(get(A.COST_REASONING), "cost_reasoning", bad)
+                c_cw = _sum_dec(get(A.COST_CACHE_WRITE), get(A.COST_CACHE_WRITE_1H), bad) \
+                    if A.COST_CACHE_WRITE in a else None
+                c_tool = _dec(get(A.COST_TOOL_USAGE), "cost_tool", bad) if A.COST_TOOL_USAGE in a else None
+            if cost_total is None and status == "provided" and "cost_total" not in bad:
+                # an upstream cost may arrive as a numeric string (OTLP from other languages); the usage reader
+                # took it
+                cost_total = _dec(call.provided_cost, "cost_total", bad)
+            if status == "duplicate" and book is not None and call.has_usage and call.model:
+                repriced = _reprice_duplicate(call, rec.start_ns, book, bad)
+                if repriced is not None:
+                    repriced_provider, cost_total, c_in, c_out, c_cr, c_cw, c_rs = repriced
+        flags = get(A.COST_FLAGS)
+        if isinstance(flags, (tuple, list)):
+            flags = ",".join(str(f) for f in flags)
+        elif type(flags) is not str:
+            flags = None
+        resend = get("http.request.resend_count")
+        resend = _in_range(resend, _INT32, "resend_count", bad) if type(resend) is int else None
+        if _LAYER_ATTRS.isdisjoint(a):  # most spans carry no layers
+            layer_tokens = layer_costs = _NONE3
+        else:
+            layer_tokens, layer_costs = _layer_values(a, bad)
+        if priced is not None:
+            entry = priced.cost._entry  # noqa: SLF001 - same package
+            model, version = _str_or_none(entry.id), _str_or_none(entry.version)
+            provider = _str_or_none(entry.provider)
+            dup_of = source = None
+        elif _COST_TEXT.isdisjoint(a):
+            model = version = dup_of = provider = source = None
+        else:
+            model, version = _str_or_none(get(A.COST_MODEL)), _str_or_none(get(A.COST_PRICING_VERSION))
+            dup_of, provider = _str_or_none(get(A.COST_DUPLICATE_OF)), _str_or_none(get(A.COST_PROVIDER))
+            if dup_of is None and status != "duplicate":
+                # the span carries its call and supersedes a twin without usage recorded earlier (D16): the
+                # column names it, so that this counted row un-counts it (see _prepare)
+                dup_of = _str_or_none(get(A.COST_SUPERSEDES))
+            source = _str_or_none(get(A.COST_LAYER_SOURCE))
+        error_type = get("error.type")
+        if error_type is not None:
+            error_type = _str_or_none(error_type)
     start_ns, end_ns = rec.start_ns, rec.end_ns
     if not (type(start_ns) is int and 0 <= start_ns <= _INT64[1]):  # the common case costs one test
         start_ns = _in_range(start_ns, _INT64, "start_ns", bad) if type(start_ns) is int else None
     if not (type(end_ns) is int and 0 <= end_ns <= _INT64[1]):
         end_ns = _in_range(end_ns, _INT64, "end_ns", bad) if type(end_ns) is int else None
-    get = a.get
-    if _LAYER_ATTRS.isdisjoint(a):  # most spans carry no layers
-        layer_tokens = layer_costs = _NONE3
-    else:
-        layer_tokens, layer_costs = _layer_values(a, bad)
-    if _COST_TEXT.isdisjoint(a):
-        model = version = dup_of = provider = source = None
-    else:
-        model, version = _str_or_none(get(A.COST_MODEL)), _str_or_none(get(A.COST_PRICING_VERSION))
-        dup_of, provider = _str_or_none(get(A.COST_DUPLICATE_OF)), _str_or_none(get(A.COST_PROVIDER))
-        if dup_of is None and status != "duplicate":
-            # the span carries its call and supersedes a twin without usage recorded earlier (D16): the column
-            # names it, so that this counted row un-counts it (see _prepare)
-            dup_of = _str_or_none(get(A.COST_SUPERSEDES))
-        source = _str_or_none(get(A.COST_LAYER_SOURCE))
     response_model = get("gen_ai.response.model")
-    error_type = get("error.type")
     keep = _unmapped(a, store_content)
     if bad:
         flags, total_unknown = _mark_out_of_range(bad, flags, keep, out_of_range)
@@ -395,7 +444,7 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
             c_in = c_out = c_cr = c_cw = c_rs = c_tool = None  # parts of a total that is not known
     return (
         rec.trace_id, rec.span_id, rec.parent_span_id or None, rec.name, rec.kind, rec.service_name, rec.scope_name,
-        start_ns, end_ns, rec.status_code, None if error_type is None else _str_or_none(error_type),
+        start_ns, end_ns, rec.status_code, error_type,
         is_llm, call.operation, call.provider, call.request_model,
         response_model if type(response_model) is str else None, call.response_id,
         call.input_tokens, call.output_tokens, call.cache_read_tokens, call.cache_write_tokens,
