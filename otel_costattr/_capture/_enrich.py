@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import operator
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -81,6 +81,7 @@ def _detail_shape(which: tuple[bool, ...]) -> tuple[str, Any]:
 
 _INPUT_ONLY_OPS = frozenset({"embeddings", "embedding"})
 _MISSING = object()
+_MANY = object()  # _PairIndex._solo once spans of two scopes were seen
 
 #: Returned by ``Enricher.compute_attributes(..., render=False)`` in place of the attribute dict for a call whose
 #: attributes are the standard priced set: the caller renders them itself from the ``Cost`` (see
@@ -198,6 +199,12 @@ class _PairIndex:
 
     Entries are tuples (see ``_SPAN`` ...); what pairing changes (the span that carries the call, the scopes
     already paired) is kept in ``_paired``, for the few spans that were paired, and dropped with their trace.
+
+    Two spans pair only across scopes, and most processes run one LLM instrumentation. So while every span has come
+    from one scope, a span is only appended to ``_pending`` (its last ``capacity`` spans, in order; drops counted),
+    which costs a fraction of indexing it (:meth:`solo`); the first span of a second scope replays them into the
+    indexes (:meth:`_replay`), which then hold what they would have held had each span been indexed as it came
+    (matching one scope's spans among themselves pairs nothing; only a span seen again is told apart, as ever).
     """
 
     def __init__(self, capacity: int, lock: Any = None) -> None:
@@ -215,6 +222,33 @@ class _PairIndex:
         self._trace_entries = 0  # spans held in _by_trace, and in _by_usage: each at most ``capacity``
         self._usage_entries = 0
         self.evicted = 0
+        # the one scope every span so far came from (None: no span yet; _MANY: a second scope was seen), and
+        # those spans, oldest first, while it is one
+        self._solo: Any = None
+        self._pending: deque[tuple] = deque(maxlen=capacity)
+
+    def solo(self, e: tuple) -> bool:
+        """Remember ``e`` without indexing it, and return True, when every span so far (``e`` too) came from
+        ``e``'s scope: no twin can exist. Otherwise, on the first span of a second scope, index the spans kept
+        so far; return False (the caller matches ``e``). Caller holds the lock."""
+        solo = self._solo
+        if solo != e[_SCOPE]:
+            if solo is not None:
+                self._replay()
+                return False
+            self._solo = e[_SCOPE]
+        pending = self._pending
+        if len(pending) == self.capacity:
+            self.evicted += 1  # the oldest goes, as the indexes would drop it
+        pending.append(e)
+        return True
+
+    def _replay(self) -> None:  # caller holds the lock
+        if self._solo is not _MANY:
+            self._solo = _MANY
+            pending, self._pending = self._pending, deque()
+            for e in pending:
+                self._match(e)  # pairs nothing (one scope); indexes e, or sees it is a span seen again
 
     def carrier(self, c: tuple) -> str | None:
         """The span id of the span that carries ``c``'s call (``None``: no span with usage yet)."""
@@ -227,6 +261,7 @@ class _PairIndex:
         """The remembered span ``e`` is a twin of, if any (a span that may carry cost is preferred, and a span
         that may carry cost is only ever paired with another one), then remember ``e``. Marks both paired."""
         with self._lock:
+            self._replay()
             twin = self._match(e)
         return None if twin is not None and e[_COSTED] and not twin[_COSTED] else twin
 
@@ -334,7 +369,9 @@ class _PairIndex:
                 self._paired.pop((trace, c[_SID]), None)
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_trace.values())
+        """Spans remembered (while one scope is seen, a span seen again counts again: see :meth:`solo`)."""
+        with self._lock:
+            return sum(len(v) for v in self._by_trace.values()) + len(self._pending)
 
 
 class Enricher:
@@ -577,7 +614,7 @@ class Enricher:
                     dedup.move_to_end(key)
                     if prior[0] != span_id:
                         return prior[0], costed and call.detail > prior[1]
-            if seen is None:
+            if seen is None or pairs.solo(seen):
                 twin = None
             elif trace_id in pairs._by_trace:  # noqa: SLF001
                 twin = pairs._match(seen)  # noqa: SLF001

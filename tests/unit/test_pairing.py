@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
@@ -173,11 +174,75 @@ def test_a_span_seen_again_is_remembered_once() -> None:
 
     enricher = Enricher(BOOK)
     attrs = {**GENAI, **USAGE["a"]}
+    # another instrumentation was seen (in another trace): from then on spans are indexed (see _PairIndex.solo)
+    enricher.compute_attributes({**GENAI, "gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 1},
+                                span_id="9" * 16, start_ns=T0, end_ns=T0 + 10, trace_id="b" * 32, scope="emitter-z")
     statuses = []
     for _ in range(3):
         for sid in ("1" * 16, "2" * 16):
             statuses.append(enricher.compute_attributes(
                 attrs, span_id=sid, start_ns=T0, end_ns=T0 + 10, trace_id="a" * 32, parent_span_id=sid[:15] + "f",
                 scope="emitter-a")[1])
-    assert len(enricher.pairs) == 2
+    assert len(enricher.pairs) == 1 + 2
     assert statuses == ["priced"] * 6  # two calls (one scope: never merged), each copy priced as its span
+
+
+
+_ONE_SCOPE_SPAN = st.fixed_dictionaries({
+    "trace": st.integers(0, 5), "sid": st.integers(0, 40), "parent": st.one_of(st.none(), st.integers(0, 40)),
+    "usage": st.sampled_from(["a", "none"]), "start": st.integers(0, 50), "end": st.integers(60, 100)})
+
+
+def _compute(enricher: Any, scope: str, s: dict) -> Any:
+    attrs = {**GENAI, **(USAGE["a"] if s["usage"] == "a" else {})}
+    return enricher.compute_attributes(
+        attrs, span_id=f"{s['sid'] + 1:016x}", start_ns=T0 + s["start"], end_ns=T0 + s["end"],
+        trace_id=f"{s['trace'] + 1:032x}", parent_span_id=None if s["parent"] is None else f"{s['parent'] + 1:016x}",
+        scope=scope)[:2]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(first=st.lists(_ONE_SCOPE_SPAN, min_size=1, max_size=40), later=st.lists(
+    st.tuples(st.sampled_from(["emitter-a", "emitter-b"]), _ONE_SCOPE_SPAN), max_size=12))
+def test_spans_of_one_scope_are_indexed_as_if_every_span_had_been(first: list[dict],
+                                                                  later: list[tuple[str, dict]]) -> None:
+    """Proves: while every span came from one instrumentation scope the pair index only keeps them in order (no
+    twin can exist), and the first span of a second scope finds the same twins, and leaves the same indexes, as
+    when every span was indexed as it came: the same attributes for every span, the same spans by trace and by
+    usage, the same pairs. Spans seen again (an exporter's retry to serve) are among the draws."""
+    from otel_costattr._capture._enrich import Enricher
+
+    lazy, eager = Enricher(BOOK, dedup_size=64), Enricher(BOOK, dedup_size=64)  # room for every draw
+    eager.pairs._replay()  # indexes every span from the first
+    for s in first:
+        assert _compute(lazy, "emitter-a", s) == _compute(eager, "emitter-a", s)
+    assert lazy.pairs._by_trace == {} and len(lazy.pairs) == len(first)
+    for scope, s in later:
+        assert _compute(lazy, scope, s) == _compute(eager, scope, s)
+    if any(scope == "emitter-b" for scope, _ in later):
+        assert not lazy.pairs._pending and len(lazy.pairs) == len(eager.pairs)
+        assert lazy.pairs._by_trace == eager.pairs._by_trace
+        assert lazy.pairs._by_usage == eager.pairs._by_usage
+        assert lazy.pairs._paired == eager.pairs._paired
+        assert lazy.pairs.evicted == eager.pairs.evicted
+
+
+@pytest.mark.parametrize("usage_first", [True, False])
+def test_a_second_instrumentation_pairs_with_a_recent_span_after_many_of_one_scope(usage_first: bool) -> None:
+    """Proves: after far more spans of one scope than the index holds (the oldest dropped and counted), the first
+    span of a second instrumentation still pairs with its recent twin: charged once (a duplicate, or the twin
+    without usage superseded)."""
+    from otel_costattr._capture._enrich import Enricher
+
+    enricher = Enricher(BOOK, dedup_size=16)
+    for i in range(100):
+        _compute(enricher, "emitter-a", {"trace": i, "sid": 0, "parent": None, "usage": "none", "start": 0,
+                                         "end": 60})
+    assert enricher.pairs.evicted == 100 - 16 and len(enricher.pairs) == 16
+    twin = {"trace": 98, "sid": 1, "parent": 0, "usage": "a", "start": 10, "end": 50}
+    extra, status = _compute(enricher, "emitter-b", twin)
+    assert status == "priced" and extra[A.COST_SUPERSEDES] == f"{1:016x}"  # the span of trace 98 without usage
+    assert not enricher.pairs._pending and len(enricher.pairs) == 16  # still bounded
+    if usage_first:
+        again = {"trace": 98, "sid": 2, "parent": 0, "usage": "a", "start": 10, "end": 50}
+        assert _compute(enricher, "emitter-c", again)[1] == "duplicate"
