@@ -18,9 +18,20 @@ Both run inside a context carrying 5 baggage entries.
 * floor_write:         floor_price, then writes a fixed set of the attributes DESIGN D4 writes (computed once,
                        outside the loop) into the ending span in place: the cost of D4's attributes alone, without
                        any of the work that decides them
+* floor_d4:            floor_price, then renders D4's attributes from the price as the enricher does (the 13 figures
+                       and the Langfuse cost details, on by default), writes them in place, and remembers the
+                       call's response id in a bounded dict (the least de-duplication there is: D16's pairing of
+                       spans without one is left out) and counts it: a floor under any implementation of what
+                       issue 18 keeps (statuses, Langfuse details, de-duplication, stats), ours included
+* floor_noop_http:     sdk_batch_http beside a processor that does nothing: the SDK's own charge for one more
+                       processor (three hook calls per span), under every processor's HTTP span
+* floor_d4_baggage:    sdk_batch_baggage with floor_d4 beside it: the same floor for the whole pipeline (the stock
+                       baggage processor standing in for ours)
 
 Targets (issue 18): chat span cost / sdk_batch <= 1.25x; http span cost_http / sdk_batch_http <= 1.02x;
-ours / sdk_batch_baggage <= 1.15x; memory bounded. The floors show what is left once a span is read and priced.
+ours / sdk_batch_baggage <= 1.15x; memory bounded. The floors show what is left once a span is read and priced;
+floor_d4 and floor_d4_baggage are above the chat-span and whole-pipeline targets on this machine (2026-12-05:
+1.30-1.33x and 1.25-1.27x), so those targets are out of reach for any processor that keeps what issue 18 keeps.
 Times are this process's CPU time per span (all threads), median of interleaved rounds.
 """
 
@@ -31,6 +42,7 @@ import os
 import statistics
 import sys
 import time
+from collections import OrderedDict
 
 from _harness import interleaved, line, median
 from opentelemetry import baggage, context
@@ -63,8 +75,11 @@ _NAIVE_RATES = {"gpt-4o-2024-08-06": (2.5e-6, 10e-6)}
 class _Floor(SpanProcessor):
     """Reads and prices each ending span the cheapest way, beside the batch processor (see the module docstring)."""
 
-    def __init__(self, book: oc.PriceBook | None, write: dict | None = None) -> None:
+    def __init__(self, book: oc.PriceBook | None, write: dict | None = None, render: bool = False) -> None:
         self.write = write
+        self.render = Enricher(book)._priced_attributes if render else None  # noqa: SLF001 - D4's rendering
+        self.seen: OrderedDict = OrderedDict()  # (a plain dict's front deletions leave slots next(iter()) walks)
+        self.counts = {"priced": 0}
         self.book = book
         self.price = book._price_plain if book is not None else None  # noqa: SLF001 - the validated fast path
         self.total = 0.0
@@ -86,6 +101,13 @@ class _Floor(SpanProcessor):
                 cost = self.book.price(model, provider=provider, input_tokens=n_in, output_tokens=n_out,
                                        at=span.start_time)
             self.total += cost._total  # noqa: SLF001
+            if self.render is not None:
+                seen = self.seen
+                seen[(provider, d.get("gen_ai.response.id"))] = span.context.span_id
+                if len(seen) > 16_384:
+                    seen.popitem(last=False)
+                self.counts["priced"] += 1
+                add_attributes(span, self.render(cost, "priced"), replace=True, plain=True)
         if self.write is not None:
             add_attributes(span, self.write, replace=True, plain=True)
 
@@ -97,6 +119,13 @@ def _d4_attributes(book: oc.PriceBook) -> dict:
                                                            end_ns=time.time_ns())
     assert status == "priced", status
     return extra
+
+
+class _Noop(SpanProcessor):
+    """A processor that does nothing in any hook: what the SDK charges for one more processor on the provider."""
+
+    def _on_ending(self, span) -> None:  # noqa: ANN001
+        pass
 
 
 class NoopExporter(SpanExporter):
@@ -127,6 +156,13 @@ def _provider(case: str, book: oc.PriceBook) -> TracerProvider:
         tp.add_span_processor(_Floor(book))
     elif base == "floor_write":
         tp.add_span_processor(_Floor(book, _d4_attributes(book)))
+    elif base == "floor_noop":
+        tp.add_span_processor(_Noop())
+    elif base == "floor_d4":
+        tp.add_span_processor(_Floor(book, render=True))
+    elif base == "floor_d4_baggage":
+        tp.add_span_processor(BaggageSpanProcessor(ALLOW_ALL_BAGGAGE_KEYS))
+        tp.add_span_processor(_Floor(book, render=True))
     tp.add_span_processor(bsp)
     return tp
 
@@ -214,7 +250,7 @@ def main(long: bool = True) -> list[str]:
     token = context.attach(ctx)
     try:
         names = ("sdk_batch", "cost", "cost_wrapped", "sdk_batch_http", "cost_http", "sdk_batch_baggage", "ours",
-                 "floor_naive", "floor_price", "floor_write")
+                 "floor_naive", "floor_price", "floor_write", "floor_d4", "floor_d4_baggage", "floor_noop_http")
         providers = {c: _provider(c, book) for c in names}
         counter = iter(range(10**9))
         cases = {c: (lambda r, tp=tp, c=c: _run(tp, N, next(counter) * N, http=c.endswith("_http")))
@@ -228,7 +264,9 @@ def main(long: bool = True) -> list[str]:
         for a, b, target in (("cost", "sdk_batch", 1.25), ("cost_wrapped", "sdk_batch", 1.25),
                              ("cost_http", "sdk_batch_http", 1.02), ("ours", "sdk_batch_baggage", 1.15),
                              ("floor_naive", "sdk_batch", None), ("floor_price", "sdk_batch", None),
-                             ("floor_write", "sdk_batch", None)):
+                             ("floor_write", "sdk_batch", None), ("floor_d4", "sdk_batch", None),
+                             ("floor_d4_baggage", "sdk_batch_baggage", None),
+                             ("floor_noop_http", "sdk_batch_http", None)):
             r, lo, hi = _paired(providers[a], providers[b], a.endswith("_http"), counter)
             out.append(line(f"{a} / {b}", f"{r:.3f}x ({lo:.3f}-{hi:.3f})",
                             f"target <= {target:.2f}x" if target else "", (r <= target) if target else None))

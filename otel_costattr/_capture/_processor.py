@@ -177,7 +177,8 @@ class CostSpanProcessor(SpanProcessor):
                     self._downstream_failed(p, "on_start", exc)
 
     def _on_ending(self, span: Span) -> None:
-        self._hooked = True
+        if not self._hooked:  # (a read, not a write per span: threads ending spans share this object)
+            self._hooked = True
         try:
             store = span._attributes  # noqa: SLF001
             if type(store) is STORE:

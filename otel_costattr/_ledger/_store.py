@@ -342,9 +342,9 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     names of the affected columns are appended to ``out_of_range`` when given (the ledger counts them).
 
     ``call``: what :func:`~otel_costattr._capture._usage.read_call` gives for the span's attributes (with its
-    scope), when the caller has it already. Attributes the enricher added afterwards (``gen_ai.cost.*``) may
-    differ from it only in ``provided_cost``, which the row reads only for a ``provided`` status, where both
-    give the same figure.
+    scope), when the caller has it already, or a :class:`Priced` call (the cost columns from its figures).
+    Attributes the enricher added afterwards (``gen_ai.cost.*``) may differ from it only in ``provided_cost``,
+    which the row reads only for a ``provided`` status, where both give the same figure.
     """
     # This runs once per span on every ledger write, so the common path stays inline (no call per column);
     # only the cold parts are helpers: re-pricing a duplicate, layer figures, marking out-of-range values.
@@ -668,8 +668,9 @@ class Ledger:
 
     def write_read_stream(self, items: Iterable[tuple[SpanRecord, Any]], *, replace: bool = False,
                           batch_size: int = 65536, progress: Any = None) -> int:
-        """:meth:`write_stream` of ``(record, Call or None)`` pairs: each record with what ``read_call`` gave for
-        it, when the caller read it already (``ingest``: the enricher did); same segments, same batches. Rows are
+        """:meth:`write_stream` of ``(record, Call, Priced or None)`` pairs: each record with what ``read_call``
+        gave for it, when the caller read it already (``ingest``: the enricher did), or a :class:`Priced` call;
+        same segments, same batches. Rows are
         made at each batch's end, just before they are converted (measured faster than holding made rows)."""
         def to_rows(pairs: list[tuple[SpanRecord, Any]]) -> list[tuple[Any, ...]]:
             return self.rows([r for r, _ in pairs], [c for _, c in pairs])
