@@ -298,6 +298,11 @@ class SegmentDir:
 
         Raises FileNotFoundError when a compacted segment vanished while being listed (the caller lists again).
         """
+        found, gone = self._listing()
+        return sorted((s for s in found if s.name not in gone), key=lambda s: s.name)
+
+    def _listing(self) -> tuple[list[Segment], set[str]]:
+        """(every committed segment present, the names of those a present compacted segment replaces)."""
         found = []
         with os.scandir(self.seg_dir) as it:
             for entry in it:
@@ -308,7 +313,7 @@ class SegmentDir:
         for seg in found:
             if seg.level:
                 gone.update(self.replaced_by(seg))
-        return sorted((s for s in found if s.name not in gone), key=lambda s: s.name)
+        return found, gone
 
     # ------------------------------------------------------------------------------------------ merging
 
@@ -470,14 +475,16 @@ class SegmentDir:
         compacted segment replaces (left by a crash between rename and delete). Returns files removed."""
         removed = 0
         now = time.time()
-        live = {s.name for s in self.live()}
+        # Only names a compacted segment replaces: a segment a writer commits while this runs is in neither set
+        # of the listing (deleting "whatever was not live when listed" lost such segments, issue 17).
+        _, replaced = self._listing()
         for entry in os.scandir(self.seg_dir):
             name = entry.name
             try:
                 if name.endswith(".tmp") and now - entry.stat().st_mtime > max_age_s:
                     os.unlink(entry.path)
                     removed += 1
-                elif Segment.parse(Path(entry.path)) is not None and name not in live:
+                elif name in replaced:
                     os.unlink(entry.path)
                     removed += 1
             except FileNotFoundError:
