@@ -359,27 +359,22 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
     bad: _OutOfRange = {}
     get = a.get
     repriced_provider = None
+    if priced is not None:  # the span carries no cost attribute: the figures are what they would have said
+        status = priced.status
+        cost_total, c_in, c_out, _, c_cr, c_cw, _, c_rs, _ = priced.figures
+        c_tool = dup_of = source = None
+        entry = priced.cost._entry  # noqa: SLF001 - same package
+        model, version, provider = _str_or_none(entry.id), _str_or_none(entry.version), _str_or_none(entry.provider)
     if _RARE.isdisjoint(a):
         # No cost, flag, layer, resend or error attribute (most spans, and every call ingest priced itself): one
         # test in C in place of a dozen look-ups.
-        flags = resend = error_type = dup_of = source = None
+        flags = resend = error_type = None
         layer_tokens = layer_costs = _NONE3
-        if priced is not None:  # the figures are what its attributes would have said (see Priced)
-            status = priced.status
-            cost_total, c_in, c_out, _, c_cr, c_cw, _, c_rs, _ = priced.figures
-            c_tool = None
-            entry = priced.cost._entry  # noqa: SLF001 - same package
-            model, version = _str_or_none(entry.id), _str_or_none(entry.version)
-            provider = _str_or_none(entry.provider)
-        else:
+        if priced is None:
             status = cost_total = c_in = c_out = c_cr = c_rs = c_cw = c_tool = None
-            model = version = provider = None
+            model = version = provider = dup_of = source = None
     else:
-        if priced is not None:  # a flag, resend count or error type beside the figures (no cost attribute)
-            status = priced.status
-            cost_total, c_in, c_out, _, c_cr, c_cw, _, c_rs, _ = priced.figures
-            c_tool = None
-        else:
+        if priced is None:
             status = get(A.COST_STATUS)
             if type(status) is not str:
                 status = None
@@ -401,6 +396,16 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
                 repriced = _reprice_duplicate(call, rec.start_ns, book, bad)
                 if repriced is not None:
                     repriced_provider, cost_total, c_in, c_out, c_cr, c_cw, c_rs = repriced
+            if _COST_TEXT.isdisjoint(a):
+                model = version = dup_of = provider = source = None
+            else:
+                model, version = _str_or_none(get(A.COST_MODEL)), _str_or_none(get(A.COST_PRICING_VERSION))
+                dup_of, provider = _str_or_none(get(A.COST_DUPLICATE_OF)), _str_or_none(get(A.COST_PROVIDER))
+                if dup_of is None and status != "duplicate":
+                    # the span carries its call and supersedes a twin without usage recorded earlier (D16): the
+                    # column names it, so that this counted row un-counts it (see _prepare)
+                    dup_of = _str_or_none(get(A.COST_SUPERSEDES))
+                source = _str_or_none(get(A.COST_LAYER_SOURCE))
         flags = get(A.COST_FLAGS)
         if isinstance(flags, (tuple, list)):
             flags = ",".join(str(f) for f in flags)
@@ -412,21 +417,6 @@ def record_to_row(rec: SpanRecord, *, store_content: bool = False, book: Any = N
             layer_tokens = layer_costs = _NONE3
         else:
             layer_tokens, layer_costs = _layer_values(a, bad)
-        if priced is not None:
-            entry = priced.cost._entry  # noqa: SLF001 - same package
-            model, version = _str_or_none(entry.id), _str_or_none(entry.version)
-            provider = _str_or_none(entry.provider)
-            dup_of = source = None
-        elif _COST_TEXT.isdisjoint(a):
-            model = version = dup_of = provider = source = None
-        else:
-            model, version = _str_or_none(get(A.COST_MODEL)), _str_or_none(get(A.COST_PRICING_VERSION))
-            dup_of, provider = _str_or_none(get(A.COST_DUPLICATE_OF)), _str_or_none(get(A.COST_PROVIDER))
-            if dup_of is None and status != "duplicate":
-                # the span carries its call and supersedes a twin without usage recorded earlier (D16): the
-                # column names it, so that this counted row un-counts it (see _prepare)
-                dup_of = _str_or_none(get(A.COST_SUPERSEDES))
-            source = _str_or_none(get(A.COST_LAYER_SOURCE))
         error_type = get("error.type")
         if error_type is not None:
             error_type = _str_or_none(error_type)

@@ -21,25 +21,29 @@ _MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini-2024-07-18"), ("anthrop
 _COUNT = st.one_of(st.none(), st.integers(0, 2_000_000), st.integers(0, 2**63 - 1))
 
 
-def _record(i: int, provider: str, model: str, usage: dict[str, int | None]) -> SpanRecord:
+def _record(i: int, provider: str, model: str, usage: dict[str, int | None], other: dict | None = None,
+            ) -> SpanRecord:
     attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.request.model": model,
-             "customer_id": "acme", **{k: v for k, v in usage.items() if v is not None}}
+             "customer_id": "acme", **{k: v for k, v in usage.items() if v is not None}, **(other or {})}
     return SpanRecord(trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", parent_span_id=None, name="chat",
                       kind="CLIENT", start_ns=1_763_000_000_000_000_000 + i, end_ns=1_763_000_001_000_000_000 + i,
                       status_code="UNSET", attributes=attrs, scope_name="opentelemetry.instrumentation.openai")
 
 
 @settings(max_examples=300, deadline=None)
-@given(which=st.integers(0, len(_MODELS) - 1), n_in=_COUNT, n_out=_COUNT, cache_read=_COUNT, reasoning=_COUNT)
+@given(which=st.integers(0, len(_MODELS) - 1), n_in=_COUNT, n_out=_COUNT, cache_read=_COUNT, reasoning=_COUNT,
+       other=st.sampled_from([{}, {"error.type": "timeout"}, {"http.request.resend_count": 2},
+                              {"http.request.resend_count": 2**40, "error.type": "x" * 300}]))
 def test_row_from_figures_equals_the_row_from_rendered_attributes(which: int, n_in: int | None, n_out: int | None,
-                                                                  cache_read: int | None,
-                                                                  reasoning: int | None) -> None:
+                                                                  cache_read: int | None, reasoning: int | None,
+                                                                  other: dict) -> None:
     """Proves: for any usage, the row ``ingest`` stores from a ``Priced`` call is the row the rendered attributes
-    give (every column), and ``_price_missing`` takes that path for the standard priced set."""
+    give (every column), beside other attributes the row reads (an error type, a resend count, out of range or
+    too long), and ``_price_missing`` takes that path for the standard priced set."""
     provider, model = _MODELS[which]
     usage = {"gen_ai.usage.input_tokens": n_in, "gen_ai.usage.output_tokens": n_out,
              "gen_ai.usage.cache_read.input_tokens": cache_read, "gen_ai.usage.reasoning_tokens": reasoning}
-    fast, slow = _record(0, provider, model, usage), _record(0, provider, model, usage)
+    fast, slow = _record(0, provider, model, usage, other), _record(0, provider, model, usage, other)
     _, (got,) = _price_missing([fast], Enricher(BOOK, langfuse=False))
     extra, status, call, cost = Enricher(BOOK, langfuse=False).compute_attributes(
         slow.attributes, span_id=slow.span_id, start_ns=slow.start_ns, end_ns=slow.end_ns, trace_id=slow.trace_id,
