@@ -365,9 +365,13 @@ class SegmentDir:
                 return done
             try:
                 present = [(s, r) for s, r in entries if s.path.exists()]  # a full compaction may have taken some
-                if len(present) >= 2:
-                    self._merge(present, level + 1 if level + 1 < FULL_LEVEL else level)
-                    done += 1
+                if len(present) < 2:
+                    # Nothing to merge (a compaction took the others): the one left stays as it is, and stays
+                    # this stream's. (Deleting it here, unmerged, lost a committed batch, issue 17.)
+                    self._mine[level] = present
+                    continue
+                self._merge(present, level + 1 if level + 1 < FULL_LEVEL else level)
+                done += 1
                 self._mine[level] = [e for e in self._mine[level] if e not in entries]  # kept if the merge failed
                 self.delete(s for s, _ in present)
             finally:
