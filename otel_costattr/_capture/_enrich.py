@@ -234,7 +234,8 @@ class _PairIndex:
         solo = self._solo
         if solo != e[_SCOPE]:
             if solo is not None:
-                self._replay()
+                if solo is not _MANY:
+                    self._replay()
                 return False
             self._solo = e[_SCOPE]
         pending = self._pending

@@ -86,8 +86,9 @@ def _price_missing(records: list[SpanRecord], enricher: Enricher) -> tuple[int, 
             parent_span_id=rec.parent_span_id, scope=rec.scope_name or "", render=False)
         if extra is UNRENDERED:
             # The standard priced set (the common case): the row's money columns take the figures the attributes
-            # would carry, without writing them into the span and reading them back (issue 17: a fifth of the
-            # per-span work). A total too large for the column takes the general path, which marks it.
+            # would carry, without writing them into the span only for the row to read them back (cost
+            # attributes are columns, never kept in the row's JSON). A total too large for its column takes the
+            # general path, which marks it.
             f = figures(cost)
             if f[0] < MONEY_LIMIT:
                 calls.append(Priced(call, status, cost, f))
