@@ -123,7 +123,9 @@ def test_gemini_generate_content(vendor: FakeVendorServer) -> None:
     assert (u.prompt_token_count, u.cached_content_token_count, u.candidates_token_count, u.thoughts_token_count,
             u.total_token_count) == (1200, 1000, 300, 200, 1700)
     (req,) = vendor.requests
-    assert req.endpoint == "gemini.generate_content" and req.path == "/v1beta/models/gemini-2.5-flash:generateContent"
+    # google-genai 2.x calls /v1beta, 3.x the stable /v1; the fake answers both
+    assert req.endpoint == "gemini.generate_content"
+    assert req.path in ("/v1beta/models/gemini-2.5-flash:generateContent", "/v1/models/gemini-2.5-flash:generateContent")
 
 
 def test_gemini_stream_and_function_call(vendor: FakeVendorServer) -> None:
