@@ -386,57 +386,67 @@ _ENTRY_MAX_BYTES = 128
 entry_cache_stats = {"cleared": 0}
 
 
+#: What :func:`simple_value` returns for a value in another shape.
+NOT_SIMPLE = object()
+
+
+def simple_value(b: bytes) -> Any:
+    """One serialized ``AnyValue`` in a shape protobuf writers produce for usage, identity and attribution: one
+    string shorter than 16 kB, one int below 2**21, one double, one bool (``None`` for an empty value); or
+    :data:`NOT_SIMPLE` for anything else (arrays, negative or large ints, bytes, kvlists, a repeated or unknown
+    field), which the caller decodes with protobuf. Raises ``UnicodeDecodeError`` for a string that is not UTF-8.
+    Shared by the file decoder (:func:`_wire_entry`) and ``serve``'s."""
+    n = len(b)
+    if n > 1:
+        tag = b[0]
+        if tag == 0x0A:  # string_value (field 1)
+            ln = b[1]
+            if ln < 0x80:
+                if n == 2 + ln:
+                    return b[2:].decode()
+            elif n > 2 and b[2] < 0x80 and n == 3 + ((ln & 0x7F) | (b[2] << 7)):
+                return b[3:].decode()
+        elif tag == 0x18:  # int_value (field 3, varint)
+            if n == 2:
+                if b[1] < 0x80:
+                    return b[1]
+            elif n == 3:
+                if b[1] >= 0x80 and b[2] < 0x80:
+                    return (b[1] & 0x7F) | (b[2] << 7)
+            elif n == 4 and b[1] >= 0x80 and b[2] >= 0x80 and b[3] < 0x80:
+                return (b[1] & 0x7F) | ((b[2] & 0x7F) << 7) | (b[3] << 14)
+        elif tag == 0x21:  # double_value (field 4, fixed64)
+            if n == 9:
+                return _DOUBLE.unpack_from(b, 1)[0]
+        elif tag == 0x10 and n == 2 and b[1] < 2:  # bool_value (field 2, varint)
+            return b[1] == 1
+    elif not n:
+        return None  # an empty AnyValue
+    return NOT_SIMPLE
+
+
 def _wire_entry(kv: bytes) -> tuple[str, Any]:
     """One serialized ``KeyValue`` in the layout protobuf writers produce (``0x0A <key length> <key> 0x12
-    <value length> <AnyValue>``, a key shorter than 128 bytes), with a one-field value: a string, an int or a bool
-    of one varint byte or two, a double; as ``(key, value)`` with the value as :func:`_pb_value` gives it.
-    Raises :class:`_Unusual` for anything else (other layouts, arrays, negative or large ints, bytes, kvlists,
-    invalid UTF-8), which the standard classes then decode or refuse."""
+    <value length> <AnyValue>``, a key shorter than 128 bytes) with a :func:`simple_value`, as ``(key, value)``
+    with the value as :func:`_pb_value` gives it. Raises :class:`_Unusual` for anything else (other layouts,
+    other values, invalid UTF-8), which the standard classes then decode or refuse."""
     try:
         if kv[0] == 0x0A:
             kl = kv[1]
             if kl < 0x80:
                 i = kl + 2
                 if kv[i] == 0x12:
-                    key = kv[2:i].decode()
                     vl = kv[i + 1]
-                    n = len(kv)
                     if vl < 0x80:
                         j = i + 2
-                        if n == j + vl:
-                            if vl == 0:
-                                return key, None  # an empty AnyValue
-                            tag = kv[j]
-                            if tag == 0x0A:  # string_value (field 1)
-                                sl = kv[j + 1]
-                                if sl < 0x80:
-                                    if vl == 2 + sl:
-                                        return key, kv[j + 2:].decode()
-                                elif vl > 2 and kv[j + 2] < 0x80 and vl == 3 + ((sl & 0x7F) | (kv[j + 2] << 7)):
-                                    return key, kv[j + 3:].decode()
-                            elif tag == 0x18:  # int_value (field 3, varint)
-                                if vl == 2:
-                                    if kv[j + 1] < 0x80:
-                                        return key, kv[j + 1]
-                                elif vl == 3 and kv[j + 1] >= 0x80 and kv[j + 2] < 0x80:
-                                    return key, (kv[j + 1] & 0x7F) | (kv[j + 2] << 7)
-                                elif vl == 4 and kv[j + 1] >= 0x80 and kv[j + 2] >= 0x80 and kv[j + 3] < 0x80:
-                                    return key, (kv[j + 1] & 0x7F) | ((kv[j + 2] & 0x7F) << 7) | (kv[j + 3] << 14)
-                            elif tag == 0x21:  # double_value (field 4, fixed64)
-                                if vl == 9:
-                                    return key, _DOUBLE.unpack_from(kv, j + 1)[0]
-                            elif tag == 0x10 and vl == 2 and kv[j + 1] < 2:  # bool_value (field 2)
-                                return key, kv[j + 1] == 1
-                    elif kv[i + 2] < 0x80 and n == i + 3 + ((vl & 0x7F) | (kv[i + 2] << 7)):
-                        j = i + 3  # a value of 128 bytes or more: a long string
-                        if kv[j] == 0x0A:
-                            sl = kv[j + 1]
-                            vlen = n - j
-                            if sl >= 0x80 and vlen > 3 and kv[j + 2] < 0x80 \
-                                    and vlen == 3 + ((sl & 0x7F) | (kv[j + 2] << 7)):
-                                return key, kv[j + 3:].decode()
-                            if sl < 0x80 and vlen == 2 + sl:  # a string of 126 or 127 bytes
-                                return key, kv[j + 2:].decode()
+                    elif kv[i + 2] < 0x80:  # a value of 128 bytes or more (a two-byte length)
+                        j, vl = i + 3, (vl & 0x7F) | (kv[i + 2] << 7)
+                    else:
+                        raise _Unusual
+                    if len(kv) == j + vl:
+                        value = simple_value(kv[j:])
+                        if value is not NOT_SIMPLE:
+                            return kv[2:i].decode(), value
     except (IndexError, UnicodeDecodeError):
         pass
     raise _Unusual

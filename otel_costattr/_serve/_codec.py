@@ -38,7 +38,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from .. import attributes as A
 from .._capture._enrich import UNRENDERED, Enricher
-from .._ledger._otlp import OTLPDecodeError, WireRequest
+from .._ledger._otlp import NOT_SIMPLE, OTLPDecodeError, WireRequest, simple_value
 
 __all__ = ["BodyTooLarge", "DecodedRequest", "EnrichCounts", "ProtoEnricher", "encode_response", "gunzip"]
 
@@ -186,39 +186,11 @@ _DOUBLE = struct.Struct("<d")
 
 
 def _wire_value(b: bytes) -> Any:
-    """One serialized ``AnyValue`` as :func:`_value` returns it.
-
-    The shapes protobuf writers produce for usage and identity (one string shorter than 16 kB, one int below
-    2**21, one double, one bool) are decoded here; anything else (arrays, negative or large ints, a repeated
-    or unknown field) is parsed by protobuf itself, so every valid encoding reads the same.
-    """
-    n = len(b)
-    if n > 1:
-        tag = b[0]
-        if tag == 0x0A:  # string_value (field 1)
-            ln = b[1]
-            if ln < 0x80:
-                if n == 2 + ln:
-                    return b[2:].decode()
-            elif n > 2 and b[2] < 0x80 and n == 3 + ((ln & 0x7F) | (b[2] << 7)):
-                return b[3:].decode()
-        elif tag == 0x18:  # int_value (field 3, varint)
-            if n == 2:
-                if b[1] < 0x80:
-                    return b[1]
-            elif n == 3:
-                if b[1] >= 0x80 and b[2] < 0x80:
-                    return (b[1] & 0x7F) | (b[2] << 7)
-            elif n == 4 and b[1] >= 0x80 and b[2] >= 0x80 and b[3] < 0x80:
-                return (b[1] & 0x7F) | ((b[2] & 0x7F) << 7) | (b[3] << 14)
-        elif tag == 0x21:  # double_value (field 4, fixed64)
-            if n == 9:
-                return _DOUBLE.unpack_from(b, 1)[0]
-        elif tag == 0x10 and n == 2 and b[1] < 2:  # bool_value (field 2, varint)
-            return b[1] == 1
-    elif not n:
-        return None  # an empty AnyValue
-    return _value(AnyValue.FromString(b))
+    """One serialized ``AnyValue`` as :func:`_value` returns it: the shapes protobuf writers produce for usage and
+    identity are decoded by :func:`~otel_costattr._ledger._otlp.simple_value`; anything else is parsed by
+    protobuf itself, so every valid encoding reads the same."""
+    value = simple_value(b)
+    return _value(AnyValue.FromString(b)) if value is NOT_SIMPLE else value
 
 
 def _value(v: Any) -> Any:
