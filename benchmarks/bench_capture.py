@@ -31,7 +31,7 @@ Both run inside a context carrying 5 baggage entries.
 Targets (issue 18): chat span cost / sdk_batch <= 1.25x; http span cost_http / sdk_batch_http <= 1.02x;
 ours / sdk_batch_baggage <= 1.15x; memory bounded. The floors show what is left once a span is read and priced;
 floor_d4 and floor_d4_baggage are above the chat-span and whole-pipeline targets on this machine (2026-12-05:
-1.30-1.33x and 1.25-1.27x), so those targets are out of reach for any processor that keeps what issue 18 keeps.
+1.30-1.36x and 1.25-1.27x), so those targets are out of reach for any processor that keeps what issue 18 keeps.
 Times are this process's CPU time per span (all threads), median of interleaved rounds.
 """
 

@@ -123,7 +123,7 @@ def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook, *
         if progress is not None:
             progress(state["bytes"], state["stored"])
 
-    def priced() -> Iterable[tuple[SpanRecord, Call | None]]:
+    def priced() -> Iterable[tuple[SpanRecord, Call | Priced | None]]:
         # Runs on the caller's thread inside Ledger.write_read_stream, while the previous batch is being written.
         pending: list[SpanRecord] = []
         done = 0
@@ -152,7 +152,7 @@ def ingest_files(paths: Iterable[str | Path], ledger: Ledger, book: PriceBook, *
         if pending:
             yield from read(pending)
 
-    def read(records: list[SpanRecord]) -> Iterable[tuple[SpanRecord, Call | None]]:
+    def read(records: list[SpanRecord]) -> Iterable[tuple[SpanRecord, Call | Priced | None]]:
         priced_now, calls = _price_missing(records, enricher)
         result.priced_now += priced_now
         return zip(records, calls)

@@ -208,7 +208,7 @@ class Priced(NamedTuple):
 
 # What the columns can hold. DECIMAL(38,18) keeps 20 integer digits; one value beyond its column's range
 # used to fail the Arrow conversion or DuckDB's CAST for the whole batch (up to 2,048 spans).
-_MONEY_LIMIT = MONEY_LIMIT = 1e20
+MONEY_LIMIT = 1e20
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _NONE3 = (None, None, None)
@@ -235,14 +235,14 @@ def _dec(value: Any, column: str | None = None, bad: _OutOfRange | None = None) 
     elif t is int:
         if value < 0:
             return None
-        if value >= _MONEY_LIMIT:  # compared as int: float() of a huge int would raise
+        if value >= MONEY_LIMIT:  # compared as int: float() of a huge int would raise
             if bad is not None:
                 bad[column or "?"] = value
             return None
         value = float(value)
     else:
         return None
-    if value >= _MONEY_LIMIT:
+    if value >= MONEY_LIMIT:
         if bad is not None:
             bad[column or "?"] = value
         return None
@@ -611,8 +611,9 @@ class Ledger:
         return self.write_rows(self.rows(records), replace=replace)
 
     def rows(self, records: Iterable[SpanRecord], calls: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        """The ledger rows of ``records`` (see :func:`record_to_row`; ``calls``: each record's ``Call`` or None,
-        when the caller read them already), counting and logging values that did not fit their column."""
+        """The ledger rows of ``records`` (see :func:`record_to_row`; ``calls``: each record's ``Call``,
+        :class:`Priced` or None, when the caller read them already), counting and logging values that did not fit
+        their column."""
         bad: list[str] = []
         content, book = self.store_content, self.book
         if calls is None:
@@ -660,8 +661,8 @@ class Ledger:
                           batch_size: int = 65536, progress: Any = None) -> int:
         """:meth:`write_stream` of ``(record, Call, Priced or None)`` pairs: each record with what ``read_call``
         gave for it, when the caller read it already (``ingest``: the enricher did), or a :class:`Priced` call;
-        same segments, same batches. Rows are
-        made at each batch's end, just before they are converted (measured faster than holding made rows)."""
+        same segments, same batches. Rows are made at each batch's end, just before they are converted (measured
+        faster than holding made rows)."""
         def to_rows(pairs: list[tuple[SpanRecord, Any]]) -> list[tuple[Any, ...]]:
             return self.rows([r for r, _ in pairs], [c for _, c in pairs])
 
